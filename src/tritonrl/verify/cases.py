@@ -1,0 +1,148 @@
+"""Build the correctness cases in the trusted parent: inputs, parameters and reference outputs.
+
+For every planned shape (the CPU-scaled default plus shape-family variants) the reference model is built under a
+fresh secret seed; its state dict goes to the worker so ModelNew gets identical parameters. For every value
+distribution a case gets a fresh secret seed: the task's own `get_inputs()` runs under it, then floating inputs are
+redrawn from the distribution (native keeps them). The reference runs on a pristine copy, so a candidate that
+mutates its inputs cannot corrupt the expected output; whether the reference itself mutates an input is recorded.
+Cases whose reference output is entirely NaN/Inf (e.g. log of negative inputs) are dropped with a note.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from tritonrl.tasks.reference import ReferenceProgram
+from tritonrl.tasks.schema import Task
+from tritonrl.tasks.shapes import ShapePlan
+from tritonrl.verify.config import VerifyConfig
+
+MATMUL_OPS = frozenset({"aten.mm", "aten.bmm", "aten.addmm", "aten.baddbmm", "aten.convolution", "aten.matmul",
+                        "aten.dot", "aten.mv", "aten.addmv", "aten._convolution", "aten.linear"})
+SCALES = {"normal": 1.0, "wide": 100.0, "small": 1e-3}
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    distribution: str
+    seed: int
+    poison: str | None  # "sentinel" | "nan" | None
+    inputs: list[Any]
+    ref_outputs: tuple[torch.Tensor, ...]
+    ref_mutated: list[bool]
+
+
+@dataclasses.dataclass
+class Shape:
+    name: str
+    sizes: dict[str, int]
+    init_args: list[Any]
+    init_seed: int
+    state_dict: dict[str, torch.Tensor]
+    cases: list[Case]
+
+
+class _OpNames(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        self.names.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def _seed() -> int:
+    return secrets.randbits(31)  # fresh per run: the candidate cannot know the inputs in advance
+
+
+def distribute(inputs: list[Any], distribution: str, seed: int) -> list[Any]:
+    """Redraw floating tensors from `distribution` (native: unchanged). Integer inputs keep the task's values."""
+    if distribution == "native":
+        return inputs
+    gen = torch.Generator().manual_seed(seed)
+    scale = SCALES[distribution]
+    out = []
+    for x in inputs:
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            x = (torch.randn(x.shape, generator=gen, dtype=torch.float64) * scale).to(x.dtype)
+        out.append(x)
+    return out
+
+
+def _clone(inputs: list[Any]) -> list[Any]:
+    return [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
+
+
+def _moved(xs: list[Any], device: str) -> list[Any]:
+    return [x.to(device) if isinstance(x, torch.Tensor) else x for x in xs]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if not isinstance(a, torch.Tensor):
+        return True
+    b = b.to("cpu")
+    return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all()) if a.is_floating_point() else torch.equal(a, b)
+
+
+def build_shape(task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig) -> tuple[Shape, list[str], set[str]]:
+    """Cases for one shape. Returns the shape, notes about dropped cases, and the aten ops the reference ran."""
+    prog = ReferenceProgram(task, sizes)
+    init_seed = _seed()
+    init_args = prog.get_init_inputs()
+    model = prog.make_model(init_seed).to(cfg.device)
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    cases, notes, ops = [], [], set()
+    for distribution in cfg.distributions:
+        seed = _seed()
+        torch.manual_seed(seed)
+        inputs = distribute(prog.get_inputs(), distribution, seed)
+        ref_inputs = _moved(_clone(inputs), cfg.device)
+        recorder = _OpNames()
+        with torch.no_grad(), recorder:
+            outputs = prog.run(model, ref_inputs)
+        ops |= recorder.names
+        outputs = tuple(o.detach().to("cpu") for o in outputs)
+        if distribution != "native" and all(
+            o.is_floating_point() and not bool(torch.isfinite(o).any()) for o in outputs
+        ):
+            notes.append(f"{name}/{distribution}: dropped, the reference output is entirely NaN/Inf")
+            continue
+        poison = None
+        if cfg.poison_outputs:
+            poison = "sentinel" if len(cases) % 2 == 0 else "nan"
+        mutated = [not _same(a, b) for a, b in zip(inputs, ref_inputs, strict=True)]
+        cases.append(Case(f"{name}/{distribution}", distribution, seed, poison, inputs, outputs, mutated))
+    return Shape(name, dict(sizes), init_args, init_seed, state, cases), notes, ops
+
+
+def build_cases(task: Task, plan: ShapePlan, cfg: VerifyConfig) -> tuple[list[Shape], list[str], bool]:
+    """All shapes and cases. Returns (shapes, notes, reference_uses_matmul)."""
+    shapes, notes, ops = [], list(plan.notes), set()
+    named = [("base", plan.base)] + [(f"variant{i + 1}", v) for i, v in enumerate(plan.variants[: cfg.n_variants])]
+    for name, sizes in named:
+        shape, shape_notes, shape_ops = build_shape(task, name, sizes, cfg)
+        shapes.append(shape)
+        notes += shape_notes
+        ops |= shape_ops
+    return shapes, notes, bool(ops & MATMUL_OPS)
+
+
+def request_shapes(shapes: list[Shape]) -> list[dict[str, Any]]:
+    """What the worker receives: never the reference outputs."""
+    return [
+        {
+            "name": s.name,
+            "init_args": s.init_args,
+            "init_seed": s.init_seed,
+            "state_dict": s.state_dict,
+            "cases": [{"name": c.name, "inputs": c.inputs, "poison": c.poison} for c in s.cases],
+        }
+        for s in shapes
+    ]

@@ -1,0 +1,81 @@
+"""VerifyConfig: every knob of the verification funnel, with help text and validation.
+
+Defaults are the hardened settings; the fields exist so ablations (and tests of one defence layer at a time) can
+switch a layer off. A disabled layer is really disabled: the funnel checks these flags, nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import field
+
+from tritonrl.errors import ConfigError
+
+DISTRIBUTIONS = ("native", "normal", "wide", "small")
+POLICIES = ("strict", "partial")
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyConfig:
+    device: str = field(default="cpu", metadata={"help": "'cpu' (Triton interpreter) or 'cuda'."})
+    policy: str = field(
+        default="strict",
+        metadata={
+            "help": "Provenance policy. 'strict': outside Triton launches forward may only allocate, view and copy. "
+            "'partial': any torch op is allowed, but a candidate kernel must launch and the output must depend on it."
+        },
+    )
+    n_variants: int = field(default=2, metadata={"help": "Shape-family variants checked besides the base shape."})
+    distributions: tuple[str, ...] = field(
+        default=DISTRIBUTIONS,
+        metadata={"help": f"Value distributions for floating inputs, a subset of {DISTRIBUTIONS}."},
+    )
+    max_numel: int = field(
+        default=8192, metadata={"help": "CPU scaling budget: largest tensor (elements) at the base shape."}
+    )
+    static_checks: bool = field(default=True, metadata={"help": "Run the AST pre-filter (a layer, not the authority)."})
+    ghost_replay: bool = field(
+        default=True, metadata={"help": "Re-run one case with candidate kernels made no-ops; output must change."}
+    )
+    poison_outputs: bool = field(
+        default=True, metadata={"help": "Fill fresh allocations with NaN/sentinels so unwritten elements show."}
+    )
+    audit_guard: bool = field(
+        default=True, metadata={"help": "Install the in-worker audit hook that blocks file/network/process access."}
+    )
+    timeout_s: float = field(default=60.0, metadata={"help": "Wall-clock limit for the sandboxed worker."})
+    memory_limit_mb: int = field(default=4096, metadata={"help": "Resident-memory limit of the worker (watchdog)."})
+    max_output_bytes: int = field(default=64 * 1024, metadata={"help": "Candidate stdout/stderr kept per stream."})
+    file_size_limit_mb: int = field(default=256, metadata={"help": "RLIMIT_FSIZE of the worker."})
+    tf32: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Use the TF32 tolerance row for fp32 tasks whose reference runs a matmul/conv. None: on cuda only."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"device={self.device!r}: must be 'cpu' or 'cuda' (use --device auto in the CLI).")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy={self.policy!r}: must be one of {POLICIES}.")
+        bad = [d for d in self.distributions if d not in DISTRIBUTIONS]
+        if bad or not self.distributions:
+            raise ConfigError(f"distributions={self.distributions!r}: each must be one of {DISTRIBUTIONS}.")
+        if self.n_variants < 0:
+            raise ConfigError(f"n_variants={self.n_variants}: must be >= 0 (2 or more recommended).")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"timeout_s={self.timeout_s}: must be positive; try 60.")
+        if self.memory_limit_mb < 512:
+            raise ConfigError(f"memory_limit_mb={self.memory_limit_mb}: torch alone needs ~400 MB; use >= 512.")
+
+    @property
+    def use_tf32_tolerance(self) -> bool:
+        return self.device == "cuda" if self.tf32 is None else self.tf32
+
+    def config_hash(self) -> str:
+        """Stable hash of every field that can change a verdict (used as a result-store key)."""
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,210 @@
+"""In-worker runtime guard: an audit hook that attributes sensitive operations to their origin and blocks them.
+
+Runs only inside the sandboxed worker (`verify/worker.py`), installed after torch and triton are imported and before
+the candidate is. CPython audit hooks cannot be removed once added, and they see `open`, `socket.*`, `subprocess`,
+`os.system`/`exec`/`fork`, `ctypes`, `gc`, frame introspection, `exec`/`compile` and type attribute assignment.
+
+Origin: for each event we walk the Python stack outward, skipping "transparent" frames (torch, the standard library,
+frozen importlib). The first other frame decides: triton's or tritonrl's code is trusted (Triton compiles kernels,
+spawns ptxas and writes its cache on the candidate's behalf); anything else is the candidate (fail closed).
+
+What it covers:
+- network: every Python-level socket is refused, whoever asks (nothing in the worker needs one);
+- processes: subprocess/os.system/exec/spawn/fork/kill are refused unless triton asked (ptxas, launcher build);
+- files: writes outside the worker's temp dir are refused for everyone; candidate-originated opens are refused
+  except reads inside the Python installation (lazy imports) and the temp dir;
+- introspection and tampering from candidate code: gc object walks, frame/code access, ctypes, exec/compile,
+  marshal, settrace/setprofile, new audit hooks, assigning attributes on types (monkeypatching torch.Tensor...).
+What it does not cover (the other layers do): C-level syscalls made by native code (so CUDA keeps working);
+`os.write` to an inherited fd (the result channel is authenticated instead, see `protocol.py`); module-attribute
+monkeypatching (`torch.x = f`, caught by the integrity snapshot in `worker.py` and by the static rules); reading
+memory it already holds. Python documents audit hooks as unsuitable for a sandbox on their own: this is one layer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from collections.abc import Callable
+
+NETWORK_EVENTS = frozenset(
+    {"socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto", "socket.gethostbyname"}
+)
+PROCESS_EVENTS = frozenset(
+    {
+        "subprocess.Popen",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        "os.forkpty",
+        "os.kill",
+        "os.killpg",
+        "pty.spawn",
+        "signal.pthread_kill",
+    }
+)
+FILE_MUTATION_EVENTS = frozenset(
+    {
+        "os.remove",
+        "os.rename",
+        "os.rmdir",
+        "os.mkdir",
+        "os.chmod",
+        "os.chown",
+        "os.link",
+        "os.symlink",
+        "os.truncate",
+        "os.utime",
+        "shutil.rmtree",
+        "shutil.move",
+        "shutil.copyfile",
+    }
+)
+# Candidate-originated only: introspection and tampering primitives no honest kernel needs.
+TAMPER_EVENTS = frozenset(
+    {
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "sys._getframe",
+        "sys._current_frames",
+        "sys._current_exceptions",
+        "sys.settrace",
+        "sys.setprofile",
+        "sys.addaudithook",
+        "object.__getattr__",
+        "object.__setattr__",
+        "object.__delattr__",
+        "code.__new__",
+        "function.__new__",
+        "exec",
+        "compile",
+        "marshal.loads",
+        "marshal.load",
+        "pickle.find_class",
+        "ctypes.dlopen",
+        "ctypes.dlsym",
+        "ctypes.addressof",
+        "ctypes.cdata",
+        "ctypes.string_at",
+        "ctypes.wstring_at",
+        "ctypes.call_function",
+        "os.putenv",
+        "os.unsetenv",
+        "os.chdir",
+        "mmap.__new__",
+        "builtins.input",
+        "builtins.breakpoint",
+    }
+)
+OPEN_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+
+
+def _package_dir(name: str) -> str | None:
+    mod = sys.modules.get(name)
+    file = getattr(mod, "__file__", None)
+    return os.path.dirname(os.path.realpath(file)) + os.sep if file else None
+
+
+class Origin:
+    """Attributes the running Python code to 'candidate', 'triton' or 'trusted' by walking the stack outward."""
+
+    def __init__(self) -> None:
+        stdlib = {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")}
+        self.transparent = tuple(p for p in [_package_dir("torch"), _package_dir("numpy"), *stdlib] if p)
+        self.triton_dir = _package_dir("triton") or "\0"
+        self.trusted = tuple(p for p in [_package_dir("tritonrl")] if p)
+
+    def of(self, f) -> str:  # noqa: ANN001 (a frame)
+        while f is not None:
+            fn = f.f_code.co_filename
+            # Trusted packages first: site-packages sits under the stdlib prefix, which is transparent.
+            if fn.startswith(self.triton_dir):
+                return "triton"
+            if fn.startswith(self.trusted):
+                return "trusted"
+            if fn.startswith("<frozen") or fn.startswith(self.transparent):
+                f = f.f_back
+                continue
+            if f.f_back is None:  # the worker's bootstrap frame: nothing above it decided
+                return "trusted"
+            return "candidate"
+        return "trusted"
+
+
+class Guard:
+    """The audit-hook policy. `report(kind, detail)` is called once per blocked operation (it must not raise)."""
+
+    def __init__(self, workdir: str, report: Callable[[str, str], None], origin: Origin) -> None:
+        self.workdir = os.path.realpath(workdir) + os.sep
+        self.report = report
+        self.origin = origin
+        self.enabled = False
+        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, *sysconfig.get_paths().values()}
+        self.readable = tuple(os.path.realpath(p) + os.sep for p in prefixes) + (self.workdir,)
+        self._busy = False
+        self._frame = None
+
+    def install(self) -> None:
+        self.enabled = True
+        sys.addaudithook(self._hook)
+
+    # --- the hook -----------------------------------------------------------------------------------------------
+    def _hook(self, event: str, args: tuple) -> None:
+        if not self.enabled or self._busy:
+            return
+        if not (
+            event == "open"
+            or event in NETWORK_EVENTS
+            or event in PROCESS_EVENTS
+            or event in FILE_MUTATION_EVENTS
+            or event in TAMPER_EVENTS
+        ):
+            return
+        self._busy = True  # our own frame walk raises sys._getframe / object.__getattr__ events
+        try:
+            self._frame = sys._getframe(1)  # the Python code that triggered the event
+            verdict = self._decide(event, args)
+        finally:
+            self._frame = None
+            self._busy = False
+        if verdict is not None:
+            kind, detail = verdict
+            self.report(kind, detail)
+            raise PermissionError(f"tritonrl sandbox: {detail}")
+
+    def _decide(self, event: str, args: tuple) -> tuple[str, str] | None:
+        if event in NETWORK_EVENTS:
+            return "network_access", f"{event} refused (no network in the sandbox)"
+        if event == "open":
+            return self._decide_open(args)
+        origin = self.origin.of(self._frame)
+        if event in PROCESS_EVENTS:
+            return None if origin == "triton" else ("process_spawn", f"{event} refused (origin: {origin})")
+        if event in FILE_MUTATION_EVENTS:
+            paths = [a for a in args if isinstance(a, (str, bytes, os.PathLike))]
+            if origin == "candidate" or not all(self._in_workdir(p) for p in paths):
+                return "file_access", f"{event}{tuple(map(str, paths))} refused"
+            return None
+        if event in TAMPER_EVENTS and origin == "candidate":
+            return "tampering", f"{event} refused: candidate code may not introspect or patch the runtime"
+        return None
+
+    def _decide_open(self, args: tuple) -> tuple[str, str] | None:
+        path, mode, flags = (list(args) + [None, None, None])[:3]
+        if path is None or isinstance(path, int):  # fdopen of an existing descriptor
+            return None
+        path = os.fsdecode(path)
+        writing = bool(mode and any(c in str(mode) for c in "wax+")) or bool(flags and flags & OPEN_WRITE_FLAGS)
+        real = os.path.realpath(path)
+        if writing and not (self._in_workdir(real) or real == "/dev/null"):
+            return "file_access", f"open({path!r}, write) outside the sandbox directory refused"
+        if self.origin.of(self._frame) == "candidate" and (writing or not real.startswith(self.readable)):
+            return "file_access", f"open({path!r}) by candidate code refused"
+        return None
+
+    def _in_workdir(self, path: object) -> bool:
+        return os.path.realpath(os.fsdecode(path)).startswith(self.workdir)  # type: ignore[arg-type]

@@ -1,0 +1,204 @@
+"""Turn the worker's message stream into stage outcomes (parent side, pure logic over decoded frames).
+
+`Judge.feed` consumes one frame and returns a failure as soon as one is certain, so the funnel can kill the worker
+early; `Judge.finish` classifies how the worker ended when no frame explained it. Stage attribution: anything before
+the first forward is LOAD; what forward did (sandbox violations, torch compute, launches, tampering, dependence) is
+PROVENANCE; failing to produce the right outputs (exceptions, crashes, timeouts, wrong values) is CORRECTNESS.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from typing import Any
+
+import torch
+
+from tritonrl.types import CheckResult, FailureKind, ProvenanceReport, Stage
+from tritonrl.verify.cases import Shape
+from tritonrl.verify.correctness import compare_outputs
+from tritonrl.verify.provenance import ProvenancePolicy, judge_call
+from tritonrl.verify.sandbox import ExitInfo
+
+_POISON = {"nan": float("nan")}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    stage: Stage
+    kind: FailureKind
+    message: str  # one line
+    detail: str = ""  # e.g. the candidate's traceback
+
+
+def _poison_for(kind: str | None, dtype: torch.dtype) -> float | int | None:
+    if kind is None:
+        return None
+    from tritonrl.verify.recorder import poison_value  # the same table the worker used
+
+    return poison_value(dtype, kind)
+
+
+def _identical(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False
+        if x.is_floating_point():
+            if not bool(((x == y) | (torch.isnan(x) & torch.isnan(y))).all()):
+                return False
+        elif not torch.equal(x, y):
+            return False
+    return True
+
+
+class Judge:
+    def __init__(self, shapes: list[Shape], policy: ProvenancePolicy, *, tf32: bool) -> None:
+        self.shapes = shapes
+        self.policy = policy
+        self.tf32 = tf32
+        self.ready = False
+        self.netns: bool | None = None
+        self.loaded = False
+        self.load_ms = 0.0
+        self.forward_ms = 0.0
+        self.done = False
+        self.checks: list[CheckResult] = []
+        self.ops: collections.Counter[str] = collections.Counter()
+        self.kernels: set[str] = set()
+        self.foreign: set[str] = set()
+        self.n_launches = 0
+        self.ghost_changed: bool | None = None
+        self._first_outputs: list[torch.Tensor] | None = None
+
+    # --- per frame ---------------------------------------------------------------------------------------------
+    def feed(self, msg: dict[str, Any]) -> Failure | None:
+        t = msg.get("t")
+        if t == "ready":
+            self.ready, self.netns = True, bool(msg.get("netns"))
+        elif t == "loaded":
+            self.loaded, self.load_ms = True, float(msg.get("ms", 0.0))
+        elif t == "done":
+            self.done = True
+        elif t == "violation":
+            stage = Stage.PROVENANCE if self.loaded else Stage.LOAD
+            return Failure(stage, FailureKind(msg["kind"]), f"sandbox refused: {msg['detail']}")
+        elif t == "error":
+            return self._error(msg)
+        elif t == "case":
+            return self._case(msg)
+        return None
+
+    def _error(self, msg: dict[str, Any]) -> Failure:
+        phase, kind = msg.get("phase"), FailureKind(msg.get("kind", "runtime_error"))
+        text = str(msg.get("message", ""))
+        if phase in ("load", "construct"):
+            return Failure(Stage.LOAD, kind, f"{phase} failed: {_last_line(text)}", text)
+        where = self._case_name(msg)
+        return Failure(Stage.CORRECTNESS, kind, f"forward failed on {where}: {_last_line(text)}", text)
+
+    def _case_name(self, msg: dict[str, Any]) -> str:
+        shape = self.shapes[msg["shape"]]
+        name = shape.cases[msg["case"]].name if "case" in msg else shape.name
+        return name + ("" if msg.get("mode", "normal") == "normal" else f"#{msg['mode']}")
+
+    def _case(self, msg: dict[str, Any]) -> Failure | None:
+        self.forward_ms += float(msg.get("ms", 0.0))
+        where = self._case_name(msg)
+        if msg.get("threads", 0) > 0:
+            return Failure(Stage.PROVENANCE, FailureKind.PROCESS_SPAWN, f"forward left {msg['threads']} new "
+                           f"thread(s) running on {where}")
+        if msg.get("tamper"):
+            return Failure(Stage.PROVENANCE, FailureKind.TAMPERING, f"runtime tampering on {where}: "
+                           + "; ".join(msg["tamper"]))
+        launches = [(str(n), bool(m)) for n, m in msg.get("launches", [])]
+        if msg["mode"] == "ghost":
+            self.ghost_changed = not _identical(msg["outputs"], self._first_outputs or [])
+            if self.policy.require_dependence and not self.ghost_changed:
+                return Failure(Stage.PROVENANCE, FailureKind.NOT_DEPENDENT, "with the candidate's Triton kernels "
+                               "turned into no-ops the output is unchanged: the kernels do not compute it")
+            return None
+        ops = {str(k): int(v) for k, v in msg.get("ops", {}).items()}
+        self.ops.update(ops)
+        self.n_launches += len(launches)
+        self.kernels |= {n for n, mine in launches if mine}
+        self.foreign |= {n for n, mine in launches if not mine}
+        verdict = judge_call(self.policy, ops, launches)
+        if verdict is not None:
+            return Failure(Stage.PROVENANCE, verdict[0], f"{verdict[1]} (on {where})")
+        return self._correctness(msg, where)
+
+    def _correctness(self, msg: dict[str, Any], where: str) -> Failure | None:
+        shape = self.shapes[msg["shape"]]
+        case = shape.cases[msg["case"]]
+        if msg.get("structure_error"):
+            return Failure(Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{msg['structure_error']} on "
+                           f"{where}")
+        outputs: list[torch.Tensor] = msg["outputs"]
+        if self._first_outputs is None:
+            self._first_outputs = outputs
+        mutated = [bool(m) and not r for m, r in zip(msg.get("mutated", []), case.ref_mutated, strict=False)]
+        if any(mutated):
+            index = mutated.index(True)
+            return Failure(Stage.CORRECTNESS, FailureKind.INPUT_MUTATION, f"forward modified input {index} on "
+                           f"{where}; the reference does not")
+        poison_kind = case.poison
+        if msg["mode"] == "repeat" and poison_kind:
+            poison_kind = "nan" if poison_kind == "sentinel" else "sentinel"
+        poison = _poison_for(poison_kind, case.ref_outputs[0].dtype) if case.ref_outputs else None
+        cmp = compare_outputs(outputs, case.ref_outputs, poison=poison, tf32=self.tf32)
+        check = CheckResult(
+            case=where, sizes=shape.sizes, distribution=case.distribution, seed=case.seed,
+            passed=cmp.failure is None, failure=cmp.failure, message=cmp.message, output_index=cmp.output_index,
+            n_elements=cmp.n_elements, n_mismatch=cmp.n_mismatch, max_abs_err=_finite(cmp.max_abs_err),
+            max_rel_err=_finite(cmp.max_rel_err), first_bad_index=cmp.first_bad_index, atol=cmp.atol, rtol=cmp.rtol,
+        )  # fmt: skip
+        self.checks.append(check)
+        if cmp.failure is not None:
+            return Failure(Stage.CORRECTNESS, cmp.failure, f"{where}: {cmp.message}")
+        return None
+
+    # --- end of stream -----------------------------------------------------------------------------------------
+    def finish(self, exit: ExitInfo) -> Failure | None:
+        if self.done:
+            expected = sum(len(s.cases) for s in self.shapes)
+            if len(self.checks) < expected:
+                return Failure(Stage.CORRECTNESS, FailureKind.EXITED, f"worker finished after {len(self.checks)} of "
+                               f"{expected} checks")
+            return None
+        stage = Stage.CORRECTNESS if self.loaded else Stage.LOAD
+        if exit.protocol_error:
+            return Failure(Stage.PROVENANCE, FailureKind.TAMPERING, f"result channel corrupted: {exit.protocol_error}")
+        if exit.timed_out:
+            return Failure(stage, FailureKind.TIMEOUT, "the worker exceeded its time limit and was killed")
+        if exit.memory_exceeded:
+            return Failure(stage, FailureKind.MEMORY_LIMIT, f"resident memory exceeded the limit "
+                           f"({exit.peak_rss_mb:.0f} MB seen)")
+        sig = exit.signal_name
+        if sig == "SIGXFSZ":
+            return Failure(stage, FailureKind.OUTPUT_LIMIT, "the candidate wrote more than the file-size limit")
+        if sig is not None:
+            return Failure(stage, FailureKind.CRASH, f"the worker died from {sig}")
+        return Failure(stage, FailureKind.EXITED, f"the worker exited (status {exit.returncode}) before finishing")
+
+    def provenance(self) -> ProvenanceReport:
+        return ProvenanceReport(
+            candidate_kernels=tuple(sorted(self.kernels)),
+            foreign_kernels=tuple(sorted(self.foreign)),
+            n_launches=self.n_launches,
+            torch_ops=dict(sorted(self.ops.items())),
+            forbidden_ops=tuple(self.policy.forbidden(self.ops)),
+            policy=self.policy.name,
+            ghost_replay_changed_output=self.ghost_changed,
+        )
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else float("inf")
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "unknown error"

@@ -1,0 +1,152 @@
+"""Runtime provenance recording inside the worker: every aten op and every Triton launch during `forward`.
+
+- `Recorder` is a TorchDispatchMode, so it sees ops at the dispatcher: `@`, tensor methods, `torch.ops.aten.*`,
+  functional calls, nn modules, ops reached through getattr or exec all arrive as aten ops. Each op is attributed to
+  its origin by walking the Python stack (see `guard.Origin`): ops issued by Triton's own code (the interpreter's
+  host copies, the launcher) are part of a launch; every other op counts as the candidate's, including ops a
+  "kernel" body issues on the CPU interpreter. Fresh allocations by the candidate are poisoned (NaN or a sentinel)
+  so unwritten output elements cannot pass.
+- `patch_triton_launches` wraps `JITFunction.run` / `InterpretedFunction.run` to record launches and whether the
+  kernel was defined in the candidate file, and in ghost mode to skip candidate kernels (Ghost Replay).
+- `integrity_snapshot` records the identity of every public attribute of torch, torch.Tensor, torch.nn.functional,
+  triton and triton.language; a changed snapshot after candidate code ran means monkeypatching.
+The parent applies the policy to these records (`verify/provenance.py`); this module only observes.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from tritonrl.verify.guard import Origin
+
+ALLOC_OPS = frozenset(
+    {
+        "aten.empty",
+        "aten.empty_like",
+        "aten.empty_strided",
+        "aten.new_empty",
+        "aten.new_empty_strided",
+    }
+)
+_SENTINELS = {torch.float16: -31337.0, torch.bfloat16: -1.2345e30, torch.float32: -1.2345e30, torch.float64: -1.2345e30}
+
+
+def poison_value(dtype: torch.dtype, kind: str) -> float | int | None:
+    """The value fresh candidate allocations are filled with: NaN or a distinctive finite sentinel."""
+    if dtype.is_floating_point:
+        return float("nan") if kind == "nan" else _SENTINELS.get(dtype, -1.2345e30)
+    if dtype == torch.bool:
+        return None
+    if dtype.is_complex:
+        return None
+    return {torch.uint8: 0xA5, torch.int8: -91}.get(dtype, -0x5A5A5A5)
+
+
+class Recorder(TorchDispatchMode):
+    """Counts aten ops by origin during forward and poisons the candidate's fresh allocations."""
+
+    def __init__(self, origin: Origin) -> None:
+        super().__init__()
+        self.origin = origin
+        self.poison_kind: str | None = None  # "nan" | "sentinel" | None
+        self.candidate_ops: collections.Counter[str] = collections.Counter()
+        self.launch_ops = 0
+
+    def reset(self, poison_kind: str | None) -> None:
+        self.poison_kind = poison_kind
+        self.candidate_ops = collections.Counter()
+        self.launch_ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.origin.of(sys._getframe(1)) != "candidate":
+            self.launch_ops += 1
+            return out
+        name = str(func.overloadpacket)
+        if name == "aten._to_copy" and args and isinstance(args[0], torch.Tensor):
+            if kwargs.get("dtype", args[0].dtype) != args[0].dtype:
+                name = "aten._to_copy[dtype-change]"
+        self.candidate_ops[name] += 1
+        if self.poison_kind and name in ALLOC_OPS and isinstance(out, torch.Tensor):
+            value = poison_value(out.dtype, self.poison_kind)
+            if value is not None and out.numel():
+                out.fill_(value)
+        return out
+
+
+class LaunchLog:
+    """Triton launches seen during the current forward, plus the ghost-replay switch."""
+
+    def __init__(self, candidate_file: str) -> None:
+        self.candidate_file = os.path.realpath(candidate_file)
+        self.launches: list[tuple[str, bool]] = []
+        self.ghost = False
+
+    def is_candidate(self, kernel: Any) -> bool:
+        fn = getattr(kernel, "fn", None)
+        code = getattr(fn, "__code__", None)
+        return bool(code) and os.path.realpath(code.co_filename) == self.candidate_file
+
+
+def patch_triton_launches(log: LaunchLog) -> list[tuple[type, Any]]:
+    """Wrap the kernel-launch entry points; returns the patched (class, wrapper) pairs for integrity checks."""
+    import triton.runtime.jit as jit_mod
+
+    classes: list[type] = [jit_mod.JITFunction]
+    try:
+        from triton.runtime.interpreter import InterpretedFunction
+
+        classes.append(InterpretedFunction)
+    except ImportError:  # pragma: no cover - very old triton
+        pass
+    patched = []
+    for cls in classes:
+        original = cls.run
+
+        def run(self, *args, _original=original, **kwargs):  # noqa: ANN001
+            if kwargs.get("warmup"):
+                return _original(self, *args, **kwargs)
+            candidate = log.is_candidate(self)
+            log.launches.append((getattr(getattr(self, "fn", None), "__name__", repr(self)), candidate))
+            if log.ghost and candidate:
+                return None  # Ghost Replay: the kernel does nothing; the output must then differ
+            return _original(self, *args, **kwargs)
+
+        cls.run = run
+        patched.append((cls, run))
+    return patched
+
+
+def integrity_snapshot() -> dict[str, int]:
+    """id() of every public attribute of the objects a timing/correctness cheat would patch."""
+    import triton
+    import triton.language as tl
+
+    targets = {
+        "torch": torch,
+        "torch.Tensor": torch.Tensor,
+        "torch.nn.functional": torch.nn.functional,
+        "torch.nn.Module": torch.nn.Module,
+        "torch.cuda": torch.cuda,
+        "triton": triton,
+        "triton.language": tl,
+    }
+    snap = {}
+    for prefix, obj in targets.items():
+        for name, value in list(vars(obj).items()):
+            if not name.startswith("_"):
+                snap[f"{prefix}.{name}"] = id(value)
+    return snap
+
+
+def integrity_diff(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    # Only changed or deleted entries: libraries add attributes lazily (submodules on first import), which
+    # patches nothing.
+    return sorted(k for k in before if after.get(k) != before[k])

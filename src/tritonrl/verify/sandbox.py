@@ -1,0 +1,246 @@
+"""Spawn and police the sandboxed worker process (parent side). Never imports candidate code.
+
+The contract:
+- Candidate code runs only in a fresh interpreter (`python -P -E -s -u -c <bootstrap>`, fork+exec, its own process
+  group) whose cwd, HOME, TMPDIR and TRITON_CACHE_DIR are a fresh private directory, with a scrubbed environment
+  (an allowlist of machine facts: PATH, CUDA and library paths) and stdin replaced by the request pipe.
+- Results come back as HMAC-authenticated frames on a dedicated pipe (`protocol.py`); stdout and stderr go to files
+  the parent reads back truncated to `max_output_bytes`.
+- Limits: wall-clock timeout then SIGKILL of the whole process group and a reap; a resident-memory watchdog
+  (RLIMIT_AS breaks CUDA, notes/training.md 4.4, so it is set on the CPU only, as a backstop); RLIMIT_FSIZE;
+  RLIMIT_CORE=0; RLIMIT_NPROC for non-root users; one intra-op thread; a private network namespace when the
+  platform allows it (root), and in every case the worker's audit guard (`guard.py`) refusing sockets, process
+  creation, file access by candidate code and writes outside the directory.
+Not covered here: a kernel-level sandbox (seccomp, namespaces for mounts/pids). Run untrusted workloads at scale in
+a container as well; the layers here are what a pip-installed verifier can do on its own, GPU included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import tritonrl
+from tritonrl.errors import SandboxError
+from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.protocol import ProtocolError, encode, read_frame
+from tritonrl.verify.worker import RESULT_FD_ENV
+
+log = logging.getLogger(__name__)
+
+ENV_PASSTHROUGH = (
+    "PATH",
+    "LANG",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "CUDA_PATH",
+    "CUDA_VISIBLE_DEVICES",
+    "TRITON_PTXAS_PATH",
+    "TRITON_LIBCUDA_PATH",
+    "NCCL_NVLS_ENABLE",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST",
+    "NVSHMEM_DISABLE_NVLS",
+)
+POLL_S = 0.05
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExitInfo:
+    """How the worker ended."""
+
+    returncode: int | None
+    timed_out: bool = False
+    memory_exceeded: bool = False
+    protocol_error: str | None = None
+    peak_rss_mb: float = 0.0
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.returncode is not None and self.returncode < 0:
+            try:
+                return signal.Signals(-self.returncode).name
+            except ValueError:
+                return f"signal {-self.returncode}"
+        return None
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class WorkerProcess:
+    """One sandboxed worker. Use as a context manager; `messages()` yields decoded frames until the worker ends."""
+
+    def __init__(self, candidate_code: str, cfg: VerifyConfig) -> None:
+        self.cfg = cfg
+        self.key = secrets.token_bytes(32)
+        self.root = Path(tempfile.mkdtemp(prefix="tritonrl-"))
+        self.workdir = self.root / "work"
+        self.workdir.mkdir()
+        (self.workdir / ".triton").mkdir()
+        self.candidate_path = self.root / "candidate.py"
+        self.candidate_path.write_text(candidate_code)
+        self.logs = Path(tempfile.mkdtemp(prefix="tritonrl-logs-"))  # outside the worker's writable dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.exit: ExitInfo | None = None
+        self._frames: queue.Queue[Any] = queue.Queue()
+        self._started = 0.0
+
+    def __enter__(self) -> WorkerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _env(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        work = str(self.workdir)
+        env.update(HOME=work, TMPDIR=work, TRITON_CACHE_DIR=str(self.workdir / ".triton"), TRITON_HOME=work)
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0")
+        if self.cfg.device == "cpu":
+            env["TRITON_INTERPRET"] = "1"
+        return env
+
+    def start(self) -> None:
+        src_dir = str(Path(tritonrl.__file__).resolve().parent.parent)
+        bootstrap = f"import sys; sys.path.insert(0, {src_dir!r}); from tritonrl.verify.worker import main; main()"
+        read_fd, write_fd = os.pipe()
+        env = self._env()
+        env[RESULT_FD_ENV] = str(write_fd)
+        self._stdout = open(self.logs / "stdout", "wb")  # noqa: SIM115 - closed in close()
+        self._stderr = open(self.logs / "stderr", "wb")  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-P", "-E", "-s", "-u", "-c", bootstrap],
+                stdin=subprocess.PIPE,
+                stdout=self._stdout,
+                stderr=self._stderr,
+                cwd=self.workdir,
+                env=env,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"could not start the worker interpreter {sys.executable}: {exc}") from exc
+        finally:
+            os.close(write_fd)
+        self._started = time.monotonic()
+        self._read_fd = read_fd
+        threading.Thread(target=self._reader, daemon=True).start()
+
+    def send_request(self, request: dict[str, Any]) -> None:
+        data = self.key + encode(request, self.key)
+        proc = self.proc
+        assert proc is not None and proc.stdin is not None
+
+        def _write() -> None:
+            try:
+                proc.stdin.write(data)
+                proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass  # the worker died before reading; its exit status tells why
+
+        threading.Thread(target=_write, daemon=True).start()
+
+    def _reader(self) -> None:
+        try:
+            while (frame := read_frame(self._read_fd, self.key)) is not None:
+                self._frames.put(frame)
+        except ProtocolError as exc:
+            self._frames.put(exc)
+        except Exception as exc:  # noqa: BLE001 - a malformed payload is the candidate's doing
+            self._frames.put(ProtocolError(f"undecodable frame: {type(exc).__name__}: {exc}"))
+        finally:
+            os.close(self._read_fd)
+            self._frames.put(None)
+
+    def messages(self) -> Iterator[dict[str, Any]]:
+        """Frames in order. Ends at EOF, on timeout, memory excess or a protocol error; then `self.exit` is set."""
+        deadline = self._started + self.cfg.timeout_s
+        peak, protocol_error, timed_out, memory = 0.0, None, False, False
+        while True:
+            try:
+                item = self._frames.get(timeout=POLL_S)
+            except queue.Empty:
+                item = ...
+            if item is None:
+                break
+            if isinstance(item, ProtocolError):
+                protocol_error = str(item)
+                break
+            if item is not ...:
+                yield item
+                continue
+            rss = _rss_mb(self.proc.pid)
+            peak = max(peak, rss)
+            if rss > self.cfg.memory_limit_mb:
+                memory = True
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+        if protocol_error or timed_out or memory:
+            self.kill()
+        returncode = self._reap()
+        self.exit = ExitInfo(returncode, timed_out, memory, protocol_error, peak)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _reap(self) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.wait()
+
+    def output(self, name: str) -> str:
+        """Candidate stdout or stderr, truncated to max_output_bytes (the tail is kept: errors come last)."""
+        path = self.logs / name
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as f:
+                if size > self.cfg.max_output_bytes:
+                    f.seek(size - self.cfg.max_output_bytes)
+                data = f.read(self.cfg.max_output_bytes)
+        except OSError:
+            return ""
+        text = data.decode("utf-8", errors="replace")
+        return f"[{size - len(data)} bytes truncated]\n{text}" if size > len(data) else text
+
+    def close(self) -> None:
+        self.kill()
+        self._reap()
+        for f in (getattr(self, "_stdout", None), getattr(self, "_stderr", None)):
+            if f:
+                f.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.logs, ignore_errors=True)
