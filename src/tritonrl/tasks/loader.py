@@ -2,6 +2,8 @@
 
 `load_task(path)` checks the file's shape (`class Model`, `get_inputs`, `get_init_inputs`), reads `Model.__init__`'s
 signature and folds module-level numeric constants (`N = 2048 * 2`, `M = N // 2`, `input_shape = (32768,)`), then
+collects integer literals >= 16 passed to calls in `get_inputs()` (`torch.rand(b, 3, 224, 224)` gives the constant
+`get_inputs:224`, so hard-coded image sizes scale too), then
 classifies each as SIZE (may be scaled) or FIXED (a hyperparameter) with the first matching rule, in this order:
 explicit `roles=`; a `TRITONRL_ROLES = {"name": "size" | "fixed"}` dict literal in the file; floats; the integers 0
 and 1; the hyperparameter-name table; the size-name table; finally value >= 16. Running the reference is
@@ -24,6 +26,8 @@ from tritonrl.tasks.schema import Constant, ConstantRole, Task
 log = logging.getLogger(__name__)
 
 ROLES_VARIABLE = "TRITONRL_ROLES"  # optional module-level dict literal in a task file: {"name": "size" | "fixed"}
+LITERAL_PREFIX = "get_inputs:"  # `get_inputs:224` is every literal 224 passed to a call in get_inputs()
+LITERAL_MIN = 16  # smaller literals (`torch.rand(b, 3, 224, 224)`'s 3) are channel counts or flags: left alone
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 SIZE, FIXED = ConstantRole.SIZE, ConstantRole.FIXED
@@ -107,7 +111,8 @@ def load_task(
     model = _require_shape(tree, where)
     names, n_required, varargs = _init_signature(model)
     file_roles = _file_roles(tree, where)
-    constants = _classify(_fold_constants(tree), dict(roles or {}), file_roles, where)
+    folded = {**_fold_constants(tree), **{f"{LITERAL_PREFIX}{v}": (v, ()) for v in _literal_values(tree)}}
+    constants = _classify(folded, dict(roles or {}), file_roles, where)
     if task_id is None:
         task_id = path.stem if path else "inline_" + hashlib.sha256(source.encode()).hexdigest()[:8]
     if level is None and path is not None and (m := re.fullmatch(r"level(\d+)", path.parent.name)):
@@ -167,6 +172,20 @@ def constant_bindings(stmt: ast.stmt) -> list[tuple[str, ast.expr | None]]:
     if isinstance(stmt, ast.Import | ast.ImportFrom):
         bound.update((a.asname or a.name).split(".")[0] for a in stmt.names)
     return [(name, None) for name in sorted(bound)]
+
+
+def input_literals(tree: ast.Module) -> list[ast.Constant]:
+    """The int literals >= LITERAL_MIN passed to calls in `get_inputs()`, directly or inside a tuple/list argument."""
+    func = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "get_inputs"), None)
+    found: list[ast.Constant] = []
+    for call in ast.walk(func) if func else ():
+        if not isinstance(call, ast.Call):
+            continue
+        for arg in [*call.args, *(k.value for k in call.keywords)]:
+            for node in arg.elts if isinstance(arg, ast.Tuple | ast.List) else [arg]:
+                if isinstance(node, ast.Constant) and type(node.value) is int and node.value >= LITERAL_MIN:
+                    found.append(node)
+    return found
 
 
 def source_fingerprint(task: Task) -> str:
@@ -284,6 +303,10 @@ def _fold_constants(tree: ast.Module) -> dict[str, tuple[_Value, tuple]]:
     return {name: (env[name], deps[name]) for name in env}
 
 
+def _literal_values(tree: ast.Module) -> list[int]:
+    return sorted({node.value for node in input_literals(tree)}, reverse=True)
+
+
 def _classify(
     folded: Mapping[str, tuple[_Value, tuple]], explicit: Mapping[str, str], in_file: Mapping[str, str], where: str
 ) -> tuple[Constant, ...]:
@@ -334,6 +357,8 @@ def _constant(
 def _role(name: str, value: int | float) -> tuple[ConstantRole, str]:
     if isinstance(value, float):
         return FIXED, "float: a coefficient, never an extent"
+    if name.startswith(LITERAL_PREFIX):
+        return SIZE, f"integer literal >= {LITERAL_MIN} in a get_inputs() call: taken as an extent"
     if value in (0, 1):
         return FIXED, "0 or 1: a flag, an axis or a unit extent that must stay as is"
     rule_sets = ((_SIZE_RULES, SIZE),) if name.endswith("shape") else ((_FIXED_RULES, FIXED), (_SIZE_RULES, SIZE))

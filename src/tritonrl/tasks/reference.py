@@ -1,7 +1,8 @@
 """Run the TRUSTED reference of a task, optionally at overridden sizes.
 
 `ReferenceProgram(task, {"batch_size": 4})` re-parses the task source, inserts `batch_size = 4` after every
-module-level statement that binds `batch_size` (so `M = batch_size // 2` further down recomputes), compiles it with
+module-level statement that binds `batch_size` (so `M = batch_size // 2` further down recomputes; `get_inputs:224`
+replaces the literal 224 in get_inputs()'s calls instead), compiles it with
 the task path as filename and executes it in a fresh namespace. Only task files the project trusts (KernelBench,
 builtin tasks) go through here; candidate kernels run in the sandbox (`verify/`), never in this process.
 Not supported yet: KernelBook-style `get_inputs()` returning `[args, kwargs]`; every input is passed positionally.
@@ -10,6 +11,7 @@ Not supported yet: KernelBook-style `get_inputs()` returning `[args, kwargs]`; e
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 import logging
 from collections.abc import Callable, Mapping
@@ -18,7 +20,7 @@ from typing import Any
 import torch
 
 from tritonrl.errors import TaskError
-from tritonrl.tasks.loader import constant_bindings
+from tritonrl.tasks.loader import LITERAL_PREFIX, constant_bindings, input_literals
 from tritonrl.tasks.schema import Task
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,8 @@ def _filename(task: Task) -> str:
 
 def _rewrite(task: Task, sizes: Mapping[str, int | float]) -> ast.Module:
     """A copy of the module with `name = <override>` after each statement that binds an overridden constant."""
-    scalars = {k: v for k, v in sizes.items() if "[" not in k}
+    literals = {int(k.removeprefix(LITERAL_PREFIX)): v for k, v in sizes.items() if k.startswith(LITERAL_PREFIX)}
+    scalars = {k: v for k, v in sizes.items() if "[" not in k and not k.startswith(LITERAL_PREFIX)}
     elements: dict[str, dict[int, int | float]] = {}
     for key, value in sizes.items():
         if "[" in key:
@@ -113,7 +116,12 @@ def _rewrite(task: Task, sizes: Mapping[str, int | float]) -> ast.Module:
             elements.setdefault(base, {})[int(index)] = value
     lengths = {c.name.split("[")[0]: int(c.name[:-1].split("[")[1]) + 1 for c in task.constants if "[" in c.name}
     body: list[ast.stmt] = []
-    for stmt in _parse(task.source, _filename(task)).body:
+    tree = _parse(task.source, _filename(task))
+    if literals:
+        tree = copy.deepcopy(tree)  # the parse is cached: edit a copy
+        for node in input_literals(tree):
+            node.value = literals.get(node.value, node.value)
+    for stmt in tree.body:
         body.append(stmt)
         for name in dict.fromkeys(n for n, _ in constant_bindings(stmt)):
             if name in scalars:

@@ -1,8 +1,8 @@
 """Shape planning: the sizes at which a task's reference and a candidate are compared.
 
-`plan_shapes(task, device="cpu")` halves the task's free SIZE constants until every tensor (inputs, outputs, model
-parameters and buffers) has at most `max_numel` elements (`cpu_scale`), then derives variants with awkward sizes (odd,
-prime, never multiples of 16) so that a kernel assuming aligned or hard-coded shapes fails (`shape_family`). Sizes are
+`plan_shapes(task, device="cpu")` halves the task's free SIZE constants until every input and output has at most
+`max_numel` elements, and every parameter at most PARAM_SLACK times that (`cpu_scale`), then derives variants with
+awkward sizes (odd, prime, never multiples of 16) so that a kernel assuming aligned shapes fails (`shape_family`). Sizes are
 measured on the meta device (`probe`), which allocates nothing even at KernelBench's multi-GB defaults; the real
 reference runs on CPU only at planned sizes (`validate_variant`). Some ops have no meta kernel (data-dependent shapes,
 `.item()`): then `probe` reports inputs only (`output_numels=None`) and, on CPU, the planner measures the outputs with a
@@ -28,6 +28,9 @@ from tritonrl.tasks.schema import Task
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NUMEL = 8192  # elements of the largest tensor at CPU scale: the Triton interpreter stays ~1 s per check
+# Model parameters may be this many times max_numel: hard-coded layers (KernelBench level1/50's 96x3x11x11 conv weight,
+# 34848 elements) cannot shrink, and a weight is read once per tile rather than materialised per program.
+PARAM_SLACK = 8
 VARIANT_SLACK = 2  # a variant may be this many times larger than the budget (or, with no budget, than the base)
 _PROBE_SEED = 0
 _VALIDATE_SEED = 1234
@@ -53,8 +56,8 @@ class Probe:
     error: str  # why not ok, or why the outputs are unknown; "" when everything ran
     input_numels: tuple[int, ...]  # per tensor input, in get_inputs() order
     output_numels: tuple[int, ...] | None  # per output; None when forward has no meta kernel (see module docstring)
-    max_numel: int  # the largest of the inputs, the outputs (when known) and the model's parameters and buffers
-    max_param_numel: int = 0  # the largest model parameter or buffer
+    max_numel: int  # the largest input or output (when known) tensor
+    max_param_numel: int = 0  # the largest model parameter or buffer (budgeted at PARAM_SLACK x max_numel)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,14 +91,15 @@ def probe(task: Task, sizes: Mapping[str, int] | None = None, device: str = "met
             error = ""
         except TaskError as e:
             if device != "meta" or not _meta_unsupported(e):
-                return Probe(False, str(e), input_numels, None, max(*input_numels, max_param, 0), max_param)
+                return Probe(False, str(e), input_numels, None, max(*input_numels, 0), max_param)
             output_numels, error = None, f"outputs unknown (no meta kernel): {e}"
-    largest = max(*input_numels, *(output_numels or ()), max_param, 0)
+    largest = max(*input_numels, *(output_numels or ()), 0)
     return Probe(True, error, input_numels, output_numels, largest, max_param)
 
 
 def cpu_scale(task: Task, max_numel: int = DEFAULT_MAX_NUMEL) -> dict[str, int]:
-    """Halve the largest free SIZE constant (rounding up) until every tensor has at most `max_numel` elements.
+    """Halve the largest free SIZE constant (rounding up) until every input and output has at most `max_numel`
+    elements (parameters: `PARAM_SLACK * max_numel`).
 
     A constant never drops below 1, nor below 2 when it started at 2 or more. A halving that breaks the reference
     (a conv input smaller than its kernel, channels no longer divisible by groups) is undone and that constant is left
@@ -114,18 +118,28 @@ def cpu_scale(task: Task, max_numel: int = DEFAULT_MAX_NUMEL) -> dict[str, int]:
     if not current.ok:
         raise TaskError(f"task {task.task_id}: the reference does not build at its default sizes: {current.error}")
     while not _within(current, max_numel, need_outputs=True):
-        movable = [n for n, v in sizes.items() if n not in frozen and v > floors[n]]
+        movable = sorted((n for n, v in sizes.items() if n not in frozen and v > floors[n]), key=lambda n: -sizes[n])
         if not movable:
             raise TaskError(_unscalable(task, sizes, current, frozen, max_numel))
-        name = max(movable, key=lambda n: sizes[n])  # ties: the first in file order
-        trial = {**sizes, name: -(-sizes[name] // 2)}
-        measured = _measure(task, trial, max_numel, real_fallback=True)
-        if measured.ok:
-            sizes, current = trial, measured
+        halved = _halve(task, sizes, movable, max_numel)
+        if halved is None:
+            log.debug("task %s: halving %s broke the reference; keeping it", task.task_id, movable[0])
+            frozen.append(movable[0])
         else:
-            log.debug("task %s: halving %s to %d broke the reference; keeping it", task.task_id, name, trial[name])
-            frozen.append(name)
+            sizes, current = halved
     return sizes
+
+
+def _halve(task: Task, sizes: dict[str, int], movable: list[str], budget: int) -> tuple[dict[str, int], Probe] | None:
+    """Halve movable[0] (the largest); if that breaks the reference, halve it together with one other movable
+    constant (coupled sizes: HingeLoss needs batch == features), largest first. None when nothing works."""
+    first = movable[0]
+    for partner in [None, *movable[1:]]:
+        trial = {**sizes, **{n: -(-sizes[n] // 2) for n in (first, partner) if n is not None}}
+        measured = _measure(task, trial, budget, real_fallback=True)
+        if measured.ok:
+            return trial, measured
+    return None
 
 
 def shape_family(
@@ -157,7 +171,8 @@ def validate_variant(task: Task, sizes: Mapping[str, int], seed: int) -> str | N
             return f"output {i} is all NaN/Inf"
     if _same(out_a, out_b):
         what = "get_inputs() ignores the seed" if _same(in_a, in_b) else "the output ignores the input"
-        return f"degenerate: identical outputs for input seeds {seed} and {seed + 1} ({what})"
+        constant = [f"output {i} is all {t.flatten()[0].item()}" for i, t in enumerate(out_a) if _uniform(t)]
+        return f"degenerate: identical outputs for input seeds {seed} and {seed + 1} ({'; '.join([what, *constant])})"
     return None
 
 
@@ -230,13 +245,19 @@ def _meta_unsupported(error: TaskError) -> bool:
 def _measure(task: Task, sizes: Mapping[str, int], budget: int, *, real_fallback: bool) -> Probe:
     """Probe on meta; if the outputs are unknown but everything else fits `budget`, run on CPU to measure them."""
     found = probe(task, sizes)
-    if real_fallback and found.ok and found.output_numels is None and found.max_numel <= budget:
+    small = found.max_numel <= budget and found.max_param_numel <= PARAM_SLACK * budget
+    if real_fallback and found.ok and found.output_numels is None and small:
         found = probe(task, sizes, device="cpu")
     return found
 
 
 def _within(found: Probe, limit: int, *, need_outputs: bool) -> bool:
-    return found.ok and found.max_numel <= limit and (found.output_numels is not None or not need_outputs)
+    return (
+        found.ok
+        and found.max_numel <= limit
+        and found.max_param_numel <= PARAM_SLACK * limit
+        and (found.output_numels is not None or not need_outputs)
+    )
 
 
 def _unscalable(task: Task, sizes: Mapping[str, int], found: Probe, frozen: list[str], budget: int) -> str:
@@ -253,13 +274,18 @@ def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator
         limit, real = VARIANT_SLACK * max(probe(task, base).max_numel, 1), False
     else:
         limit, real = VARIANT_SLACK * max_numel, True
-    order = sorted((name for name, value in base.items() if value > 1), key=lambda name: -base[name])
+    # Constants of equal value change together first (HingeLoss needs batch == features), then one by one.
+    groups: dict[int, list[str]] = {}
+    for name, value in sorted(base.items(), key=lambda item: -item[1]):
+        if value > 1:
+            groups.setdefault(value, []).append(name)
+    steps = [names for group in groups.values() for names in (group, *([[n] for n in group] if len(group) > 1 else []))]
     seen = {tuple(sorted(base.items()))}
     for label, transform in _TRANSFORMS:
         sizes = dict(base)
-        for name in order:  # greedily change one constant at a time, keeping the changes that still probe ok
-            trial = {**sizes, name: _awkward(transform(base[name]))}
-            if trial[name] == sizes[name]:
+        for names in steps:  # greedily, keeping each change that still probes ok and within the limit
+            trial = {**sizes, **{n: _awkward(transform(base[n])) for n in names}}
+            if trial == sizes:
                 continue
             if _within(_measure(task, trial, limit, real_fallback=real), limit, need_outputs=real):
                 sizes = trial
@@ -325,6 +351,10 @@ def _same(a: list | tuple, b: list | tuple) -> bool:
         elif isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor) or x != y:
             return False
     return True
+
+
+def _uniform(t: torch.Tensor) -> bool:
+    return t.numel() > 0 and bool((t == t.flatten()[0]).all())
 
 
 def _deterministic(task: Task, sizes: Mapping[str, int], seed: int) -> bool:

@@ -219,7 +219,8 @@ def _signature_problem(model_new: ast.ClassDef, tree: ast.Module, task: Task) ->
         listed = f" ({', '.join(required)})" if required else ""
         return f"ModelNew({sig.text}) cannot accept Model's {task.init_n_required} {what}{listed}"
     if sig.required > model_capacity:
-        model_sig = ", ".join(["self", *names[: task.init_n_required], *(f"{n}=..." for n in names[task.init_n_required :])])
+        optional = (f"{n}=..." for n in names[task.init_n_required :])
+        model_sig = ", ".join(["self", *names[: task.init_n_required], *optional])
         return (
             f"ModelNew({sig.text}) requires {sig.required} argument{'s' if sig.required != 1 else ''} "
             f"but Model({model_sig}) is given at most {len(names)}"
@@ -238,8 +239,9 @@ def _init_signature(cls: ast.ClassDef, tree: ast.Module, seen: set[str]) -> _Sig
             text = text[:97] + "..."
         capacity = math.inf if args.vararg else len(positional)
         return _Signature(text=text, capacity=capacity, required=len(positional) - len(args.defaults))
-    if any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "__init__" for t in n.targets) for n in cls.body):
-        return None
+    assigned = (t for n in cls.body if isinstance(n, ast.Assign) for t in n.targets)
+    if any(isinstance(t, ast.Name) and t.id == "__init__" for t in assigned):
+        return None  # `__init__ = something`: not checkable statically
     seen.add(cls.name)
     local = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     for base in cls.bases:

@@ -81,10 +81,10 @@ def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None) -> Verdi
 def _run_sandboxed(
     task: Task, code: str, cfg: VerifyConfig, clock: _Clock, base: dict, warnings: tuple[str, ...]
 ) -> Verdict:
-    plan = plan_for(task, cfg)
-    clock.lap("plan")
-    with WorkerProcess(code, cfg) as proc:
+    with WorkerProcess(code, cfg) as proc:  # started first: its interpreter start overlaps our planning
         clock.lap("spawn")
+        plan = plan_for(task, cfg)
+        clock.lap("plan")
         shapes, notes, uses_matmul = build_cases(task, plan, cfg)
         clock.lap("reference")
         policy = POLICIES[cfg.policy]

@@ -126,13 +126,28 @@ class Origin:
                 return "triton"
             if fn.startswith(self.trusted):
                 return "trusted"
-            if fn.startswith("<frozen") or fn.startswith(self.transparent):
+            if fn.startswith("<frozen importlib"):
+                # Python's import machinery, e.g. torch lazily importing a submodule on the candidate's behalf.
+                # Which modules a candidate may import is the static rules' job; imports of already-loaded modules
+                # raise no event at all.
+                return "import"
+            if fn.startswith("<") or fn.startswith(self.transparent):
+                # Pseudo-files (<string>, torch's generated <_remote_module...>) belong to whoever ran them: walk on.
                 f = f.f_back
                 continue
             if f.f_back is None:  # the worker's bootstrap frame: nothing above it decided
                 return "trusted"
             return "candidate"
         return "trusted"
+
+    def culprit(self, f) -> str:  # noqa: ANN001
+        """file:line of the frame that decided the origin (for messages)."""
+        while f is not None:
+            fn = f.f_code.co_filename
+            if not (fn.startswith("<") or fn.startswith(self.transparent)) or f.f_back is None:
+                return f"{os.path.basename(fn)}:{f.f_lineno}"
+            f = f.f_back
+        return "?"
 
 
 class Guard:
@@ -147,6 +162,7 @@ class Guard:
         self.readable = tuple(os.path.realpath(p) + os.sep for p in prefixes) + (self.workdir,)
         self._busy = False
         self._frame = None
+        self._where = "?"
 
     def install(self) -> None:
         self.enabled = True
@@ -168,11 +184,14 @@ class Guard:
         try:
             self._frame = sys._getframe(1)  # the Python code that triggered the event
             verdict = self._decide(event, args)
+            if verdict is not None:
+                self._where = self.origin.culprit(self._frame)
         finally:
             self._frame = None
             self._busy = False
         if verdict is not None:
             kind, detail = verdict
+            detail += f" [at {self._where}]"
             self.report(kind, detail)
             raise PermissionError(f"tritonrl sandbox: {detail}")
 

@@ -1,7 +1,7 @@
 """Spawn and police the sandboxed worker process (parent side). Never imports candidate code.
 
 The contract:
-- Candidate code runs only in a fresh interpreter (`python -P -E -s -u -c <bootstrap>`, fork+exec, its own process
+- Candidate code runs only in a fresh interpreter (`python -P -E -s -u -B -c <bootstrap>`, fork+exec, its own process
   group) whose cwd, HOME, TMPDIR and TRITON_CACHE_DIR are a fresh private directory, with a scrubbed environment
   (an allowlist of machine facts: PATH, CUDA and library paths) and stdin replaced by the request pipe.
 - Results come back as HMAC-authenticated frames on a dedicated pipe (`protocol.py`); stdout and stderr go to files
@@ -133,7 +133,7 @@ class WorkerProcess:
         self._stderr = open(self.logs / "stderr", "wb")  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-E", "-s", "-u", "-c", bootstrap],
+                [sys.executable, "-P", "-E", "-s", "-u", "-B", "-c", bootstrap],
                 stdin=subprocess.PIPE,
                 stdout=self._stdout,
                 stderr=self._stderr,

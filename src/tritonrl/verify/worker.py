@@ -216,6 +216,21 @@ def _mutated(original: Any, used: Any) -> bool:
     return not torch.equal(used, original)
 
 
+def _warm_up_dispatch() -> None:
+    """Enter a dispatch mode once before any candidate code: the first use imports ~800 modules (sympy,
+    torch._dynamo; 1.2 s measured on this 2-core machine) and torch._dynamo rebinds torch.manual_seed, which must
+    happen before the integrity snapshot. It runs while the parent is still computing reference outputs."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Noop(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            return func(*args, **(kwargs or {}))
+
+    with _Noop():
+        torch.empty(1)
+
+
 def main() -> None:
     """Entry point (bootstrapped by the parent with `python -P -E -s -u -c ...`)."""
     sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
@@ -226,6 +241,7 @@ def main() -> None:
     import triton  # noqa: F401
     import triton.language  # noqa: F401
 
+    _warm_up_dispatch()
     key = read_exact(0, 32)
     request = read_frame(0, key) if key else None
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -33,7 +33,9 @@ def linear_bias_relu_kernel(
             mask=(offs_n[None, :] < N) & (ks[:, None] < K),
             other=0.0,
         )
-        acc += tl.dot(x, w_t)
+        # Full fp32 products, not the TF32 default: TF32 error scales with |A||B|, not |C| (measured 180 absolute on
+        # an H100 for randn*100 inputs with K=37), so outputs near zero miss even the 1e-2 TF32 tolerance.
+        acc += tl.dot(x, w_t, input_precision="ieee")
     bias = tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)
     y = tl.maximum(acc + bias[None, :], 0.0)
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)

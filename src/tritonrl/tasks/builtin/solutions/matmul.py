@@ -28,7 +28,9 @@ def matmul_kernel(
             mask=(ks[:, None] < K) & (offs_n[None, :] < N),
             other=0.0,
         )
-        acc += tl.dot(a, b)
+        # Full fp32 products, not the TF32 default: TF32 error scales with |A||B|, not |C| (measured 180 absolute on
+        # an H100 for randn*100 inputs with K=37), so outputs near zero miss even the 1e-2 TF32 tolerance.
+        acc += tl.dot(a, b, input_precision="ieee")
     c_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     tl.store(c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn, acc, mask=c_mask)
 

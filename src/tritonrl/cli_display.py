@@ -1,0 +1,63 @@
+"""Rendering for the CLI only (rich tables and progress). Library code never imports this module."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tritonrl.types import Verdict
+
+console = Console()
+
+
+def print_verdict(v: Verdict) -> None:
+    status = "[bold green]PASSED[/]" if v.passed else "[bold red]REJECTED[/]"
+    failure = f" [red]{v.failure.value}[/]" if v.failure else ""
+    console.print(f"{status}  task={v.task_id} device={v.device} stage={v.stage.value}{failure}")
+    console.print(f"  {v.message}", markup=False, highlight=False)
+    if v.checks:
+        table = Table("case", "sizes", "dist", "ok", "max abs err", "max rel err", "mismatch", box=None)
+        for c in v.checks:
+            sizes = ",".join(f"{k}={s}" for k, s in c.sizes.items())
+            table.add_row(c.case, sizes, c.distribution, "[green]yes[/]" if c.passed else "[red]no[/]",
+                          f"{c.max_abs_err:.2e}", f"{c.max_rel_err:.2e}", f"{c.n_mismatch}/{c.n_elements}")
+        console.print(table)
+    if v.provenance and v.provenance.candidate_kernels:
+        console.print(f"  kernels: {', '.join(v.provenance.candidate_kernels)} ({v.provenance.n_launches} launches)")
+    for w in v.static_warnings:
+        console.print(f"  [yellow]warning[/]: {w}", highlight=False)
+    if v.extra.get("detail"):
+        console.print(v.extra["detail"], markup=False, highlight=False, style="dim")
+    times = ", ".join(f"{k} {ms:.0f} ms" for k, ms in v.stage_times_ms.items())
+    console.print(f"  [dim]time: {times}[/]")
+
+
+@contextlib.contextmanager
+def demo_progress(disable: bool = False) -> Iterator[Callable]:
+    from tritonrl.demo import demo_cases
+
+    total = len(demo_cases())
+    with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), disable=disable, transient=True) as progress:
+        bar = progress.add_task("", total=total)
+        state = {"ok": 0}
+
+        def advance(row) -> None:  # noqa: ANN001
+            state["ok"] += row.as_expected
+            progress.update(bar, advance=1, description=f"{state['ok']} as expected")
+
+        yield advance
+
+
+def print_demo(rows) -> None:  # noqa: ANN001
+    table = Table("candidate", "expected", "verdict", "", "message", title="tritonrl demo (Triton interpreter)")
+    for r in rows:
+        mark = "[green]✓[/]" if r.as_expected else "[red]✗ UNEXPECTED[/]"
+        table.add_row(r.name, r.expected, r.outcome, mark, r.verdict.message[:90])
+    console.print(table)
+    n_ok = sum(r.as_expected for r in rows)
+    console.print(f"{n_ok}/{len(rows)} verdicts as expected")

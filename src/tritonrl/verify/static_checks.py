@@ -1,0 +1,589 @@
+"""Stage STATIC: AST rules that reject candidates no honest Triton port would write, before anything runs.
+
+A cheap pre-filter, never the authority: the sandbox and the runtime provenance checks decide. Each rule is written
+to have no false positives on honest Triton kernels; imports fail closed (an allowlist). Names are resolved with
+Python's scoping, so aliases (`import os as o`, `t = torch`) and shadowing (`def forward(self, input)`) are seen.
+Rules run in `RULES` order and the first one that fires reports its first offending line. Torch compute inside
+`forward` only warns. Pure Python: nothing here imports torch or triton.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from collections.abc import Callable, Iterator
+
+from tritonrl.errors import ConfigError
+from tritonrl.types import FailureKind, Stage, StageOutcome
+from tritonrl.verify.config import POLICIES  # "partial" drops only the torch-compute warnings; every rule applies
+
+MAX_WARNINGS = 5
+
+ALLOWED_MODULES = frozenset(
+    {"torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "triton", "triton.language", "math", "typing"}
+    | {"functools", "itertools", "dataclasses", "numbers", "enum", "collections", "collections.abc", "__future__"}
+)
+ALLOWED_PREFIXES = ("triton.language.",)  # triton.language.extra.*, triton.language.math, ...
+
+_K = FailureKind
+# Denied modules and torch/triton members by category; a name matches an entry or any dotted child of it. The torch and
+# triton entries also apply to attribute chains (`torch.utils.cpp_extension.load_inline` after `import torch`).
+DENIED: dict[str, FailureKind] = {
+    **dict.fromkeys(
+        ["os", "os.path", "pathlib", "shutil", "io", "tempfile", "glob", "fileinput", "fcntl", "mmap", "zipfile"]
+        + ["tarfile", "sqlite3", "torch.save", "torch.load", "torch.from_file"],
+        _K.FILE_ACCESS,
+    ),
+    **dict.fromkeys(
+        ["socket", "ssl", "http", "urllib", "urllib3", "requests", "httpx", "aiohttp", "ftplib", "smtplib", "xmlrpc"]
+        + ["telnetlib", "poplib", "imaplib", "websocket", "websockets", "asyncio", "torch.distributed", "torch.hub"],
+        _K.NETWORK_ACCESS,
+    ),
+    **dict.fromkeys(
+        ["subprocess", "multiprocessing", "threading", "_thread", "concurrent", "signal", "pty", "sched"]
+        + ["torch.multiprocessing"],
+        _K.PROCESS_SPAWN,
+    ),
+    **dict.fromkeys(
+        ["sys", "gc", "inspect", "ctypes", "cffi", "importlib", "builtins", "marshal", "pickle", "dill", "cloudpickle"]
+        + ["code", "codeop", "types", "weakref", "atexit", "traceback", "dis", "faulthandler", "resource"]
+        + ["torch._C", "torch._dynamo", "torch._inductor", "torch.utils", "torch.library", "torch.overrides"]
+        + ["torch.set_float32_matmul_precision", "torch.set_default_dtype", "torch.set_default_device"]
+        + ["torch.set_default_tensor_type", "triton.runtime", "triton.testing", "triton.compiler", "triton.compile"]
+        + ["triton.backends", "triton.knobs", "triton.tools", "torch.nn.modules", "torch.ops.load_library"]
+        + ["torch.classes", "torch.cuda.cudart", "torch.cuda.caching_allocator_alloc"]
+        + ["torch.cuda.caching_allocator_delete", "torch.cuda.change_current_allocator"],
+        _K.TAMPERING,
+    ),
+}
+# Stdlib modules that torch and triton re-export as attributes (`torch.os.system`): denied anywhere in a chain. Not
+# "signal", "types" or "code", which are also names of harmless torch submodules and attributes.
+_INNER_DENIED = {m: k for m, k in DENIED.items() if "." not in m and m not in ("signal", "types", "code")}
+_MODULE_PATHS = ALLOWED_MODULES | {
+    "triton.language.math",
+    "triton.language.extra",
+    *(f"triton.language.extra{sub}{lib}" for sub in (".cuda", ".hip", "") for lib in ("", ".libdevice")),
+}
+_KIND_WHY = {
+    _K.FILE_ACCESS: "touches the file system",
+    _K.NETWORK_ACCESS: "opens network connections",
+    _K.PROCESS_SPAWN: "starts processes or threads",
+    _K.TAMPERING: "reaches interpreter or framework internals",
+}
+_FORBIDDEN_NAMES = {
+    **dict.fromkeys(["exec", "eval", "compile", "__import__", "globals", "locals", "vars", "setattr"], _K.TAMPERING),
+    **dict.fromkeys(["delattr", "breakpoint", "input", "help", "memoryview", "__builtins__"], _K.TAMPERING),
+    **dict.fromkeys(["__loader__", "__spec__"], _K.TAMPERING),  # the loader reads files: __loader__.get_data(path)
+    "exit": _K.FORBIDDEN_CONSTRUCT,
+    "quit": _K.FORBIDDEN_CONSTRUCT,
+    "open": _K.FILE_ACCESS,
+}
+_SAFE_DUNDERS = frozenset({"__name__", "__qualname__", "__doc__", "__version__"})  # read-only strings
+_STREAM_GRAPH = frozenset(
+    {"Stream", "stream", "wait_stream", "record_stream", "set_stream", "ExternalStream", "CUDAGraph", "graph"}
+    | {"graphs", "make_graphed_callables"}
+)
+_COMPILERS = ("torch.compile", "torch.compiler", "torch.jit", "torch.fx", "torch.export")
+_TENSOR_BASES = frozenset({"torch.Tensor", "torch.nn.Parameter", "torch.nn.parameter.Parameter"})
+_TORCH_GLUE = frozenset(
+    {"empty", "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full", "full_like"}
+    | {"arange", "tensor", "as_tensor", "is_tensor", "is_floating_point", "is_complex", "numel", "device", "dtype"}
+    | {"finfo", "iinfo", "Size", "no_grad", "inference_mode", "enable_grad", "set_grad_enabled", "is_grad_enabled"}
+    | {"get_default_dtype", "broadcast_shapes", "result_type", "promote_types", "can_cast"}
+)
+_NN_CONTAINERS = frozenset({"Module", "ModuleList", "ModuleDict", "Parameter", "ParameterList", "ParameterDict"})
+
+
+# --- name resolution ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(eq=False)
+class _Scope:
+    parent: _Scope | None
+    is_class: bool = False
+    bound: set[str] = dataclasses.field(default_factory=set)  # names local to this scope
+    globals: set[str] = dataclasses.field(default_factory=set)  # `global` declarations
+    imports: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> dotted path (imports and aliases)
+
+
+class _Names:
+    """Flow-insensitive resolution of every Name node: an imported module or member (and which), a builtin, or local."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.module = _Scope(None)
+        self.scope_of: dict[ast.Name, _Scope] = {}
+        self._aliases: list[tuple[_Scope, str, ast.expr]] = []  # `t = torch`-style assignments
+        self._visit(tree, self.module)
+        for _ in range(len(self._aliases)):  # fixpoint; each pass resolves at least one more link
+            changed = False
+            for scope, name, value in self._aliases:
+                path = self.dotted(value)
+                if path and scope.imports.get(name) != path:
+                    scope.imports[name], changed = path, True
+            if not changed:
+                break
+
+    def binding(self, node: ast.Name) -> _Scope | None:
+        """The scope whose binding `node` refers to; None for a builtin."""
+        scope, first = self.scope_of.get(node, self.module), True
+        while scope.parent is not None:
+            if node.id in scope.globals:
+                break
+            if node.id in scope.bound and (first or not scope.is_class):  # class bodies do not enclose methods
+                return scope
+            scope, first = scope.parent, False
+        return self.module if node.id in self.module.bound else None
+
+    def dotted(self, node: ast.AST) -> str | None:
+        """`torch.cuda.Stream` for a Name/Attribute chain rooted at an imported name, else None."""
+        attrs: list[str] = []
+        while isinstance(node, ast.Attribute):
+            attrs.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name):
+            return None
+        scope = self.binding(node)
+        root = scope.imports.get(node.id) if scope else None
+        return ".".join([root, *reversed(attrs)]) if root else None
+
+    def _visit(self, node: ast.AST, scope: _Scope) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            self._visit_function(node, scope)
+            return
+        if isinstance(node, ast.ClassDef):
+            scope.bound.add(node.name)
+            for child in [*node.decorator_list, *node.bases, *node.keywords]:
+                self._visit(child, scope)
+            inner = _Scope(scope, is_class=True)
+            for stmt in node.body:
+                self._visit(stmt, inner)
+            return
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            scope = _Scope(scope)
+        elif isinstance(node, ast.Name):
+            self.scope_of[node] = scope
+            if not isinstance(node.ctx, ast.Load):
+                scope.bound.add(node.id)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                scope.bound.add(alias.asname or top)
+                scope.imports[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name != "*":
+                    scope.bound.add(alias.asname or alias.name)
+                    scope.imports[alias.asname or alias.name] = f"{'.' * node.level}{node.module or ''}.{alias.name}"
+        elif isinstance(node, ast.Global):
+            scope.globals.update(node.names)
+            self.module.bound.update(node.names)
+        elif isinstance(node, ast.Nonlocal):
+            scope.globals.difference_update(node.names)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            scope.bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            scope.bound.add(node.rest)
+        for target, value in _assigned_pairs(node):
+            if isinstance(target, ast.Name) and isinstance(value, (ast.Name, ast.Attribute)):
+                self._aliases.append((scope, target.id, value))
+        for child in ast.iter_child_nodes(node):
+            self._visit(child, scope)
+        if isinstance(node, ast.Nonlocal):
+            scope.bound.difference_update(node.names)
+
+    def _visit_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, scope: _Scope) -> None:
+        args = node.args
+        params = [*args.posonlyargs, *args.args, *args.kwonlyargs, *(a for a in (args.vararg, args.kwarg) if a)]
+        outer = [*args.defaults, *(d for d in args.kw_defaults if d), *(p.annotation for p in params if p.annotation)]
+        if not isinstance(node, ast.Lambda):
+            scope.bound.add(node.name)
+            outer += [*node.decorator_list, *([node.returns] if node.returns else [])]
+        for child in outer:
+            self._visit(child, scope)
+        inner = _Scope(scope, bound={p.arg for p in params})
+        for stmt in node.body if isinstance(node.body, list) else [node.body]:
+            self._visit(stmt, inner)
+        inner.bound -= inner.globals
+
+
+def _assigned_pairs(node: ast.AST) -> Iterator[tuple[ast.expr, ast.expr]]:
+    """(target, value) pairs of simple assignments, unpacking `a, b = x, y`."""
+    if isinstance(node, ast.Assign):
+        pairs = [(t, node.value) for t in node.targets]
+    elif isinstance(node, (ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
+        pairs = [(node.target, node.value)]
+    else:
+        return
+    while pairs:
+        target, value = pairs.pop()
+        if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
+            pairs += zip(target.elts, value.elts, strict=False)
+        else:
+            yield target, value
+
+
+# --- the checker --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Context:
+    tree: ast.Module
+    code: str
+    names: _Names
+    parents: dict[ast.AST, ast.AST]
+    references: list[tuple[str, ast.AST]]  # (dotted name, node): import statements and maximal imported chains
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Hit:
+    node: ast.AST | None  # None: the whole module
+    kind: FailureKind
+    why: str
+
+
+_Rule = Callable[[_Context], Iterator[_Hit]]
+_REGISTRY: list[tuple[str, _Rule]] = []
+RULES: list[tuple[str, FailureKind, str]] = []  # (rule id, failure kind, rationale), in the order they run
+
+
+def _rule(rule_id: str, kind: FailureKind, rationale: str) -> Callable[[_Rule], _Rule]:
+    def register(fn: _Rule) -> _Rule:
+        _REGISTRY.append((rule_id, fn))
+        RULES.append((rule_id, kind, rationale))
+        return fn
+
+    return register
+
+
+def run_static_checks(tree: ast.Module, code: str, *, policy: str = "strict") -> StageOutcome:
+    """Run every rule over the parsed candidate (stage STATIC).
+
+    Args:
+        tree: the module `parse_candidate` returned.
+        code: its source text (for quoting the offending construct).
+        policy: "strict", or "partial" (same rules, but no torch-compute warnings: the runtime allows torch compute).
+
+    Returns:
+        The first violation (rule id, line, message), or ok with non-fatal warnings.
+    """
+    if policy not in POLICIES:
+        raise ConfigError(f"static-check policy {policy!r} is not one of {POLICIES}; use 'strict' or 'partial'")
+    try:
+        ctx = _context(tree, code)
+        for rule_id, check in _REGISTRY:
+            hits = sorted(check(ctx), key=lambda h: (getattr(h.node, "lineno", 0), getattr(h.node, "col_offset", 0)))
+            if hits:
+                hit, line = hits[0], getattr(hits[0].node, "lineno", None)
+                message = f"line {line}: `{_quote(hit.node, code)}` {hit.why}" if hit.node else hit.why
+                return StageOutcome(Stage.STATIC, ok=False, failure=hit.kind, message=message, rule=rule_id, line=line)
+        warnings = _forward_warnings(ctx) if policy == "strict" else ()
+    except RecursionError:  # fail closed on trees too deep to walk
+        too_deep = "code nested too deeply to check"
+        return StageOutcome(Stage.STATIC, ok=False, failure=_K.FORBIDDEN_CONSTRUCT, message=too_deep, rule="depth")
+    return StageOutcome(Stage.STATIC, ok=True, message=f"{len(RULES)} rules passed", warnings=warnings)
+
+
+def _context(tree: ast.Module, code: str) -> _Context:
+    names = _Names(tree)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    references: list[tuple[str, ast.AST]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            references += [(alias.name, node) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            references += [(f"{node.module}.{alias.name}", node) for alias in node.names if alias.name != "*"]
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            top: ast.AST = node
+            while isinstance(parents.get(top), ast.Attribute):
+                top = parents[top]
+            path = names.dotted(top)
+            if path:
+                references.append((path, top))
+    return _Context(tree, code, names, parents, references)
+
+
+# Rationale: fail closed. A kernel needs torch, triton and a few pure stdlib modules; everything else is the sandbox's
+# business, and torch/triton submodules that load code, spawn work or expose internals are denied even as attributes.
+@_rule("import-allowlist", _K.FORBIDDEN_IMPORT, "only torch, triton, pure stdlib; the rest by category")
+def _import_allowlist(ctx: _Context) -> Iterator[_Hit]:
+    for node in ast.walk(ctx.tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield from _check_module(node, alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                yield _Hit(node, _K.FORBIDDEN_IMPORT, "is a relative import; it could reach the harness's own modules")
+            elif any(alias.name == "*" for alias in node.names):
+                yield _Hit(node, _K.FORBIDDEN_IMPORT, "is a star import, which hides the names it binds")
+            elif not _is_allowed(module):
+                yield from _check_module(node, module)
+            for alias in node.names:
+                member = f"{module}.{alias.name}"
+                if kind := _denied(member):
+                    yield _Hit(node, kind, f"imports {member}, which {_KIND_WHY[kind]}")
+                elif alias.name.startswith("_") and not node.level:
+                    yield _Hit(node, _K.TAMPERING, f"imports the private name {member}")
+    for path, node in ctx.references:
+        if not isinstance(node, (ast.Import, ast.ImportFrom)) and (kind := _denied(path)):
+            yield _Hit(node, kind, f"reaches {path}, which {_KIND_WHY[kind]}")
+
+
+def _check_module(node: ast.AST, module: str) -> Iterator[_Hit]:
+    if kind := _denied(module):
+        yield _Hit(node, kind, f"imports {module}, which {_KIND_WHY[kind]}")
+    elif not _is_allowed(module):
+        yield _Hit(node, _K.FORBIDDEN_IMPORT, f"imports {module}, which is not on the import allowlist")
+
+
+def _is_allowed(module: str) -> bool:
+    return module in ALLOWED_MODULES or module.startswith(ALLOWED_PREFIXES)
+
+
+def _denied(dotted: str) -> FailureKind | None:
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        if kind := DENIED.get(".".join(parts[:n])):
+            return kind
+    return next((_INNER_DENIED[p] for p in parts[1:] if p in _INNER_DENIED), None)
+
+
+# Rationale: these builtins run strings as code, reach namespaces, read files or stdin, or stop the interpreter. Any
+# reference counts (`f = eval`), unless the name is a local binding (`def forward(self, input)`).
+@_rule("forbidden-builtins", _K.TAMPERING, "no exec/eval/__import__/open/...; getattr with a public literal")
+def _forbidden_builtins(ctx: _Context) -> Iterator[_Hit]:
+    for node in ast.walk(ctx.tree):
+        if not isinstance(node, ast.Name) or ctx.names.binding(node) is not None:
+            continue
+        if node.id in _FORBIDDEN_NAMES:
+            yield _Hit(node, _FORBIDDEN_NAMES[node.id], f"uses the builtin {node.id}")
+        elif node.id in ("getattr", "type"):
+            yield from _check_reflective_call(node, ctx.parents.get(node))
+
+
+def _check_reflective_call(node: ast.Name, call: ast.AST | None) -> Iterator[_Hit]:
+    if not (isinstance(call, ast.Call) and call.func is node):
+        if node.id == "getattr":
+            yield _Hit(node, _K.TAMPERING, "passes getattr around; its attribute names cannot be checked")
+        return
+    if node.id == "type":
+        if len(call.args) == 3:
+            yield _Hit(call, _K.TAMPERING, "builds a class at run time, out of the static rules' sight")
+        return
+    name = call.args[1] if len(call.args) >= 2 else None
+    if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+        yield _Hit(call, _K.TAMPERING, "computes the attribute name, which hides what it reaches")
+    elif name.value.startswith("_"):
+        yield _Hit(call, _K.TAMPERING, "reaches a private attribute")
+
+
+# Rationale: dispatch modes, Triton launch hooks, the caching allocator, Tensor._version and torch._C internals live
+# behind underscores, and dunders (__globals__, __subclasses__, __dict__) are the classic sandbox escapes. Honest
+# kernels need only their own `self._x`, `super().__init__` and read-only names like `__name__`.
+@_rule("private-attribute", _K.TAMPERING, "no `x._private` except on self/cls; no dunders but __init__() and __name__")
+def _private_attribute(ctx: _Context) -> Iterator[_Hit]:
+    for node in ast.walk(ctx.tree):
+        if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")):
+            continue
+        attr = node.attr
+        if attr.startswith("__") and attr.endswith("__") and len(attr) > 4:
+            called = isinstance(call := ctx.parents.get(node), ast.Call) and call.func is node
+            if (attr in _SAFE_DUNDERS and isinstance(node.ctx, ast.Load)) or (attr == "__init__" and called):
+                continue
+            yield _Hit(node, _K.TAMPERING, f"accesses the dunder {attr}")
+        elif not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            yield _Hit(node, _K.TAMPERING, f"accesses the private attribute {attr} of another object")
+
+
+# Rationale: reassigning torch/triton/stdlib attributes (torch.allclose, Event.elapsed_time, triton.jit) changes what
+# the harness runs in the same process.
+@_rule("monkeypatch", _K.TAMPERING, "no assignment or del of attributes of imported modules or their members")
+def _monkeypatch(ctx: _Context) -> Iterator[_Hit]:
+    for node in ast.walk(ctx.tree):
+        targets: list[ast.AST] = []
+        if isinstance(node, (ast.Assign, ast.Delete)):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor, ast.comprehension)):
+            targets = [node.target]
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            targets = [node.optional_vars]
+        while targets:
+            target = targets.pop()
+            if isinstance(target, (ast.Tuple, ast.List, ast.Starred)):
+                targets += target.elts if not isinstance(target, ast.Starred) else [target.value]
+                continue
+            if not isinstance(target, (ast.Attribute, ast.Subscript)):
+                continue
+            root = target
+            while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
+                root = root.func if isinstance(root, ast.Call) else root.value
+            if isinstance(root, ast.Name) and (path := ctx.names.dotted(root)):
+                yield _Hit(target, _K.TAMPERING, f"modifies {path}, which the harness shares")
+
+
+# Rationale: a module object stored, passed or returned escapes the alias tracking the rules above rely on
+# (`[torch][0].allclose = f`, `patch(torch)`); honest code only reads attributes of its modules.
+@_rule("module-as-value", _K.TAMPERING, "imported modules are used only as `module.attr` (or `x = module` aliases)")
+def _module_as_value(ctx: _Context) -> Iterator[_Hit]:
+    for node in ast.walk(ctx.tree):
+        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)):
+            continue
+        path = ctx.names.dotted(node)
+        if not path or not _is_module(path):
+            continue
+        parent = ctx.parents.get(node)
+        if isinstance(parent, ast.Attribute) or isinstance(parent, ast.Compare):  # `triton is None` is fine
+            continue
+        if any(value is node for _, value in _assigned_pairs(parent)) and not isinstance(parent, ast.NamedExpr):
+            continue  # a tracked alias
+        if isinstance(parent, ast.Call) and (parent.func is node or _is_literal_getattr(parent, node, ctx)):
+            continue
+        yield _Hit(node, _K.TAMPERING, f"uses the module {path} as a value")
+
+
+def _is_module(path: str) -> bool:
+    return path in _MODULE_PATHS  # `from triton import jit` binds a function, not a module
+
+
+def _is_literal_getattr(call: ast.Call, node: ast.Name, ctx: _Context) -> bool:
+    func = call.func
+    if not (isinstance(func, ast.Name) and func.id in ("getattr", "hasattr") and ctx.names.binding(func) is None):
+        return False
+    name = call.args[1] if len(call.args) >= 2 else None
+    return call.args[0] is node and isinstance(name, ast.Constant) and isinstance(name.value, str)
+
+
+# Rationale: KernelBench's weakness #1: work on a side stream or replayed from a CUDA graph is invisible to events on
+# the current stream (CUDA-L1's 18x fake speedups). A kernel launched on the current stream needs none of it.
+@_rule("stream-graph", _K.FORBIDDEN_CONSTRUCT, "no streams, events or CUDA graphs")
+def _stream_graph(ctx: _Context) -> Iterator[_Hit]:
+    for node in ast.walk(ctx.tree):
+        if isinstance(node, ast.Attribute) and node.attr in _STREAM_GRAPH:
+            yield _Hit(node, _K.FORBIDDEN_CONSTRUCT, f"uses {node.attr}: side streams and graph replay hide work")
+    for path, node in ctx.references:
+        parts = path.split(".")
+        if parts[-1] in _STREAM_GRAPH or (parts[0] == "torch" and "Event" in parts):
+            yield _Hit(node, _K.FORBIDDEN_CONSTRUCT, f"uses {path}: side streams, events and graphs defeat the timer")
+
+
+# Rationale: kernels generated by torch.compile, TorchScript or FX would not be the candidate's (`torch.ops` stays
+# allowed: the runtime provenance check sees what it launches).
+@_rule("torch-compile", _K.FORBIDDEN_CONSTRUCT, "no torch.compile / torch.jit / torch.fx / torch.export")
+def _torch_compile(ctx: _Context) -> Iterator[_Hit]:
+    for path, node in ctx.references:
+        if any(path == c or path.startswith(c + ".") for c in _COMPILERS):
+            yield _Hit(node, _K.FORBIDDEN_CONSTRUCT, f"uses {path}: the kernels it generates are not the candidate's")
+
+
+# Rationale: a Tensor subclass or a __torch_function__/__torch_dispatch__ hook can defer the computation until the
+# checker reads the output, outside the timed region (lazy outputs).
+@_rule("tensor-subclass", _K.TAMPERING, "no Tensor subclasses and no __torch_function__/__torch_dispatch__")
+def _tensor_subclass(ctx: _Context) -> Iterator[_Hit]:
+    hooks = ("__torch_function__", "__torch_dispatch__")
+    for node in ast.walk(ctx.tree):
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                path = ctx.names.dotted(base) or ""
+                named = base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else ""
+                if path in _TENSOR_BASES or named in ("Tensor", "Parameter"):
+                    yield _Hit(node, _K.TAMPERING, "subclasses a Tensor; outputs must be plain tensors")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in hooks:
+            yield _Hit(node, _K.TAMPERING, f"defines {node.name}, which can defer or fake the computation")
+        elif isinstance(node, ast.Name) and node.id in hooks and not isinstance(node.ctx, ast.Load):
+            yield _Hit(node, _K.TAMPERING, f"binds {node.id}, which can defer or fake the computation")
+
+
+# Rationale: `class ModelNew(Model)` inherits the reference's forward (Kevin's inheritance bypass); directly or through
+# local classes and aliases.
+@_rule("inherits-reference", _K.FORBIDDEN_CONSTRUCT, "ModelNew must not subclass Model (the reference)")
+def _inherits_reference(ctx: _Context) -> Iterator[_Hit]:
+    parents: dict[str, list[str]] = {}
+    for node in ctx.tree.body:
+        if isinstance(node, ast.ClassDef):
+            parents[node.name] = [_last_name(b) for b in node.bases]
+        for target, value in _assigned_pairs(node):
+            if isinstance(target, ast.Name):
+                parents[target.id] = [_last_name(value)]
+    for node in ast.walk(ctx.tree):
+        if isinstance(node, ast.ClassDef) and node.name == "ModelNew":
+            seen, todo = {"ModelNew"}, list(parents.get("ModelNew", []))
+            while todo:
+                name = todo.pop()
+                if name == "Model":
+                    yield _Hit(node, _K.FORBIDDEN_CONSTRUCT, "inherits from Model, the PyTorch reference")
+                    break
+                if name not in seen:
+                    seen.add(name)
+                    todo += parents.get(name, [])
+
+
+def _last_name(node: ast.AST) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+# Rationale: the task is a Triton port; without a @triton.jit function nothing can be a candidate kernel. Cheap
+# format check only: whether the kernel runs is the runtime provenance check's job.
+@_rule("no-triton-kernel", _K.NO_TRITON_KERNEL, "at least one function decorated with @triton.jit")
+def _no_triton_kernel(ctx: _Context) -> Iterator[_Hit]:
+    for node in ast.walk(ctx.tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for deco in node.decorator_list:
+                if ctx.names.dotted(deco.func if isinstance(deco, ast.Call) else deco) == "triton.jit":
+                    return
+        if isinstance(node, ast.Call) and node.args and ctx.names.dotted(node.func) == "triton.jit":
+            return  # kernel = triton.jit(fn)
+    yield _Hit(None, _K.NO_TRITON_KERNEL, "no function is decorated with @triton.jit; the task asks for a Triton port")
+
+
+# --- warnings -----------------------------------------------------------------------------------------------------
+
+
+def _forward_warnings(ctx: _Context) -> tuple[str, ...]:
+    """Torch compute reachable from `forward`: not a failure (the runtime provenance check decides), just a flag."""
+    submodules: dict[str, str] = {}  # self.<name> -> "nn.Conv2d" for compute modules built anywhere
+    for node in ast.walk(ctx.tree):
+        for target, value in _assigned_pairs(node):
+            if _is_self_attr(target) and isinstance(value, ast.Call):
+                path = ctx.names.dotted(value.func) or ""
+                if path.startswith("torch.nn.") and path.count(".") == 2 and path.split(".")[-1] not in _NN_CONTAINERS:
+                    submodules[target.attr] = "nn." + path.split(".")[-1]
+    found: dict[tuple[int, str], None] = {}
+    for fn in ast.walk(ctx.tree):
+        if not (isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.name == "forward"):
+            continue
+        for node in ast.walk(fn):
+            line = getattr(node, "lineno", 0)
+            if isinstance(node, (ast.BinOp, ast.AugAssign)) and isinstance(node.op, ast.MatMult):
+                found[(line, "uses the @ operator")] = None
+            elif isinstance(node, ast.Call):
+                path = ctx.names.dotted(node.func) or ""
+                if path.startswith("torch.") and not _is_glue(path):
+                    found[(line, f"calls {path}")] = None
+                elif _is_self_attr(node.func) and node.func.attr in submodules:
+                    found[(line, f"calls self.{node.func.attr} ({submodules[node.func.attr]})")] = None
+    messages = [f"forward {what} at line {line}: runtime provenance will decide" for line, what in sorted(found)]
+    if len(messages) > MAX_WARNINGS:
+        messages = [*messages[:MAX_WARNINGS], f"+{len(messages) - MAX_WARNINGS} more"]
+    return tuple(messages)
+
+
+def _is_glue(path: str) -> bool:
+    parts = path.split(".")
+    if parts[1] in ("cuda", "backends") or (len(parts) == 2 and parts[1] in _TORCH_GLUE):
+        return True
+    return len(parts) == 3 and parts[1] == "nn" and parts[2] in _NN_CONTAINERS  # nn.Parameter(...)
+
+
+def _is_self_attr(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
+def _quote(node: ast.AST, code: str) -> str:
+    text = (ast.get_source_segment(code, node) if hasattr(node, "lineno") else None) or ""
+    text = text.strip().split("\n")[0] if text else ""
+    if not text:
+        try:
+            text = ast.unparse(node).split("\n")[0]
+        except Exception:  # noqa: BLE001 - quoting is cosmetic; never let it fail the stage
+            text = type(node).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
