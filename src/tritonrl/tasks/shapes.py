@@ -1,12 +1,12 @@
 """Shape planning: the sizes at which a task's reference and a candidate are compared.
 
 `plan_shapes(task, device="cpu")` halves the task's free SIZE constants until every input and output has at most
-`max_numel` elements, and every parameter at most PARAM_SLACK times that (`cpu_scale`), then derives variants with
-awkward sizes (odd, prime, never multiples of 16) so that a kernel assuming aligned shapes fails (`shape_family`). Sizes are
-measured on the meta device (`probe`), which allocates nothing even at KernelBench's multi-GB defaults; the real
-reference runs on CPU only at planned sizes (`validate_variant`). Some ops have no meta kernel (data-dependent shapes,
-`.item()`): then `probe` reports inputs only (`output_numels=None`) and, on CPU, the planner measures the outputs with a
-real run once the inputs fit the budget. Plans are deterministic; `plan_shapes_cached` memoises them per task.
+`max_numel` elements and every parameter at most PARAM_SLACK times that (`cpu_scale`), then derives variants with
+awkward sizes (odd, prime, never multiples of 16) so a kernel that assumes aligned shapes fails (`shape_family`).
+Sizes are measured on the meta device (`probe`), which allocates nothing even at KernelBench's multi-GB defaults; the
+real reference runs on CPU only at planned sizes (`validate_variant`). Some ops have no meta kernel (data-dependent
+shapes, `.item()`): then `probe` reports inputs only (`output_numels=None`) and, on CPU, the planner measures the
+outputs with a real run once the inputs fit the budget. Plans are deterministic; `plan_shapes_cached` memoises them.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ PARAM_SLACK = 8
 VARIANT_SLACK = 2  # a variant may be this many times larger than the budget (or, with no budget, than the base)
 _PROBE_SEED = 0
 _VALIDATE_SEED = 1234
+WEAK_CHANGED = 0.01  # below this fraction of output elements changing with the input, plans carry a "weak check" note
 
 # Candidate transforms for awkward sizes, tried in order until enough variants pass. Each maps a base value to a new
 # one; `_awkward` then keeps it >= 2 and off multiples of 16.
@@ -114,32 +115,21 @@ def cpu_scale(task: Task, max_numel: int = DEFAULT_MAX_NUMEL) -> dict[str, int]:
     sizes = task.free_size_constants
     floors = {name: min(value, 2) for name, value in sizes.items()}
     frozen: list[str] = []
-    current = _measure(task, sizes, max_numel, real_fallback=True)
+    budget = _Budget(max_numel, PARAM_SLACK * max_numel, real=True)
+    current = _measure(task, sizes, budget)
     if not current.ok:
         raise TaskError(f"task {task.task_id}: the reference does not build at its default sizes: {current.error}")
-    while not _within(current, max_numel, need_outputs=True):
+    while not budget.admits(current):
         movable = sorted((n for n, v in sizes.items() if n not in frozen and v > floors[n]), key=lambda n: -sizes[n])
         if not movable:
-            raise TaskError(_unscalable(task, sizes, current, frozen, max_numel))
-        halved = _halve(task, sizes, movable, max_numel)
+            raise TaskError(_unscalable(task, sizes, current, frozen, budget))
+        halved = _halve(task, sizes, movable, budget)
         if halved is None:
             log.debug("task %s: halving %s broke the reference; keeping it", task.task_id, movable[0])
             frozen.append(movable[0])
         else:
             sizes, current = halved
     return sizes
-
-
-def _halve(task: Task, sizes: dict[str, int], movable: list[str], budget: int) -> tuple[dict[str, int], Probe] | None:
-    """Halve movable[0] (the largest); if that breaks the reference, halve it together with one other movable
-    constant (coupled sizes: HingeLoss needs batch == features), largest first. None when nothing works."""
-    first = movable[0]
-    for partner in [None, *movable[1:]]:
-        trial = {**sizes, **{n: -(-sizes[n] // 2) for n in (first, partner) if n is not None}}
-        measured = _measure(task, trial, budget, real_fallback=True)
-        if measured.ok:
-            return trial, measured
-    return None
 
 
 def shape_family(
@@ -160,20 +150,7 @@ def validate_variant(task: Task, sizes: Mapping[str, int], seed: int) -> str | N
         None when usable, else why not: the reference raised, an output is empty or all NaN/Inf, or the outputs are
         identical for different inputs (degenerate: a constant kernel would pass).
     """
-    try:
-        (in_a, out_a), (in_b, out_b) = _run_twice(task, sizes, seed, seed + 1)
-    except TaskError as e:
-        return str(e)
-    for i, out in enumerate(out_a):
-        if out.numel() == 0:
-            return f"output {i} is empty (shape {tuple(out.shape)})"
-        if (out.is_floating_point() or out.is_complex()) and not bool(torch.isfinite(out).any()):
-            return f"output {i} is all NaN/Inf"
-    if _same(out_a, out_b):
-        what = "get_inputs() ignores the seed" if _same(in_a, in_b) else "the output ignores the input"
-        constant = [f"output {i} is all {t.flatten()[0].item()}" for i, t in enumerate(out_a) if _uniform(t)]
-        return f"degenerate: identical outputs for input seeds {seed} and {seed + 1} ({'; '.join([what, *constant])})"
-    return None
+    return _check(task, sizes, seed).reason
 
 
 def plan_shapes(
@@ -191,11 +168,7 @@ def plan_shapes(
     notes: list[str] = []
     if device == "cpu":
         base = cpu_scale(task, max_numel)
-        reason = validate_variant(task, base, _VALIDATE_SEED)
-        if reason:
-            raise TaskError(f"task {task.task_id}: unusable at its CPU base sizes {base}: {reason}. Fix the task.")
-        if not _deterministic(task, base, _VALIDATE_SEED):
-            notes.append("reference is nondeterministic (same inputs, different outputs): e.g. dropout in training")
+        notes.extend(_check_base(task, base))
         variants = _validated_variants(task, base, n_variants, max_numel, notes)
     else:
         base = task.free_size_constants
@@ -242,38 +215,56 @@ def _meta_unsupported(error: TaskError) -> bool:
     return isinstance(cause, NotImplementedError) or "meta" in str(cause).lower()
 
 
-def _measure(task: Task, sizes: Mapping[str, int], budget: int, *, real_fallback: bool) -> Probe:
-    """Probe on meta; if the outputs are unknown but everything else fits `budget`, run on CPU to measure them."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Budget:
+    numel: int  # the largest input or output allowed
+    param_numel: int  # the largest parameter or buffer allowed
+    real: bool  # may run the reference on CPU to measure outputs the meta device cannot (small sizes only)
+
+    def admits(self, found: Probe) -> bool:
+        known = found.output_numels is not None or not self.real
+        return found.ok and known and found.max_numel <= self.numel and found.max_param_numel <= self.param_numel
+
+
+def _measure(task: Task, sizes: Mapping[str, int], budget: _Budget) -> Probe:
+    """Probe on meta; if the outputs are unknown but the rest fits the budget, run on CPU to measure them."""
     found = probe(task, sizes)
-    small = found.max_numel <= budget and found.max_param_numel <= PARAM_SLACK * budget
-    if real_fallback and found.ok and found.output_numels is None and small:
+    small = found.max_numel <= budget.numel and found.max_param_numel <= budget.param_numel
+    if budget.real and found.ok and found.output_numels is None and small:
         found = probe(task, sizes, device="cpu")
     return found
 
 
-def _within(found: Probe, limit: int, *, need_outputs: bool) -> bool:
+def _unscalable(task: Task, sizes: Mapping[str, int], found: Probe, frozen: list[str], budget: _Budget) -> str:
+    stuck = "unmeasured outputs" if found.output_numels is None else f"{found.max_numel} elements"
     return (
-        found.ok
-        and found.max_numel <= limit
-        and found.max_param_numel <= PARAM_SLACK * limit
-        and (found.output_numels is not None or not need_outputs)
-    )
-
-
-def _unscalable(task: Task, sizes: Mapping[str, int], found: Probe, frozen: list[str], budget: int) -> str:
-    stuck = "outputs could not be measured" if found.output_numels is None else f"{found.max_numel} elements"
-    return (
-        f"task {task.task_id}: no scaling reaches max_numel={budget}: at sizes {dict(sizes)} the largest tensor has "
-        f"{stuck}; frozen because halving them broke the reference: {frozen or 'none'}; kept fixed: "
+        f"task {task.task_id}: no scaling reaches max_numel={budget.numel} (parameters {budget.param_numel}): at "
+        f"sizes {dict(sizes)} the largest input/output has {stuck}, the largest parameter {found.max_param_numel}; "
+        f"frozen because halving them broke the reference: {frozen or 'none'}; kept fixed: "
         f"{task.fixed_constants}. Fix: raise max_numel, or declare more constants 'size' (roles= or TRITONRL_ROLES)."
     )
 
 
+def _halve(
+    task: Task, sizes: dict[str, int], movable: list[str], budget: _Budget
+) -> tuple[dict[str, int], Probe] | None:
+    """Halve movable[0] (the largest); if that breaks the reference, halve it together with one other movable
+    constant (coupled sizes: HingeLoss needs batch == features), largest first. None when nothing works."""
+    first = movable[0]
+    for partner in [None, *movable[1:]]:
+        trial = {**sizes, **{n: -(-sizes[n] // 2) for n in (first, partner) if n is not None}}
+        measured = _measure(task, trial, budget)
+        if measured.ok:
+            return trial, measured
+    return None
+
+
 def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator[dict[str, int]]:
     if max_numel is None:
-        limit, real = VARIANT_SLACK * max(probe(task, base).max_numel, 1), False
+        at_base = probe(task, base)
+        budget = _Budget(VARIANT_SLACK * at_base.max_numel, VARIANT_SLACK * at_base.max_param_numel, real=False)
     else:
-        limit, real = VARIANT_SLACK * max_numel, True
+        budget = _Budget(VARIANT_SLACK * max_numel, VARIANT_SLACK * PARAM_SLACK * max_numel, real=True)
     # Constants of equal value change together first (HingeLoss needs batch == features), then one by one.
     groups: dict[int, list[str]] = {}
     for name, value in sorted(base.items(), key=lambda item: -item[1]):
@@ -287,13 +278,29 @@ def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator
             trial = {**sizes, **{n: _awkward(transform(base[n])) for n in names}}
             if trial == sizes:
                 continue
-            if _within(_measure(task, trial, limit, real_fallback=real), limit, need_outputs=real):
+            if budget.admits(_measure(task, trial, budget)):
                 sizes = trial
         key = tuple(sorted(sizes.items()))
         if key not in seen:
             seen.add(key)
             log.debug("task %s: variant %s = %s", task.task_id, label, sizes)
             yield sizes
+
+
+def _check_base(task: Task, base: dict[str, int]) -> list[str]:
+    """Raise if the reference is unusable at base; otherwise the notes worth keeping about it."""
+    checked = _check(task, base, _VALIDATE_SEED, forward_rng=True)
+    if checked.reason:
+        raise TaskError(f"task {task.task_id}: unusable at its CPU base sizes {base}: {checked.reason}. Fix the task.")
+    notes = []
+    if checked.changed < WEAK_CHANGED:
+        notes.append(
+            f"weak check: only {checked.changed:.2%} of output elements change with the input at base sizes; "
+            "a kernel returning a constant would nearly pass"
+        )
+    if checked.rng_in_forward:
+        notes.append("forward uses the RNG (e.g. dropout in training mode): compare under the same RNG state")
+    return notes
 
 
 def _validated_variants(
@@ -323,18 +330,54 @@ def _next_prime(value: int) -> int:
     return candidate
 
 
-def _run_twice(task: Task, sizes: Mapping[str, int], seed_a: int, seed_b: int) -> list[tuple[list, tuple]]:
-    """(inputs, outputs) for two input seeds, one model (seeded with seed_a); the global RNG is left as it was."""
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = ReferenceProgram(task, sizes)
-        model = program.make_model(seed_a)
-        runs = []
-        for seed in (seed_a, seed_b):
-            torch.manual_seed(seed)
-            inputs = program.get_inputs()
-            runs.append((inputs, program.run(model, inputs)))
-    return runs
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Checked:
+    reason: str | None  # validate_variant's answer
+    changed: float  # fraction of output elements that differ between the two input seeds
+    rng_in_forward: bool  # same inputs, another RNG seed before forward: different outputs
+
+
+def _check(task: Task, sizes: Mapping[str, int], seed: int, *, forward_rng: bool = False) -> _Checked:
+    """Run the reference for input seeds `seed` and `seed + 1` (and, with forward_rng, `seed` again under another
+    RNG seed for forward); one model, seeded with `seed`. The global RNG is left as it was."""
+    try:
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = ReferenceProgram(task, sizes)
+            model = program.make_model(seed)
+            in_a, out_a = _run(program, model, seed, seed)
+            in_b, out_b = _run(program, model, seed + 1, seed + 1)
+            rng = forward_rng and not _same(out_a, _run(program, model, seed, seed + 7)[1])
+    except TaskError as e:
+        return _Checked(str(e), 0.0, False)
+    return _Checked(_problem(out_a, out_b, _same(in_a, in_b), seed), _changed(out_a, out_b), rng)
+
+
+def _run(program: ReferenceProgram, model: torch.nn.Module, input_seed: int, forward_seed: int) -> tuple[list, tuple]:
+    torch.manual_seed(input_seed)
+    inputs = program.get_inputs()
+    torch.manual_seed(forward_seed)
+    return inputs, program.run(model, inputs)
+
+
+def _problem(out_a: tuple, out_b: tuple, same_inputs: bool, seed: int) -> str | None:
+    for i, out in enumerate(out_a):
+        if out.numel() == 0:
+            return f"output {i} is empty (shape {tuple(out.shape)})"
+        if (out.is_floating_point() or out.is_complex()) and not bool(torch.isfinite(out).any()):
+            return f"output {i} is all NaN/Inf"
+    if _same(out_a, out_b):
+        what = "get_inputs() ignores the seed" if same_inputs else "the output ignores the input"
+        constant = [f"output {i} is all {t.flatten()[0].item()}" for i, t in enumerate(out_a) if _uniform(t)]
+        return f"degenerate: identical outputs for input seeds {seed} and {seed + 1} ({'; '.join([what, *constant])})"
+    return None
+
+
+def _changed(out_a: tuple, out_b: tuple) -> float:
+    if [t.shape for t in out_a] != [t.shape for t in out_b]:
+        return 1.0
+    differ = sum(int((torch.nan_to_num(a) != torch.nan_to_num(b)).sum()) for a, b in zip(out_a, out_b, strict=True))
+    return differ / max(sum(t.numel() for t in out_a), 1)
 
 
 def _same(a: list | tuple, b: list | tuple) -> bool:
@@ -355,11 +398,3 @@ def _same(a: list | tuple, b: list | tuple) -> bool:
 
 def _uniform(t: torch.Tensor) -> bool:
     return t.numel() > 0 and bool((t == t.flatten()[0]).all())
-
-
-def _deterministic(task: Task, sizes: Mapping[str, int], seed: int) -> bool:
-    try:
-        (_, out_a), (_, out_b) = _run_twice(task, sizes, seed, seed)
-    except TaskError:
-        return False
-    return _same(out_a, out_b)

@@ -69,8 +69,8 @@ def parse_candidate(code: str, task: Task | None) -> tuple[ast.Module | None, St
         tree = ast.parse(code)
     except SyntaxError as e:
         line_text = (e.text or "").strip()[:120]
-        where = f"line {e.lineno}: " if e.lineno else ""
-        return None, _fail(Stage.PARSE, FailureKind.SYNTAX_ERROR, f"{where}{e.msg}: {line_text}", line=e.lineno)
+        message = (f"line {e.lineno}: " if e.lineno else "") + e.msg + (f": {line_text}" if line_text else "")
+        return None, _fail(Stage.PARSE, FailureKind.SYNTAX_ERROR, message, line=e.lineno)
     except (ValueError, RecursionError) as e:  # null bytes; nesting too deep for the parser
         return None, _fail(Stage.PARSE, FailureKind.SYNTAX_ERROR, f"cannot parse: {type(e).__name__}")
 
@@ -134,7 +134,8 @@ def _fenced_blocks(text: str) -> list[_Block]:
             line = lines[i]
             body.append(line[min(indent, len(line) - len(line.lstrip(" \t"))) :])
             i += 1
-        blocks.append(_Block(tag=tag, code="\n".join(body) + "\n", terminated=i < len(lines)))
+        code = "\n".join(body).rstrip("\n") + "\n"
+        blocks.append(_Block(tag=tag, code=code, terminated=i < len(lines)))
         i += 1
     return blocks
 

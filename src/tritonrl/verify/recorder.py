@@ -124,6 +124,45 @@ def patch_triton_launches(log: LaunchLog) -> list[tuple[type, Any]]:
     return patched
 
 
+DISPATCH_INTERNALS = (
+    "_pop_torch_dispatch_stack",
+    "_push_on_torch_dispatch_stack",
+    "_set_dispatch_mode",
+    "_unset_dispatch_mode",
+    "_DisableTorchDispatch",
+    "_DisablePythonDispatcher",
+    "_dispatch_tls_set_dispatch_key_excluded",
+    "_dispatch_tls_set_dispatch_key_included",
+    "_SetExcludeDispatchKeyGuard",
+    "_pop_mode",
+    "_push_mode",
+    "_disable_current_modes",
+    "_pop_mode_temporarily",
+)
+
+
+def guard_dispatch_internals(origin: Origin, report: Any) -> None:
+    """Make the torch internals that could hide ops from the Recorder refuse candidate callers.
+
+    Wrapped both on torch._C and where torch.utils._python_dispatch bound them at import. The static rules already
+    reject private attributes; this catches the same attempt at run time (e.g. via an obfuscated path)."""
+    import torch.utils._python_dispatch as pd
+
+    for module in (torch._C, pd):
+        for name in DISPATCH_INTERNALS:
+            original = module.__dict__.get(name)
+            if original is None:
+                continue
+
+            def wrapper(*args, _original=original, _name=name, **kwargs):  # noqa: ANN001
+                if origin.of(sys._getframe(1)) == "candidate":
+                    report("tampering", f"{_name} called by candidate code (would hide ops from provenance)")
+                    raise PermissionError(f"tritonrl sandbox: {_name} refused")
+                return _original(*args, **kwargs)
+
+            setattr(module, name, wrapper)
+
+
 def integrity_snapshot() -> dict[str, int]:
     """id() of every public attribute of the objects a timing/correctness cheat would patch."""
     import triton

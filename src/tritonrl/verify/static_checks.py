@@ -47,12 +47,20 @@ DENIED: dict[str, FailureKind] = {
     **dict.fromkeys(
         ["sys", "gc", "inspect", "ctypes", "cffi", "importlib", "builtins", "marshal", "pickle", "dill", "cloudpickle"]
         + ["code", "codeop", "types", "weakref", "atexit", "traceback", "dis", "faulthandler", "resource"]
-        + ["torch._C", "torch._dynamo", "torch._inductor", "torch.utils", "torch.library", "torch.overrides"]
-        + ["torch.set_float32_matmul_precision", "torch.set_default_dtype", "torch.set_default_device"]
-        + ["torch.set_default_tensor_type", "triton.runtime", "triton.testing", "triton.compiler", "triton.compile"]
-        + ["triton.backends", "triton.knobs", "triton.tools", "torch.nn.modules", "torch.ops.load_library"]
-        + ["torch.classes", "torch.cuda.cudart", "torch.cuda.caching_allocator_alloc"]
-        + ["torch.cuda.caching_allocator_delete", "torch.cuda.change_current_allocator"],
+        + ["typing.get_type_hints", "typing.ForwardRef"],  # both evaluate strings as code
+        _K.TAMPERING,
+    ),
+    **dict.fromkeys(
+        ["torch._C", "torch._dynamo", "torch._inductor", "torch.utils", "torch.library", "torch.overrides"]
+        + ["torch.nn.modules", "torch.classes", "torch.ops.load_library", "torch.cuda.cudart"]  # global hooks, .so
+        + ["torch.cuda.caching_allocator_alloc", "torch.cuda.caching_allocator_delete"]  # allocator reuse
+        + ["torch.cuda.change_current_allocator", "torch.set_default_tensor_type", "torch.set_default_dtype"]
+        + ["torch.set_default_device", "torch.set_float32_matmul_precision"],  # process-wide numerics
+        _K.TAMPERING,
+    ),
+    **dict.fromkeys(
+        ["triton.runtime", "triton.testing", "triton.compiler", "triton.compile", "triton.backends", "triton.knobs"]
+        + ["triton.tools"],
         _K.TAMPERING,
     ),
 }
@@ -103,6 +111,7 @@ class _Scope:
     is_class: bool = False
     bound: set[str] = dataclasses.field(default_factory=set)  # names local to this scope
     globals: set[str] = dataclasses.field(default_factory=set)  # `global` declarations
+    nonlocals: set[str] = dataclasses.field(default_factory=set)  # `nonlocal` declarations
     imports: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> dotted path (imports and aliases)
 
 
@@ -114,7 +123,7 @@ class _Names:
         self.scope_of: dict[ast.Name, _Scope] = {}
         self._aliases: list[tuple[_Scope, str, ast.expr]] = []  # `t = torch`-style assignments
         self._visit(tree, self.module)
-        for _ in range(len(self._aliases)):  # fixpoint; each pass resolves at least one more link
+        for _ in range(len(self._aliases)):  # fixpoint: a chain of n aliases resolves in at most n passes
             changed = False
             for scope, name, value in self._aliases:
                 path = self.dotted(value)
@@ -178,7 +187,7 @@ class _Names:
             scope.globals.update(node.names)
             self.module.bound.update(node.names)
         elif isinstance(node, ast.Nonlocal):
-            scope.globals.difference_update(node.names)
+            scope.nonlocals.update(node.names)
         elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
             scope.bound.add(node.name)
         elif isinstance(node, ast.MatchMapping) and node.rest:
@@ -188,8 +197,6 @@ class _Names:
                 self._aliases.append((scope, target.id, value))
         for child in ast.iter_child_nodes(node):
             self._visit(child, scope)
-        if isinstance(node, ast.Nonlocal):
-            scope.bound.difference_update(node.names)
 
     def _visit_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, scope: _Scope) -> None:
         args = node.args
@@ -203,7 +210,7 @@ class _Names:
         inner = _Scope(scope, bound={p.arg for p in params})
         for stmt in node.body if isinstance(node.body, list) else [node.body]:
             self._visit(stmt, inner)
-        inner.bound -= inner.globals
+        inner.bound -= inner.globals | inner.nonlocals
 
 
 def _assigned_pairs(node: ast.AST) -> Iterator[tuple[ast.expr, ast.expr]]:
@@ -415,10 +422,11 @@ def _monkeypatch(ctx: _Context) -> Iterator[_Hit]:
             if not isinstance(target, (ast.Attribute, ast.Subscript)):
                 continue
             root = target
-            while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
-                root = root.func if isinstance(root, ast.Call) else root.value
+            while isinstance(root, (ast.Attribute, ast.Subscript)):
+                root = root.value
             if isinstance(root, ast.Name) and (path := ctx.names.dotted(root)):
-                yield _Hit(target, _K.TAMPERING, f"modifies {path}, which the harness shares")
+                what = ctx.names.dotted(target) or f"an attribute of {path}"
+                yield _Hit(target, _K.TAMPERING, f"modifies {what}, which the harness shares")
 
 
 # Rationale: a module object stored, passed or returned escapes the alias tracking the rules above rely on
@@ -579,11 +587,6 @@ def _is_self_attr(node: ast.AST) -> bool:
 
 
 def _quote(node: ast.AST, code: str) -> str:
-    text = (ast.get_source_segment(code, node) if hasattr(node, "lineno") else None) or ""
-    text = text.strip().split("\n")[0] if text else ""
-    if not text:
-        try:
-            text = ast.unparse(node).split("\n")[0]
-        except Exception:  # noqa: BLE001 - quoting is cosmetic; never let it fail the stage
-            text = type(node).__name__
+    """The offending construct as written (first line), else as unparsed; at most 80 characters."""
+    text = (ast.get_source_segment(code, node) or ast.unparse(node)).strip().split("\n")[0]
     return text if len(text) <= 80 else text[:77] + "..."

@@ -66,7 +66,13 @@ class Worker:
 
         from tritonrl.verify.guard import Guard, Origin
         from tritonrl.verify.protocol import write_frame
-        from tritonrl.verify.recorder import LaunchLog, Recorder, integrity_snapshot, patch_triton_launches
+        from tritonrl.verify.recorder import (
+            LaunchLog,
+            Recorder,
+            guard_dispatch_internals,
+            integrity_snapshot,
+            patch_triton_launches,
+        )
 
         self.torch = torch
         self.req = request
@@ -76,6 +82,7 @@ class Worker:
         self.log = LaunchLog(request["candidate_path"])
         patch_triton_launches(self.log)
         self.recorder = Recorder(self.origin)
+        guard_dispatch_internals(self.origin, self._violation)
         self.guard = Guard(request["workdir"], self._violation, self.origin)
         self.snapshot = integrity_snapshot()
         self.threads = threading.active_count()
@@ -241,6 +248,10 @@ def main() -> None:
     import triton  # noqa: F401
     import triton.language  # noqa: F401
 
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        from tritonrl.verify.compat import patch_triton_interpreter
+
+        patch_triton_interpreter()
     _warm_up_dispatch()
     key = read_exact(0, 32)
     request = read_frame(0, key) if key else None
