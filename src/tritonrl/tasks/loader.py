@@ -166,12 +166,7 @@ def constant_bindings(stmt: ast.stmt) -> list[tuple[str, ast.expr | None]]:
         return [(stmt.target.id, stmt.value)]
     if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
         return [(stmt.target.id, ast.BinOp(ast.Name(stmt.target.id, ast.Load()), stmt.op, stmt.value))]
-    bound = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        bound.add(stmt.name)
-    if isinstance(stmt, ast.Import | ast.ImportFrom):
-        bound.update((a.asname or a.name).split(".")[0] for a in stmt.names)
-    return [(name, None) for name in sorted(bound)]
+    return [(name, None) for name in sorted(_stored_names(stmt))]
 
 
 def input_literals(tree: ast.Module) -> list[ast.Constant]:
@@ -242,6 +237,25 @@ def _file_roles(tree: ast.Module, where: str) -> dict[str, str]:
                 )
             return roles
     return {}
+
+
+def _stored_names(stmt: ast.stmt) -> set[str]:
+    """Names a compound statement binds at module level; function and class bodies (their own scopes) are skipped."""
+    bound: set[str] = set()
+    todo: list[ast.AST] = [stmt]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+            continue
+        if isinstance(node, ast.Lambda | ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return bound
 
 
 def _target_bindings(target: ast.expr, value: ast.expr | None) -> list[tuple[str, ast.expr | None]]:
@@ -350,7 +364,7 @@ def _constant(
         return Constant(name, value, ConstantRole(role), reason, deps)
     role, reason = _role(base, value)
     if deps:
-        reason += f"; derived from {', '.join(deps)} (recomputed from them)"
+        reason += f"; derived from {', '.join(deps)}: recomputes when they change"
     return Constant(name, value, role, reason, deps)
 
 

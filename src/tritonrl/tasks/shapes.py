@@ -276,9 +276,11 @@ def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator
         sizes = dict(base)
         for names in steps:  # greedily, keeping each change that still probes ok and within the limit
             trial = {**sizes, **{n: _awkward(transform(base[n])) for n in names}}
-            if trial == sizes:
-                continue
-            if budget.admits(_measure(task, trial, budget)):
+            if trial != sizes and budget.admits(_measure(task, trial, budget)):
+                sizes = trial
+        for names in steps:  # what is still a multiple of 16 (the change did not fit): try one less
+            trial = {**sizes, **{n: sizes[n] - 1 for n in names if sizes[n] % 16 == 0}}
+            if trial != sizes and budget.admits(_measure(task, trial, budget)):
                 sizes = trial
         key = tuple(sorted(sizes.items()))
         if key not in seen:

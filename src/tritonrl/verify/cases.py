@@ -114,12 +114,27 @@ def build_shape(task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig)
         ):
             notes.append(f"{name}/{distribution}: dropped, the reference output is entirely NaN/Inf")
             continue
-        poison = None
-        if cfg.poison_outputs:
-            poison = "sentinel" if len(cases) % 2 == 0 else "nan"
         mutated = [not _same(a, b) for a, b in zip(inputs, ref_inputs, strict=True)]
-        cases.append(Case(f"{name}/{distribution}", distribution, seed, poison, inputs, outputs, mutated))
+        cases.append(Case(f"{name}/{distribution}", distribution, seed, None, inputs, outputs, mutated))
+    if name == "base":
+        cases.sort(key=lambda c: not ghost_informative(c))  # stable: the first informative case leads
+    for i, case in enumerate(cases):  # alternate poison so NaN- and sentinel-filled runs both occur per shape
+        case.poison = ("sentinel" if i % 2 == 0 else "nan") if cfg.poison_outputs else None
     return Shape(name, dict(sizes), init_args, init_seed, state, cases), notes, ops
+
+
+def ghost_informative(case: Case) -> bool:
+    """Ghost Replay on this case can tell whether kernels matter: no reference output equals an input.
+
+    A correct kernel may legitimately start from a copy of its input (`out = x.clone(); kernel(out)`); with the
+    kernel skipped its output is that copy, which equals the true output whenever f(x) == x (relu on [0, 1) inputs).
+    """
+    tensors = [x for x in case.inputs if isinstance(x, torch.Tensor)]
+    for out in case.ref_outputs:
+        for x in tensors:
+            if x.shape == out.shape and x.dtype == out.dtype and _same(x, out):
+                return False
+    return True
 
 
 def build_cases(task: Task, plan: ShapePlan, cfg: VerifyConfig) -> tuple[list[Shape], list[str], bool]:

@@ -17,7 +17,7 @@ from tritonrl.errors import SandboxError
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan, plan_shapes
 from tritonrl.types import Stage, StageOutcome, Verdict
-from tritonrl.verify.cases import build_cases, request_shapes
+from tritonrl.verify.cases import build_cases, ghost_informative, request_shapes
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.extract import extract_code, parse_candidate
 from tritonrl.verify.judge import Failure, Judge
@@ -88,14 +88,17 @@ def _run_sandboxed(
         shapes, notes, uses_matmul = build_cases(task, plan, cfg)
         clock.lap("reference")
         policy = POLICIES[cfg.policy]
-        judge = Judge(shapes, policy, tf32=cfg.use_tf32_tolerance and uses_matmul)
+        ghost = cfg.ghost_replay and policy.require_dependence and ghost_informative(shapes[0].cases[0])
+        if cfg.ghost_replay and not ghost:
+            notes.append("ghost replay skipped: on every case some reference output equals an input")
+        judge = Judge(shapes, policy, tf32=cfg.use_tf32_tolerance and uses_matmul, ghost=ghost)
         proc.send_request(
             {
                 "candidate_path": str(proc.candidate_path),
                 "workdir": str(proc.workdir),
                 "device": cfg.device,
                 "guard": cfg.audit_guard,
-                "ghost": cfg.ghost_replay and policy.require_dependence,
+                "ghost": ghost,
                 "repeat": cfg.poison_outputs,
                 "limits": {
                     "fsize_mb": cfg.file_size_limit_mb,

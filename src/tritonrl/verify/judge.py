@@ -55,8 +55,10 @@ def _identical(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
 
 
 class Judge:
-    def __init__(self, shapes: list[Shape], policy: ProvenancePolicy, *, tf32: bool) -> None:
+    def __init__(self, shapes: list[Shape], policy: ProvenancePolicy, *, tf32: bool, ghost: bool) -> None:
         self.shapes = shapes
+        self.ghost_pending = ghost  # the first case's correctness waits for the ghost run: provenance comes first
+        self._deferred: tuple[dict[str, Any], str] | None = None
         self.policy = policy
         self.tf32 = tf32
         self.ready = False
@@ -71,7 +73,6 @@ class Judge:
         self.foreign: set[str] = set()
         self.n_launches = 0
         self.ghost_changed: bool | None = None
-        self._first_outputs: list[torch.Tensor] | None = None
 
     # --- per frame ---------------------------------------------------------------------------------------------
     def feed(self, msg: dict[str, Any]) -> Failure | None:
@@ -115,11 +116,13 @@ class Judge:
                            + "; ".join(msg["tamper"]))
         launches = [(str(n), bool(m)) for n, m in msg.get("launches", [])]
         if msg["mode"] == "ghost":
-            self.ghost_changed = not _identical(msg["outputs"], self._first_outputs or [])
+            self.ghost_pending = False
+            first = self._deferred[0]["outputs"] if self._deferred else []
+            self.ghost_changed = not _identical(msg["outputs"], first)
             if self.policy.require_dependence and not self.ghost_changed:
                 return Failure(Stage.PROVENANCE, FailureKind.NOT_DEPENDENT, "with the candidate's Triton kernels "
                                "turned into no-ops the output is unchanged: the kernels do not compute it")
-            return None
+            return self.run_deferred()
         ops = {str(k): int(v) for k, v in msg.get("ops", {}).items()}
         self.ops.update(ops)
         self.n_launches += len(launches)
@@ -128,6 +131,17 @@ class Judge:
         verdict = judge_call(self.policy, ops, launches)
         if verdict is not None:
             return Failure(Stage.PROVENANCE, verdict[0], f"{verdict[1]} (on {where})")
+        if self.ghost_pending and self._deferred is None:
+            self._deferred = (msg, where)
+            return None
+        return self._correctness(msg, where)
+
+    def run_deferred(self) -> Failure | None:
+        """Judge the correctness of the case held back for the ghost run (also called at the end of the stream)."""
+        if self._deferred is None:
+            return None
+        msg, where = self._deferred
+        self._deferred = None
         return self._correctness(msg, where)
 
     def _correctness(self, msg: dict[str, Any], where: str) -> Failure | None:
@@ -137,8 +151,6 @@ class Judge:
             return Failure(Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{msg['structure_error']} on "
                            f"{where}")
         outputs: list[torch.Tensor] = msg["outputs"]
-        if self._first_outputs is None:
-            self._first_outputs = outputs
         mutated = [bool(m) and not r for m, r in zip(msg.get("mutated", []), case.ref_mutated, strict=False)]
         if any(mutated):
             index = mutated.index(True)
@@ -162,6 +174,8 @@ class Judge:
 
     # --- end of stream -----------------------------------------------------------------------------------------
     def finish(self, exit: ExitInfo) -> Failure | None:
+        if (failure := self.run_deferred()) is not None:
+            return failure
         if self.done:
             expected = sum(len(s.cases) for s in self.shapes)
             if len(self.checks) < expected:
