@@ -11,7 +11,7 @@ from rich.table import Table
 
 from tritonrl.types import Verdict
 
-console = Console()
+console = Console(width=None if Console().is_terminal else 160)  # pipes and CI logs get wide tables
 
 
 def print_verdict(v: Verdict) -> None:
@@ -54,10 +54,15 @@ def demo_progress(disable: bool = False) -> Iterator[Callable]:
 
 
 def print_demo(rows) -> None:  # noqa: ANN001
-    table = Table("candidate", "expected", "verdict", "", "message", title="tritonrl demo (Triton interpreter)")
+    device = rows[0].verdict.device if rows else "cpu"
+    title = "tritonrl demo" + (" (Triton interpreter)" if device == "cpu" else f" ({device})")
+    table = Table(title=title)
+    for col in ("candidate", "expected", "verdict", ""):
+        table.add_column(col, no_wrap=True)
+    table.add_column("message", no_wrap=True, overflow="ellipsis", max_width=80)
     for r in rows:
         mark = "[green]✓[/]" if r.as_expected else "[red]✗ UNEXPECTED[/]"
-        table.add_row(r.name, r.expected, r.outcome, mark, r.verdict.message[:90])
+        table.add_row(r.name, r.expected, r.outcome, mark, r.verdict.message, style=None)
     console.print(table)
     n_ok = sum(r.as_expected for r in rows)
     console.print(f"{n_ok}/{len(rows)} verdicts as expected")

@@ -1,13 +1,10 @@
 """Load KernelBench-format task files into `Task`s by static analysis only: nothing in the file is executed.
 
-`load_task(path)` checks the file's shape (`class Model`, `get_inputs`, `get_init_inputs`), reads `Model.__init__`'s
-signature and folds module-level numeric constants (`N = 2048 * 2`, `M = N // 2`, `input_shape = (32768,)`), then
-collects integer literals >= 16 passed to calls in `get_inputs()` (`torch.rand(b, 3, 224, 224)` gives the constant
-`get_inputs:224`, so hard-coded image sizes scale too), then
-classifies each as SIZE (may be scaled) or FIXED (a hyperparameter) with the first matching rule, in this order:
-explicit `roles=`; a `TRITONRL_ROLES = {"name": "size" | "fixed"}` dict literal in the file; floats; the integers 0
-and 1; the hyperparameter-name table; the size-name table; finally value >= 16. Running the reference is
-`tasks/reference.py`'s job.
+`load_task(path)` checks for `class Model`, `get_inputs` and `get_init_inputs`, reads `Model.__init__`'s signature and
+folds numeric module-level constants (`N = 2048 * 2`, `M = N // 2`, tuple elements as `input_shape[0]`, and literals
+>= 16 in get_inputs()'s calls as `get_inputs:224`). Each is SIZE (scalable) or FIXED by the first rule that matches:
+`roles=`; the file's optional `TRITONRL_ROLES = {"name": "size" | "fixed"}` dict literal; floats; 0 and 1; the
+hyperparameter-name table; the size-name table; value >= 16. Running the reference is `tasks/reference.py`'s job.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Run the TRUSTED reference of a task, optionally at overridden sizes.
 
-`ReferenceProgram(task, {"batch_size": 4})` re-parses the task source, inserts `batch_size = 4` after every
-module-level statement that binds `batch_size` (so `M = batch_size // 2` further down recomputes; `get_inputs:224`
-replaces the literal 224 in get_inputs()'s calls instead), compiles it with
-the task path as filename and executes it in a fresh namespace. Only task files the project trusts (KernelBench,
-builtin tasks) go through here; candidate kernels run in the sandbox (`verify/`), never in this process.
+`ReferenceProgram(task, {"batch_size": 4})` re-parses the source and inserts `batch_size = 4` after each module-level
+statement binding it, so `M = batch_size // 2` further down recomputes (`get_inputs:224` rewrites that literal in
+get_inputs()), then executes it in a fresh namespace with the task path as filename. Only trusted task files
+(KernelBench, builtin) run here; candidate kernels run in the sandbox (`verify/`), never in this process.
 Not supported yet: KernelBook-style `get_inputs()` returning `[args, kwargs]`; every input is passed positionally.
 """
 
@@ -30,10 +29,15 @@ class ReferenceProgram:
     """The executed task module at given sizes: inputs, a seeded model and its outputs."""
 
     def __init__(self, task: Task, sizes: Mapping[str, int | float] | None = None) -> None:
-        """Args:
-        task: a loaded task.
-        sizes: overrides for the task's constants by name (`"input_shape[0]"` for a tuple element); constants not
-            named keep their defaults, and derived ones recompute.
+        """Execute the task module.
+
+        Args:
+            task: a loaded task.
+            sizes: overrides for the task's constants by name (`"input_shape[0]"` for a tuple element); constants not
+                named keep their defaults, and derived ones recompute.
+
+        Raises:
+            TaskError: an override names no constant of the task, or the module body raised.
         """
         self.task = task
         self.sizes = _check_sizes(task, dict(sizes or {}))

@@ -265,12 +265,7 @@ def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator
         budget = _Budget(VARIANT_SLACK * at_base.max_numel, VARIANT_SLACK * at_base.max_param_numel, real=False)
     else:
         budget = _Budget(VARIANT_SLACK * max_numel, VARIANT_SLACK * PARAM_SLACK * max_numel, real=True)
-    # Constants of equal value change together first (HingeLoss needs batch == features), then one by one.
-    groups: dict[int, list[str]] = {}
-    for name, value in sorted(base.items(), key=lambda item: -item[1]):
-        if value > 1:
-            groups.setdefault(value, []).append(name)
-    steps = [names for group in groups.values() for names in (group, *([[n] for n in group] if len(group) > 1 else []))]
+    steps = _steps(base)
     seen = {tuple(sorted(base.items()))}
     for label, transform in _TRANSFORMS:
         sizes = dict(base)
@@ -287,6 +282,21 @@ def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator
             seen.add(key)
             log.debug("task %s: variant %s = %s", task.task_id, label, sizes)
             yield sizes
+
+
+def _steps(base: dict[str, int]) -> list[list[str]]:
+    """Which constants a variant changes together, in order: each group of equal values (HingeLoss needs batch ==
+    features), then its members one by one; largest values first; 1s never."""
+    groups: dict[int, list[str]] = {}
+    for name, value in sorted(base.items(), key=lambda item: -item[1]):
+        if value > 1:
+            groups.setdefault(value, []).append(name)
+    steps = []
+    for group in groups.values():
+        steps.append(group)
+        if len(group) > 1:
+            steps.extend([name] for name in group)
+    return steps
 
 
 def _check_base(task: Task, base: dict[str, int]) -> list[str]:
@@ -399,4 +409,4 @@ def _same(a: list | tuple, b: list | tuple) -> bool:
 
 
 def _uniform(t: torch.Tensor) -> bool:
-    return t.numel() > 0 and bool((t == t.flatten()[0]).all())
+    return bool((t == t.flatten()[0]).all())

@@ -55,6 +55,39 @@ def extract_code(text: str) -> tuple[str | None, StageOutcome]:
     return _unfenced(text)
 
 
+def strip_main_guard(code: str, tree: ast.Module) -> tuple[str, ast.Module]:
+    """Blank out top-level `if __name__ == "__main__":` blocks (LLM answers often end with a self-test).
+
+    The worker imports the candidate as a module, so such a block would never run; removing it keeps its test-only
+    imports (time, numpy, triton.testing) from tripping the static rules. Lines are blanked, not deleted, so line
+    numbers in later messages still match the candidate's text.
+    """
+    lines = code.split("\n")
+    kept = []
+    for node in tree.body:
+        if _is_main_guard(node):
+            for i in range(node.lineno - 1, node.end_lineno or node.lineno):
+                lines[i] = ""
+        else:
+            kept.append(node)
+    if len(kept) == len(tree.body):
+        return code, tree
+    new_code = "\n".join(lines)
+    return new_code, ast.parse(new_code)
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
+
+
 def parse_candidate(code: str, task: Task | None) -> tuple[ast.Module | None, StageOutcome]:
     """Parse the candidate, find a top-level `class ModelNew` and check its constructor (stage PARSE).
 

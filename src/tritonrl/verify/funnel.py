@@ -19,7 +19,7 @@ from tritonrl.tasks.shapes import ShapePlan, plan_shapes
 from tritonrl.types import Stage, StageOutcome, Verdict
 from tritonrl.verify.cases import build_cases, ghost_informative, request_shapes
 from tritonrl.verify.config import VerifyConfig
-from tritonrl.verify.extract import extract_code, parse_candidate
+from tritonrl.verify.extract import extract_code, parse_candidate, strip_main_guard
 from tritonrl.verify.judge import Failure, Judge
 from tritonrl.verify.provenance import POLICIES
 from tritonrl.verify.sandbox import WorkerProcess
@@ -68,6 +68,7 @@ def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None) -> Verdi
     clock.lap("parse")
     if tree is None:
         return rejected(outcome)
+    code, tree = strip_main_guard(code, tree)
     warnings: tuple[str, ...] = ()
     if cfg.static_checks:
         outcome = run_static_checks(tree, code, policy=cfg.policy)

@@ -1,0 +1,33 @@
+# expect: stage=provenance failure=not_dependent  -- memoises the first result per shape: the ghost-replay call gets the cached tensor, so the output no longer depends on any kernel (fresh inputs per case would expose it next)
+import torch
+import torch.nn as nn
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def relu_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(out_ptr + offs, tl.maximum(tl.load(x_ptr + offs, mask=mask), 0.0), mask=mask)
+
+
+def launch_relu(x, out):
+    n = x.numel()
+    relu_kernel[(triton.cdiv(n, 256),)](x, out, n, BLOCK=256)
+
+
+CACHE = {}
+
+
+class ModelNew(nn.Module):
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x):
+        key = tuple(x.shape)
+        if key not in CACHE:
+            out = torch.empty_like(x)
+            launch_relu(x, out)
+            CACHE[key] = out
+        return CACHE[key]

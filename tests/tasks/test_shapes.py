@@ -1,0 +1,190 @@
+"""tasks/shapes.py: meta-device probes, CPU scaling, awkward-size variants and reference validation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tritonrl.errors import TaskError
+from tritonrl.tasks.loader import load_task, load_task_dir
+from tritonrl.tasks.shapes import (
+    cpu_scale,
+    plan_shapes,
+    plan_shapes_cached,
+    probe,
+    shape_family,
+    validate_variant,
+)
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "tasks"
+GOOD = {task.task_id: task for task in load_task_dir(FIXTURES)}
+BUDGET = 8192
+
+INLINE = """
+import torch
+import torch.nn as nn
+
+class Model(nn.Module):
+    def forward(self, x):
+        return {ret}
+
+batch_size = 1024
+dim = 4096
+
+def get_inputs():
+    return [torch.rand(batch_size, dim)]
+
+def get_init_inputs():
+    return []
+"""
+
+
+def _inline(ret: str, task_id: str = "inline"):
+    return load_task(INLINE.format(ret=ret), task_id=task_id)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_torch():
+    """The first meta-device op in a process pays ~1 s of torch's lazy imports; keep it out of the timings."""
+    plan_shapes(GOOD["hinge_coupled"])
+
+
+def test_probe_on_meta_does_not_allocate():
+    start = time.perf_counter()
+    found = probe(GOOD["softmax_huge"])  # 4096 x 393216 fp32 is 6 GiB
+    assert time.perf_counter() - start < 1.0
+    assert found.ok and found.input_numels == (4096 * 393216,) and found.output_numels == (4096 * 393216,)
+    assert found.max_numel == 4096 * 393216
+
+
+def test_probe_counts_parameters_separately():
+    found = probe(GOOD["conv2d"], {"batch_size": 1, "height": 8, "width": 8})
+    assert found.max_param_numel == 64 * 3 * 5 * 5
+
+
+def test_probe_reports_a_broken_shape():
+    found = probe(GOOD["conv2d"], {"height": 2, "width": 2})  # smaller than the 5x5 kernel even with padding 1
+    assert not found.ok and "Model.forward" in found.error
+
+
+def test_probe_without_meta_kernel_reports_inputs_only():
+    found = probe(_inline("x[x > 0.5]"))  # boolean masking has data-dependent shape: no meta kernel
+    assert found.ok and found.output_numels is None and found.input_numels == (1024 * 4096,)
+
+
+@pytest.mark.parametrize("task_id", sorted(GOOD))
+def test_cpu_scale_reaches_the_budget_fast(task_id: str):
+    task = GOOD[task_id]
+    start = time.perf_counter()
+    sizes = cpu_scale(task, BUDGET)
+    assert time.perf_counter() - start < 1.0
+    found = probe(task, sizes, device="cpu")
+    assert found.ok and found.max_numel <= BUDGET
+    assert set(sizes) == set(task.free_size_constants)
+
+
+def test_cpu_scale_keeps_hyperparameters_and_small_floors():
+    sizes = cpu_scale(GOOD["conv2d"])
+    assert "kernel_size" not in sizes and "stride" not in sizes
+    assert sizes["in_channels"] >= 2  # 3 may halve to 2, never to 1
+    assert sizes["height"] >= 5  # the conv still fits its kernel
+
+
+def test_cpu_scale_halves_coupled_sizes_together():
+    sizes = cpu_scale(GOOD["hinge_coupled"])
+    assert sizes["batch_size"] == sizes["input_shape[0]"] <= 64
+
+
+def test_cpu_scale_measures_outputs_without_meta_kernel():
+    sizes = cpu_scale(_inline("x[x > 0.5]"))
+    assert sizes["batch_size"] * sizes["dim"] <= BUDGET
+
+
+def test_cpu_scale_raises_when_the_budget_is_unreachable():
+    with pytest.raises(TaskError, match=r"no scaling reaches max_numel=4 .*Fix: raise max_numel"):
+        cpu_scale(GOOD["conv2d"], max_numel=4)
+
+
+@pytest.mark.parametrize("task_id", ["softmax_huge", "square_matmul", "hinge_coupled", "declared_roles"])
+def test_shape_family_avoids_multiples_of_16(task_id: str):
+    task = GOOD[task_id]
+    base = cpu_scale(task)
+    variants = shape_family(task, base, n=2)
+    assert len(variants) == 2
+    for variant in variants:
+        assert all(v % 16 != 0 for v in variant.values() if v > 1), variant
+
+
+def test_shape_family_is_distinct_deterministic_and_in_budget():
+    task = GOOD["conv2d"]
+    base = cpu_scale(task)
+    variants = shape_family(task, base, n=3)
+    assert shape_family(task, base, n=3) == variants
+    assert len({tuple(sorted(v.items())) for v in [base, *variants]}) == 4
+    for variant in variants:
+        assert probe(task, variant, device="cpu").max_numel <= 2 * BUDGET
+
+
+def test_shape_family_keeps_ones():
+    task = GOOD["declared_roles"]
+    assert all(v["mult"] == 1 for v in shape_family(task, cpu_scale(task), n=2))
+
+
+def test_validate_variant_accepts_a_good_reference():
+    task = GOOD["softmax_huge"]
+    assert validate_variant(task, cpu_scale(task), seed=0) is None
+
+
+def test_validate_variant_flags_a_degenerate_reference():
+    task = load_task(FIXTURES / "bad" / "degenerate.py")
+    reason = validate_variant(task, cpu_scale(task), seed=0)
+    assert reason is not None and "degenerate" in reason and "output 0 is all 0.0" in reason
+
+
+def test_validate_variant_flags_a_raising_reference():
+    reason = validate_variant(load_task(FIXTURES / "bad" / "raises.py"), {"M": 4, "K": 8}, seed=0)
+    assert reason is not None and "Model.forward raised" in reason
+
+
+def test_validate_variant_flags_all_nan_output():
+    task = _inline("x * float('nan')")
+    assert validate_variant(task, {"batch_size": 4, "dim": 4}, seed=0) == "output 0 is all NaN/Inf"
+
+
+def test_plan_cpu():
+    plan = plan_shapes(GOOD["softmax_huge"], device="cpu")
+    assert plan.base == cpu_scale(GOOD["softmax_huge"]) and len(plan.variants) == 2 and plan.notes == ()
+
+
+def test_plan_cpu_raises_for_a_degenerate_base():
+    with pytest.raises(TaskError, match="unusable at its CPU base sizes.*degenerate"):
+        plan_shapes(load_task(FIXTURES / "bad" / "degenerate.py"))
+
+
+def test_plan_cpu_raises_for_a_broken_reference():
+    with pytest.raises(TaskError, match="does not build at its default sizes"):
+        plan_shapes(load_task(FIXTURES / "bad" / "raises.py"))
+
+
+def test_plan_notes_rng_in_forward():
+    plan = plan_shapes(_inline("torch.nn.functional.dropout(x, 0.5, training=True)"))
+    assert any("forward uses the RNG" in note for note in plan.notes)
+
+
+def test_plan_cuda_keeps_defaults_and_only_probes():
+    start = time.perf_counter()
+    plan = plan_shapes(GOOD["softmax_huge"], device="cuda")
+    assert time.perf_counter() - start < 2.0
+    assert plan.base == {"batch_size": 4096, "dim": 393216}
+    assert len(plan.variants) == 2 and all(v % 16 for variant in plan.variants for v in variant.values())
+    assert any("meta device only" in note for note in plan.notes)
+
+
+def test_plan_cache_returns_copies():
+    task = GOOD["sum_reduction"]
+    first = plan_shapes_cached(task)
+    first.base["batch_size"] = -1
+    again = plan_shapes_cached(task)
+    assert again.base == plan_shapes(task).base and again.base["batch_size"] != -1
