@@ -110,6 +110,8 @@ def _run_sandboxed(
         )
         failure: Failure | None = None
         for msg in proc.messages():
+            if msg.get("t") == "ready":  # interpreter start + torch/triton import + dispatch warm-up
+                clock.times["worker_ready_after_spawn"] = round((time.monotonic() - proc.started) * 1e3, 3)
             failure = judge.feed(msg)
             if failure is not None:
                 proc.kill()

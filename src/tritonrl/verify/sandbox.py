@@ -104,7 +104,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit: ExitInfo | None = None
         self._frames: queue.Queue[Any] = queue.Queue()
-        self._started = 0.0
+        self.started = 0.0
 
     def __enter__(self) -> WorkerProcess:
         self.start()
@@ -146,7 +146,7 @@ class WorkerProcess:
             raise SandboxError(f"could not start the worker interpreter {sys.executable}: {exc}") from exc
         finally:
             os.close(write_fd)
-        self._started = time.monotonic()
+        self.started = time.monotonic()
         self._read_fd = read_fd
         threading.Thread(target=self._reader, daemon=True).start()
 
@@ -178,7 +178,7 @@ class WorkerProcess:
 
     def messages(self) -> Iterator[dict[str, Any]]:
         """Frames in order. Ends at EOF, on timeout, memory excess or a protocol error; then `self.exit` is set."""
-        deadline = self._started + self.cfg.timeout_s
+        deadline = self.started + self.cfg.timeout_s
         peak, protocol_error, timed_out, memory = 0.0, None, False, False
         while True:
             try:

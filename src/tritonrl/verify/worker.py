@@ -98,7 +98,8 @@ class Worker:
 
         from tritonrl.verify.recorder import integrity_diff, integrity_snapshot
 
-        found = [f"patched: {name}" for name in integrity_diff(self.snapshot, integrity_snapshot())[:10]]
+        libraries = (self.origin.triton_dir, *self.origin.transparent)
+        found = [f"patched: {name}" for name in integrity_diff(self.snapshot, integrity_snapshot(), libraries)[:10]]
         if _get_current_dispatch_mode() is not None:
             found.append("a dispatch mode was left active")
         return found
@@ -224,13 +225,16 @@ def _mutated(original: Any, used: Any) -> bool:
 
 
 def _warm_up_dispatch() -> None:
-    """Enter a dispatch mode once before any candidate code: the first use imports ~800 modules (sympy,
-    torch._dynamo; 1.2 s measured on this 2-core machine) and torch._dynamo rebinds torch.manual_seed, which must
-    happen before the integrity snapshot. It runs while the parent is still computing reference outputs."""
+    """Enter a dispatch mode once before any candidate code, while the parent is still computing references, so
+    first-use imports of the dispatch machinery happen before the integrity snapshot and outside any timing."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class _Noop(TorchDispatchMode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:  # see Recorder._should_skip_dynamo
+            return False
+
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
             return func(*args, **(kwargs or {}))
 

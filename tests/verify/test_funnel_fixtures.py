@@ -1,0 +1,113 @@
+"""verify/funnel.py end to end on the CPU: every candidate fixture fails at its declared (stage, kind), and every
+built-in task's reference solution passes every check.
+
+Each fixture's first line declares what the funnel must report:
+`# expect: stage=<stage> failure=<kind> [static=off] [policy=partial] [timeout=N]  -- why` or `# expect: pass`.
+The fixture's directory name is the built-in task id. Kernels run in the Triton interpreter inside the worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from pathlib import Path
+
+import pytest
+
+from tritonrl.tasks.loader import builtin_task, builtin_tasks
+from tritonrl.tasks.schema import Task
+from tritonrl.types import FailureKind, Stage
+from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.funnel import verify
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = sorted(p for p in (ROOT / "tests/fixtures/candidates").glob("*/*") if p.suffix in (".py", ".txt"))
+TASK_IDS = sorted(t.task_id for t in builtin_tasks())
+_HEADER = re.compile(r"#\s*expect:\s*(?P<body>.*?)\s*(?:--.*)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Expectation:
+    passed: bool
+    stage: Stage | None = None
+    failure: FailureKind | None = None
+    options: tuple[tuple[str, str], ...] = ()  # (key, value) pairs besides stage/failure
+
+
+def parse_header(line: str) -> Expectation:
+    """Parse a fixture's first line; raise ValueError on a malformed header (a broken fixture, not a test)."""
+    m = _HEADER.match(line)
+    if m is None:
+        raise ValueError(f"no `# expect:` header: {line!r}")
+    tokens = m.group("body").split()
+    if tokens == ["pass"]:
+        return Expectation(passed=True)
+    fields = dict(t.split("=", 1) for t in tokens)
+    stage, failure = Stage(fields.pop("stage")), FailureKind(fields.pop("failure"))
+    unknown = set(fields) - {"static", "policy", "timeout"}
+    if unknown:
+        raise ValueError(f"unknown header options {sorted(unknown)} in {line!r}")
+    return Expectation(False, stage, failure, tuple(sorted(fields.items())))
+
+
+def config_for(expect: Expectation) -> VerifyConfig:
+    opts = dict(expect.options)
+    kwargs: dict = {}
+    if opts.get("static") == "off":
+        kwargs["static_checks"] = False
+    if "policy" in opts:
+        kwargs["policy"] = opts["policy"]
+    if "timeout" in opts:
+        kwargs["timeout_s"] = float(opts["timeout"])
+    return VerifyConfig(**kwargs)
+
+
+@functools.cache
+def _task(task_id: str) -> Task:
+    return builtin_task(task_id)
+
+
+@pytest.fixture(scope="module")
+def task_cache():
+    """Tasks loaded once per module (per xdist worker); `verify` caches their shape plans in-process by Task."""
+    return _task
+
+
+def _fixture_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def test_every_fixture_directory_is_a_builtin_task():
+    assert {p.parent.name for p in FIXTURES} <= set(TASK_IDS)
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=_fixture_id)
+def test_fixture_header_parses(path: Path):
+    parse_header(path.read_text().splitlines()[0])
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=_fixture_id)
+def test_fixture_verdict_matches_header(path: Path, task_cache):
+    text = path.read_text()
+    expect = parse_header(text.splitlines()[0])
+    verdict = verify(task_cache(path.parent.name), text, config_for(expect))
+    if expect.passed:
+        assert verdict.passed, f"{verdict.stage.value}/{verdict.failure}: {verdict.message}"
+        assert verdict.stage is Stage.DONE
+        return
+    got = (verdict.stage, verdict.failure)
+    assert got == (expect.stage, expect.failure), f"got {got}: {verdict.message}"
+    assert not verdict.passed
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_reference_solution_passes_every_check(task_id: str, task_cache):
+    task = task_cache(task_id)
+    assert task.solution_path is not None, f"builtin task {task_id} ships no solution"
+    verdict = verify(task, Path(task.solution_path).read_text(), VerifyConfig())
+    assert verdict.passed and verdict.stage is Stage.DONE, f"{verdict.stage.value}/{verdict.failure}: {verdict.message}"
+    assert len(verdict.checks) >= 9  # 3 shapes x >= 3 value distributions
+    assert all(c.passed for c in verdict.checks), [c.case for c in verdict.checks if not c.passed]
+    assert verdict.provenance is not None and verdict.provenance.candidate_kernels
+    assert verdict.provenance.ghost_replay_changed_output is True
