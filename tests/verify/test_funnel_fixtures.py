@@ -97,7 +97,7 @@ def test_fixture_verdict_matches_header(path: Path, task_cache):
         assert verdict.stage is Stage.DONE
         return
     got = (verdict.stage, verdict.failure)
-    assert got == (expect.stage, expect.failure), f"got {got}: {verdict.message}"
+    assert got == (expect.stage, expect.failure), f"got {got}: {verdict.message}\nstderr: {verdict.stderr[-2000:]}"
     assert not verdict.passed
 
 
