@@ -226,4 +226,6 @@ class Guard:
         return None
 
     def _in_workdir(self, path: object) -> bool:
-        return os.path.realpath(os.fsdecode(path)).startswith(self.workdir)  # type: ignore[arg-type]
+        # The directory itself counts: O_TMPFILE opens it for writing (tempfile does, on CUDA runs).
+        real = os.path.realpath(os.fsdecode(path))  # type: ignore[arg-type]
+        return real.startswith(self.workdir) or real + os.sep == self.workdir

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import re
 from typing import Any
 
 import torch
@@ -213,6 +214,13 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else float("inf")
 
 
+_EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
+
+
 def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else "unknown error"
+    """The exception line of a traceback (CUDA errors append hint lines after it)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if _EXC_LINE.match(line):
+            return line
+    return lines[-1] if lines else "unknown error"

@@ -186,7 +186,9 @@ def integrity_snapshot() -> dict[str, object]:
     snap = {}
     for prefix, obj in targets.items():
         for name, value in list(vars(obj).items()):
-            if not name.startswith("_"):
+            # Callables only: patches replace functions and classes, while data attributes change legitimately
+            # (torch.cuda.default_generators is rebuilt when CUDA initialises).
+            if not name.startswith("_") and callable(value):
                 snap[f"{prefix}.{name}"] = value
     return snap
 

@@ -52,7 +52,12 @@ def _classify(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
         return "memory_limit"
+    if any(s in text for s in _MEMORY_FAULTS):  # a GPU memory fault is the device's segfault (and is sticky)
+        return "crash"
     return "runtime_error"
+
+
+_MEMORY_FAULTS = ("illegal memory access", "misaligned address", "unspecified launch failure", "illegal address")
 
 
 def _format_exc(exc: BaseException, limit_chars: int = 4000) -> str:
@@ -267,6 +272,9 @@ def main() -> None:
     _set_limits(request["limits"])
     netns = _isolate_network() if request.get("isolate_network", True) else False
     torch.set_num_threads(1)
+    if request["device"] == "cuda":  # initialise CUDA before the integrity snapshot and before any candidate code
+        torch.cuda.init()
+        torch.empty(1, device="cuda")
     worker = Worker(request, key, result_fd)
     worker.send({"t": "ready", "netns": netns})
     if request["guard"]:

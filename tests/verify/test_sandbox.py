@@ -1,0 +1,118 @@
+"""verify/sandbox.py: `WorkerProcess` on its own: scrubbed environment, output truncation, cleanup, timeout + reap.
+
+Only the last test starts a real worker interpreter (~2 s); its candidate hangs at import, so no kernel runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.sandbox import ENV_PASSTHROUGH, WorkerProcess
+
+CANDIDATE = "import torch\n\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x\n"
+HANGS_AT_IMPORT = "while True:\n    pass\n"
+# What the worker sets itself, besides what it passes through from the parent.
+WORKER_SET = {"HOME", "TMPDIR", "TRITON_CACHE_DIR", "TRITON_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+              "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED", "TRITON_INTERPRET"}  # fmt: skip
+
+
+@pytest.fixture
+def make_worker():
+    made: list[WorkerProcess] = []
+
+    def make(code: str = CANDIDATE, **cfg) -> WorkerProcess:
+        made.append(WorkerProcess(code, VerifyConfig(**cfg)))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def test_env_drops_parent_only_variables(make_worker, monkeypatch):
+    monkeypatch.setenv("SECRET_TOKEN", "hunter2")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter3")
+    env = make_worker()._env()
+    assert "SECRET_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert "hunter2" not in env.values() and "hunter3" not in env.values()
+
+
+def test_env_holds_only_passthrough_and_worker_variables(make_worker):
+    assert set(make_worker()._env()) <= set(ENV_PASSTHROUGH) | WORKER_SET
+
+
+@pytest.mark.parametrize("name", ["HOME", "TMPDIR", "TRITON_CACHE_DIR"])
+def test_env_dirs_are_inside_the_private_dir(make_worker, name):
+    w = make_worker()
+    assert Path(w._env()[name]).resolve().is_relative_to(w.workdir.resolve())
+
+
+def test_env_overrides_the_parent_home(make_worker, monkeypatch):
+    monkeypatch.setenv("HOME", "/root")
+    w = make_worker()
+    assert w._env()["HOME"] == str(w.workdir)
+
+
+def test_env_sets_triton_interpret_on_cpu(make_worker):
+    assert make_worker(device="cpu")._env()["TRITON_INTERPRET"] == "1"
+
+
+def test_env_leaves_triton_interpret_unset_on_cuda(make_worker, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # not a passthrough variable: the parent's value must not leak
+    assert "TRITON_INTERPRET" not in make_worker(device="cuda")._env()
+
+
+def test_output_under_the_limit_is_returned_whole(make_worker):
+    w = make_worker(max_output_bytes=100)
+    (w.logs / "stdout").write_bytes(b"hello\n")
+    assert w.output("stdout") == "hello\n"
+
+
+def test_output_over_the_limit_keeps_the_tail_and_counts_dropped_bytes(make_worker):
+    w = make_worker(max_output_bytes=100)
+    (w.logs / "stderr").write_bytes(b"a" * 150 + b"b" * 96 + b"TAIL")
+    text = w.output("stderr")
+    assert text == "[150 bytes truncated]\n" + "b" * 96 + "TAIL"
+
+
+def test_missing_output_file_reads_empty(make_worker):
+    assert make_worker().output("stdout") == ""
+
+
+def test_close_removes_the_temp_dirs(make_worker):
+    w = make_worker()
+    root, logs = w.root, w.logs
+    assert root.is_dir() and logs.is_dir() and w.candidate_path.read_text() == CANDIDATE
+    w.close()
+    assert not root.exists() and not logs.exists()
+
+
+def test_worker_hanging_at_import_is_killed_and_reaped(tmp_path):
+    w = WorkerProcess(HANGS_AT_IMPORT, VerifyConfig(timeout_s=3))
+    try:
+        w.start()
+        w.send_request(
+            {
+                "candidate_path": str(w.candidate_path),
+                "workdir": str(w.workdir),
+                "device": "cpu",
+                "guard": True,
+                "ghost": False,
+                "repeat": False,
+                "limits": {"fsize_mb": 64, "as_mb": None},
+                "shapes": [],
+            }
+        )
+        frames = list(w.messages())
+        assert w.exit is not None and w.exit.timed_out
+        assert w.proc.poll() is not None  # reaped: no zombie left behind
+        assert w.exit.returncode == w.proc.returncode
+        assert all(f.get("t") != "loaded" for f in frames)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(w.proc.pid, 0)  # the whole process group is gone
+    finally:
+        w.close()
