@@ -111,3 +111,53 @@ def test_reference_solution_passes_every_check(task_id: str, task_cache):
     assert all(c.passed for c in verdict.checks), [c.case for c in verdict.checks if not c.passed]
     assert verdict.provenance is not None and verdict.provenance.candidate_kernels
     assert verdict.provenance.ghost_replay_changed_output is True
+
+
+# --- known bypasses of the runtime layers (static checks off, as in the runtime_* fixtures) ----------------------
+
+_SOLUTION = Path(builtin_task("relu").solution_path).read_text()
+
+
+def _relu_solution_with(imports: str, forward_prologue: str) -> str:
+    """The relu reference solution with extra imports and statements at the start of forward (a correct answer)."""
+    body = "".join(f"        {line}\n" for line in forward_prologue.strip().splitlines())
+    src = _SOLUTION.replace("import torch\n", f"import torch\n{imports}", 1)
+    return src.replace("        x = x.contiguous()\n", body + "        x = x.contiguous()\n", 1)
+
+
+RAW_THREAD_READ = _relu_solution_with(
+    "import _thread\n",
+    """
+box, lock = [], _thread.allocate_lock()
+lock.acquire()
+def peek():
+    try:
+        box.append(open("/etc/hostname").read())
+    finally:
+        lock.release()
+_thread.start_new_thread(peek, ())
+lock.acquire()
+""",
+)
+IMPORTLIB_READ = _relu_solution_with(
+    "import importlib.machinery\n",
+    'importlib.machinery.SourceFileLoader("x", "/etc/hostname").get_data("/etc/hostname")',
+)
+RAW_THREAD_LEFT_RUNNING = _relu_solution_with(
+    "import _thread\nimport time\n", "_thread.start_new_thread(time.sleep, (30,))"
+)
+
+
+def test_file_read_from_a_raw_thread_is_file_access(task_cache):
+    verdict = verify(task_cache("relu"), RAW_THREAD_READ, VerifyConfig(static_checks=False))
+    assert (verdict.stage, verdict.failure) == (Stage.PROVENANCE, FailureKind.FILE_ACCESS), verdict.message
+
+
+def test_file_read_through_importlib_get_data_is_file_access(task_cache):
+    verdict = verify(task_cache("relu"), IMPORTLIB_READ, VerifyConfig(static_checks=False))
+    assert (verdict.stage, verdict.failure) == (Stage.PROVENANCE, FailureKind.FILE_ACCESS), verdict.message
+
+
+def test_raw_thread_left_running_is_process_spawn(task_cache):
+    verdict = verify(task_cache("relu"), RAW_THREAD_LEFT_RUNNING, VerifyConfig(static_checks=False))
+    assert (verdict.stage, verdict.failure) == (Stage.PROVENANCE, FailureKind.PROCESS_SPAWN), verdict.message

@@ -22,7 +22,18 @@ triton = pytest.importorskip("triton")
 
 TRITONRL_DIR = Path(tritonrl.__file__).resolve().parent
 TRITON_DIR = Path(triton.__file__).resolve().parent
-FRAME_SRC = "import sys\n\ndef here():\n    return sys._getframe()\n\ndef call(fn, *args):\n    return fn(*args)\n"
+FRAME_SRC = """import sys
+
+def here():
+    return sys._getframe()
+
+def call(fn, *args):
+    return fn(*args)
+
+def here_then_release(box, lock):
+    box.append(sys._getframe())
+    lock.release()
+"""
 
 
 def code_at(filename: str | Path) -> dict:
@@ -122,6 +133,50 @@ def test_stdlib_callback_through_functools_reduce_resolves_to_the_candidate_call
 
 def test_stdlib_callback_through_functools_reduce_resolves_to_the_trusted_caller(origin):
     assert origin.of(_stdlib_frame_from(code_at(TRITONRL_DIR / "fake.py"), through_reduce=True)) == "trusted"
+
+
+def test_candidate_code_at_the_bottom_of_a_raw_thread_is_candidate(origin, candidate_file):
+    import _thread
+
+    box: list = []
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    _thread.start_new_thread(code_at(candidate_file)["here_then_release"], (box, lock))
+    assert lock.acquire(timeout=10)
+    assert box[0].f_back is None and box[0].f_code.co_filename == str(candidate_file)
+    assert origin.of(box[0]) == "candidate"
+
+
+class _CaptureCaller:
+    """A path whose str() records the calling frame and aborts the call."""
+
+    def __init__(self) -> None:
+        self.frame = None
+
+    def __str__(self) -> str:
+        self.frame = sys._getframe(1)
+        raise RuntimeError("captured")
+
+
+def _importlib_get_data_frame(caller: dict):
+    """The frame of importlib's FileLoader.get_data (frozen importlib code) called by `caller`'s code."""
+    from importlib.machinery import SourceFileLoader
+
+    path = _CaptureCaller()
+    with pytest.raises(RuntimeError, match="captured"):
+        caller["call"](SourceFileLoader("x", "/etc/hostname").get_data, path)
+    assert path.frame.f_code.co_filename.startswith("<frozen importlib")
+    return path.frame
+
+
+def test_importlib_frames_are_import(origin, candidate_file):
+    assert origin.of(_importlib_get_data_frame(code_at(candidate_file))) == "import"
+
+
+def test_candidate_read_through_importlib_get_data_is_file_access(guard, candidate_file):
+    frame = _importlib_get_data_frame(code_at(candidate_file))
+    verdict = decide(guard, frame, "open", ("/etc/hostname", "rb", os.O_RDONLY))
+    assert verdict is not None and verdict[0] == "file_access"
 
 
 def test_torch_frame_is_transparent(origin, candidate_file):

@@ -163,7 +163,8 @@ def plan_shapes(
     and everything is probed on the meta device only (`max_numel` is ignored).
 
     Raises:
-        TaskError: the reference is broken or degenerate at base, or cannot be scaled to the budget.
+        TaskError: the reference is broken at base, or cannot be scaled to the budget. A degenerate reference (its
+            output ignores its input) is planned with a "DEGENERATE TASK" note instead.
     """
     notes: list[str] = []
     if device == "cpu":
@@ -302,6 +303,10 @@ def _steps(base: dict[str, int]) -> list[list[str]]:
 def _check_base(task: Task, base: dict[str, int]) -> list[str]:
     """Raise if the reference is unusable at base; otherwise the notes worth keeping about it."""
     checked = _check(task, base, _VALIDATE_SEED, forward_rng=True)
+    if checked.reason and checked.reason.startswith("degenerate"):
+        # A task whose output ignores its input (KernelBench L2/80 and L2/83 compute all zeros) can still be
+        # evaluated, and benchmark users need a verdict for every task: keep it, flagged, rather than refuse it.
+        return [f"DEGENERATE TASK: {checked.reason}; a kernel returning a constant passes it"]
     if checked.reason:
         raise TaskError(f"task {task.task_id}: unusable at its CPU base sizes {base}: {checked.reason}. Fix the task.")
     notes = []

@@ -118,7 +118,11 @@ class Origin:
         self.triton_dir = _package_dir("triton") or "\0"
         self.trusted = tuple(p for p in [_package_dir("tritonrl")] if p)
 
-    def of(self, f) -> str:  # noqa: ANN001 (a frame)
+    def of(self, f, *, through_imports: bool = False) -> str:  # noqa: ANN001 (a frame)
+        """'candidate', 'triton', 'import' or 'trusted' for the code running in frame `f` (walking outward).
+
+        With `through_imports`, import machinery is transparent too and whoever started the import decides (used for
+        file opens: importlib's loaders can read any path)."""
         while f is not None:
             fn = f.f_code.co_filename
             # Trusted packages first: site-packages sits under the stdlib prefix, which is transparent.
@@ -126,7 +130,7 @@ class Origin:
                 return "triton"
             if fn.startswith(self.trusted):
                 return "trusted"
-            if fn.startswith("<frozen importlib"):
+            if fn.startswith("<frozen importlib") and not through_imports:
                 # Python's import machinery, e.g. torch lazily importing a submodule on the candidate's behalf.
                 # Which modules a candidate may import is the static rules' job; imports of already-loaded modules
                 # raise no event at all.
@@ -135,16 +139,14 @@ class Origin:
                 # Pseudo-files (<string>, torch's generated <_remote_module...>) belong to whoever ran them: walk on.
                 f = f.f_back
                 continue
-            if f.f_back is None:  # the worker's bootstrap frame: nothing above it decided
-                return "trusted"
-            return "candidate"
-        return "trusted"
+            return "candidate"  # includes code at the bottom of a thread the candidate started
+        return "trusted"  # only transparent frames down to the worker's <string> bootstrap
 
     def culprit(self, f) -> str:  # noqa: ANN001
         """file:line of the frame that decided the origin (for messages)."""
         while f is not None:
             fn = f.f_code.co_filename
-            if not (fn.startswith("<") or fn.startswith(self.transparent)) or f.f_back is None:
+            if not (fn.startswith("<") or fn.startswith(self.transparent)):
                 return f"{os.path.basename(fn)}:{f.f_lineno}"
             f = f.f_back
         return "?"
@@ -221,7 +223,8 @@ class Guard:
         real = os.path.realpath(path)
         if writing and not (self._in_workdir(real) or real == "/dev/null"):
             return "file_access", f"open({path!r}, write) outside the sandbox directory refused"
-        if self.origin.of(self._frame) == "candidate" and (writing or not real.startswith(self.readable)):
+        origin = self.origin.of(self._frame, through_imports=True)
+        if origin == "candidate" and (writing or not real.startswith(self.readable)):
             return "file_access", f"open({path!r}) by candidate code refused"
         return None
 

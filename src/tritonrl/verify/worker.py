@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 import traceback
 from typing import Any
@@ -90,7 +89,7 @@ class Worker:
         guard_dispatch_internals(self.origin, self._violation)
         self.guard = Guard(request["workdir"], self._violation, self.origin)
         self.snapshot = integrity_snapshot()
-        self.threads = threading.active_count()
+        self.threads = _thread_count()
 
     def send(self, msg: dict[str, Any]) -> None:
         self._write(msg)
@@ -185,7 +184,7 @@ class Worker:
             "launch_ops": self.recorder.launch_ops,
             "launches": [list(x) for x in self.log.launches],
             "mutated": [_mutated(a, b) for a, b in zip(inputs, dev_inputs, strict=True)],
-            "threads": threading.active_count() - self.threads,
+            "threads": _thread_count() - self.threads,
             "tamper": tamper,
             "ms": ms,
         }
@@ -213,6 +212,13 @@ class Worker:
                                    "mode": mode, "message": _format_exc(exc)})
                         return
                     self.send({**msg, "shape": i, "case": j})
+
+
+def _thread_count() -> int:
+    """Python threads alive, including raw `_thread.start_new_thread` ones that `threading` does not track."""
+    import _thread
+
+    return _thread._count()
 
 
 def _mutated(original: Any, used: Any) -> bool:

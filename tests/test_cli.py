@@ -1,0 +1,83 @@
+"""cli.py: `main(argv)` called directly (no subprocess): exit codes, the one-object JSON output, `tasks`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tritonrl.cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, main
+from tritonrl.tasks.loader import builtin_task, builtin_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_FALLBACK = ROOT / "tests/fixtures/candidates/relu/torch_fallback.py"
+BUILTIN_IDS = ["cumsum", "layernorm", "leaky_relu", "linear_bias_relu", "matmul", "relu", "rmsnorm", "row_sum",
+               "softmax", "vector_add"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def relu_solution() -> str:
+    return builtin_task("relu").solution_path
+
+
+def test_verify_json_prints_exactly_one_object_and_returns_ok(capsys, relu_solution):
+    code = main(["verify", "relu", relu_solution, "--device", "cpu", "--json"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert len(out.strip().splitlines()) == 1
+    verdict = json.loads(out)
+    assert {"passed", "stage", "failure", "message", "checks"} <= verdict.keys()
+    assert verdict["passed"] is True and verdict["stage"] == "done" and verdict["failure"] is None
+
+
+def test_verify_rejected_candidate_returns_rejected(capsys):
+    code = main(["verify", "relu", str(TORCH_FALLBACK), "--device", "cpu", "--json"])
+    verdict = json.loads(capsys.readouterr().out)
+    assert code == EXIT_REJECTED
+    assert verdict["passed"] is False
+    assert (verdict["stage"], verdict["failure"]) == ("provenance", "torch_compute")
+
+
+def test_verify_nonexistent_reference_file_returns_error(capsys, relu_solution, tmp_path):
+    missing = tmp_path / "no_such_reference.py"
+    code = main(["verify", str(missing), relu_solution, "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert "no_such_reference.py" in err and "neither a file nor a built-in task id" in err
+
+
+def test_verify_unknown_builtin_task_returns_error_listing_the_tasks(capsys, relu_solution):
+    code = main(["verify", "no_such_task", relu_solution, "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert "no_such_task" in err and "relu" in err
+
+
+def test_verify_nonexistent_candidate_returns_error_as_json(capsys, tmp_path):
+    code = main(["verify", "relu", str(tmp_path / "missing.py"), "--device", "cpu", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == EXIT_ERROR
+    assert out["error"] == "FileNotFoundError" and "missing.py" in out["message"]
+
+
+def test_tasks_list_lists_the_builtin_tasks(capsys):
+    assert main(["tasks", "list"]) == EXIT_OK
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == BUILTIN_IDS == [t.task_id for t in builtin_tasks()]
+
+
+def test_tasks_show_prints_the_source(capsys):
+    assert main(["tasks", "show", "relu"]) == EXIT_OK
+    assert builtin_task("relu").source.strip() in capsys.readouterr().out
+
+
+def test_tasks_show_unknown_task_returns_error(capsys):
+    assert main(["tasks", "show", "no_such_task"]) == EXIT_ERROR
+    assert "no_such_task" in capsys.readouterr().err
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["no_such_command"])
+    assert exc.value.code == 2
