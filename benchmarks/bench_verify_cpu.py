@@ -29,14 +29,28 @@ CANDIDATES = [
     ("relu", FIX / "relu/torch_fallback.py", "rejected at provenance"),
     ("relu", FIX / "relu/import_os.py", "rejected at static"),
 ]
-STAGES = ["extract", "parse", "static", "spawn", "plan", "reference", "worker_ready_after_spawn", "worker_load",
-          "worker_forward", "sandbox"]
+STAGES = [
+    "extract",
+    "parse",
+    "static",
+    "spawn",
+    "plan",
+    "reference",
+    "worker_ready_after_spawn",
+    "worker_load",
+    "worker_forward",
+    "sandbox",
+]
 
 
 def one(task: str, path: Path) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "tritonrl.cli", "verify", task, str(path), "--device", "cpu",
-                          "--json"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "tritonrl.cli", "verify", task, str(path), "--device", "cpu", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     return wall, json.loads(out.stdout)
 
@@ -48,8 +62,10 @@ def main() -> None:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch"], check=True)
     torch_import = time.perf_counter() - t0
-    print(f"machine: {platform.processor() or platform.machine()}, {sys.version.split()[0]}; "
-          f"`import torch` in a fresh process: {torch_import:.2f} s\n")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {sys.version.split()[0]}; "
+        f"`import torch` in a fresh process: {torch_import:.2f} s\n"
+    )
     print("| candidate | outcome | median wall (s) | min | max | " + " | ".join(STAGES) + " |")
     print("|---|---|---|---|---|" + "---|" * len(STAGES))
     all_walls = []
@@ -62,8 +78,12 @@ def main() -> None:
                 stages[s].append(verdict["stage_times_ms"].get(s, 0.0))
         all_walls += walls
         med = {s: statistics.median(v) / 1e3 for s, v in stages.items()}
-        print(f"| {task}/{path.name} | {what} | {statistics.median(walls):.2f} | {min(walls):.2f} | {max(walls):.2f} | "
-              + " | ".join(f"{med[s]:.2f}" for s in STAGES) + " |", flush=True)
+        print(
+            f"| {task}/{path.name} | {what} | {statistics.median(walls):.2f} | {min(walls):.2f} | {max(walls):.2f} | "
+            + " | ".join(f"{med[s]:.2f}" for s in STAGES)
+            + " |",
+            flush=True,
+        )
     print(f"\nmedian over all {len(all_walls)} runs: {statistics.median(all_walls):.2f} s")
 
 

@@ -66,8 +66,11 @@ def main() -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         for row in pool.map(lambda f: check(f[0], f[1], args.runtime), files):
             rows.append(row)
-            print(f"L{row['level']} {row['file'][:50]:50s} {row['outcome']:32s} variants={row.get('variants', '-')} "
-                  f"{row['wall_s']:6.1f}s {row['message'][:80] if 'HARNESS' in row['outcome'] else ''}", flush=True)
+            print(
+                f"L{row['level']} {row['file'][:50]:50s} {row['outcome']:32s} variants={row.get('variants', '-')} "
+                f"{row['wall_s']:6.1f}s {row['message'][:80] if 'HARNESS' in row['outcome'] else ''}",
+                flush=True,
+            )
     counts = collections.Counter((r["level"], r["outcome"]) for r in rows)
     print("\nlevel | outcome | count")
     for (lvl, outcome), n in sorted(counts.items()):

@@ -10,33 +10,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tritonrl.tasks.loader import builtin_task, builtin_tasks
-from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.expect import Expectation, parse_expectation
 from tritonrl.verify.funnel import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def jobs(selector: str) -> list[tuple[str, Path, str, dict]]:
-    out = [(t.task_id, Path(t.solution_path), "pass", {}) for t in builtin_tasks() if t.solution_path]
+def jobs(selector: str) -> list[tuple[str, Path, Expectation]]:
+    out = [(t.task_id, Path(t.solution_path), Expectation(True)) for t in builtin_tasks() if t.solution_path]
     for p in sorted((ROOT / "tests/fixtures/candidates").glob("*/*.*")):
-        first = p.read_text().splitlines()[0]
-        m = re.search(r"stage=(\w+) failure=(\w+)", first)
-        opts = dict(re.findall(r"(static|policy|timeout)=(\w+)", first))
-        kw: dict = {}
-        if opts.get("static") == "off":
-            kw["static_checks"] = False
-        if "policy" in opts:
-            kw["policy"] = opts["policy"]
-        if "timeout" in opts:
-            kw["timeout_s"] = float(opts["timeout"])
-        out.append((p.parent.name, p, f"{m[1]}/{m[2]}" if m else "pass", kw))
+        out.append((p.parent.name, p, parse_expectation(p.read_text())))
     return [j for j in out if selector in f"{j[0]}/{j[1].name}"]
 
 
@@ -48,22 +37,28 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
 
-    def one(job: tuple[str, Path, str, dict]) -> dict:
-        task_id, path, expected, kw = job
+    def one(job: tuple[str, Path, Expectation]) -> dict:
+        task_id, path, expect = job
+        expected = expect.label
         t0 = time.perf_counter()
-        v = verify(builtin_task(task_id), path.read_text(), VerifyConfig(device=args.device, **kw))
+        v = verify(builtin_task(task_id), path.read_text(), expect.config(device=args.device))
         got = "pass" if v.passed else f"{v.stage.value}/{v.failure.value}"
-        return {"task": task_id, "candidate": path.name, "expected": expected, "got": got, "message": v.message,
-                "wall_s": time.perf_counter() - t0, "stage_times_ms": v.stage_times_ms, "sandbox": v.extra.get("sandbox"), "detail":
-                v.extra.get("detail", "")[-600:]}
+        return {
+            "task": task_id, "candidate": path.name, "expected": expected, "got": got, "message": v.message,
+            "wall_s": time.perf_counter() - t0, "stage_times_ms": v.stage_times_ms, "sandbox": v.extra.get("sandbox"),
+            "detail": v.extra.get("detail", "")[-600:],
+        }  # fmt: skip
 
     rows = []
     with ThreadPoolExecutor(args.jobs) as pool:
         for r in pool.map(one, jobs(args.select)):
             rows.append(r)
             mark = "ok " if r["got"] == r["expected"] else "BAD"
-            print(f"{mark} {r['wall_s']:5.1f}s {r['task']:16s} {r['candidate']:28s} exp={r['expected']:28s} "
-                  f"got={r['got']:28s} {r['message'][:110]}", flush=True)
+            print(
+                f"{mark} {r['wall_s']:5.1f}s {r['task']:16s} {r['candidate']:28s} exp={r['expected']:28s} "
+                f"got={r['got']:28s} {r['message'][:110]}",
+                flush=True,
+            )
     bad = [r for r in rows if r["got"] != r["expected"]]
     print(f"{len(rows) - len(bad)}/{len(rows)} as expected on {args.device}")
     if args.json:

@@ -101,10 +101,18 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def _add_verify_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="cpu runs kernels in the Triton interpreter; auto picks cuda when available")
-    p.add_argument("--policy", choices=["strict", "partial"], default="strict",
-                   help="strict: only Triton kernels may compute in forward; partial: torch ops allowed too")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="cpu runs kernels in the Triton interpreter; auto picks cuda when available",
+    )
+    p.add_argument(
+        "--policy",
+        choices=["strict", "partial"],
+        default="strict",
+        help="strict: only Triton kernels may compute in forward; partial: torch ops allowed too",
+    )
     p.add_argument("--timeout-s", type=float, default=60.0, help="wall-clock limit for the sandboxed worker")
     p.add_argument("--no-static", action="store_true", help="skip the AST pre-filter (runtime layers still apply)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -23,8 +23,15 @@ def print_verdict(v: Verdict) -> None:
         table = Table("case", "sizes", "dist", "ok", "max abs err", "max rel err", "mismatch", box=None)
         for c in v.checks:
             sizes = ",".join(f"{k}={s}" for k, s in c.sizes.items())
-            table.add_row(c.case, sizes, c.distribution, "[green]yes[/]" if c.passed else "[red]no[/]",
-                          f"{c.max_abs_err:.2e}", f"{c.max_rel_err:.2e}", f"{c.n_mismatch}/{c.n_elements}")
+            table.add_row(
+                c.case,
+                sizes,
+                c.distribution,
+                "[green]yes[/]" if c.passed else "[red]no[/]",
+                f"{c.max_abs_err:.2e}",
+                f"{c.max_rel_err:.2e}",
+                f"{c.n_mismatch}/{c.n_elements}",
+            )
         console.print(table)
     if v.provenance and v.provenance.candidate_kernels:
         console.print(f"  kernels: {', '.join(v.provenance.candidate_kernels)} ({v.provenance.n_launches} launches)")
@@ -41,8 +48,16 @@ def demo_progress(disable: bool = False) -> Iterator[Callable]:
     from tritonrl.demo import demo_cases
 
     total = len(demo_cases())
-    with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=Console(stderr=True), disable=disable, transient=True) as progress:
+    with Progress(
+        TextColumn("verifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=disable,
+        transient=True,
+    ) as progress:
         bar = progress.add_task("", total=total)
         state = {"ok": 0}
 

@@ -4,7 +4,6 @@ candidates in `tasks/builtin/examples/` (each must be rejected at the stage and 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,10 +11,10 @@ from pathlib import Path
 from tritonrl.tasks.loader import builtin_task, builtin_tasks
 from tritonrl.types import Verdict
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.expect import parse_expectation
 from tritonrl.verify.funnel import verify
 
 EXAMPLES = Path(__file__).parent / "tasks" / "builtin" / "examples"
-EXPECT = re.compile(r"#\s*expect:\s*stage=(\w+)\s+failure=(\w+)")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,13 +38,12 @@ def demo_cases() -> list[tuple[str, str, str, str]]:
     cases = []
     for task in builtin_tasks():
         if task.solution_path:
-            cases.append((f"{task.task_id}: reference solution", task.task_id, Path(task.solution_path).read_text(),
-                          "pass"))
+            cases.append(
+                (f"{task.task_id}: reference solution", task.task_id, Path(task.solution_path).read_text(), "pass")
+            )
     for path in sorted(EXAMPLES.glob("*/*.py")):
         text = path.read_text()
-        m = EXPECT.search(text.splitlines()[0] if text else "")
-        if m:
-            cases.append((f"{path.parent.name}: {path.stem}", path.parent.name, text, f"{m[1]}/{m[2]}"))
+        cases.append((f"{path.parent.name}: {path.stem}", path.parent.name, text, parse_expectation(text).label))
     return cases
 
 

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 
-class Stage(str, enum.Enum):
+class Stage(enum.StrEnum):
     """Funnel stages, cheapest first. A verdict records the stage it reached (failed at) or DONE."""
 
     EXTRACT = "extract"  # find the code in a file or an LLM completion
@@ -25,7 +25,7 @@ class Stage(str, enum.Enum):
     DONE = "done"  # every stage passed
 
 
-class FailureKind(str, enum.Enum):
+class FailureKind(enum.StrEnum):
     """Why a candidate was rejected. One value per failure mode; tests assert (stage, kind) pairs."""
 
     # extraction and parsing

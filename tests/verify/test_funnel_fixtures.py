@@ -8,9 +8,7 @@ The fixture's directory name is the built-in task id. Kernels run in the Triton 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import re
 from pathlib import Path
 
 import pytest
@@ -19,48 +17,12 @@ from tritonrl.tasks.loader import builtin_task, builtin_tasks
 from tritonrl.tasks.schema import Task
 from tritonrl.types import FailureKind, Stage
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.expect import parse_expectation
 from tritonrl.verify.funnel import verify
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = sorted(p for p in (ROOT / "tests/fixtures/candidates").glob("*/*") if p.suffix in (".py", ".txt"))
 TASK_IDS = sorted(t.task_id for t in builtin_tasks())
-_HEADER = re.compile(r"#\s*expect:\s*(?P<body>.*?)\s*(?:--.*)?$")
-
-
-@dataclasses.dataclass(frozen=True)
-class Expectation:
-    passed: bool
-    stage: Stage | None = None
-    failure: FailureKind | None = None
-    options: tuple[tuple[str, str], ...] = ()  # (key, value) pairs besides stage/failure
-
-
-def parse_header(line: str) -> Expectation:
-    """Parse a fixture's first line; raise ValueError on a malformed header (a broken fixture, not a test)."""
-    m = _HEADER.match(line)
-    if m is None:
-        raise ValueError(f"no `# expect:` header: {line!r}")
-    tokens = m.group("body").split()
-    if tokens == ["pass"]:
-        return Expectation(passed=True)
-    fields = dict(t.split("=", 1) for t in tokens)
-    stage, failure = Stage(fields.pop("stage")), FailureKind(fields.pop("failure"))
-    unknown = set(fields) - {"static", "policy", "timeout"}
-    if unknown:
-        raise ValueError(f"unknown header options {sorted(unknown)} in {line!r}")
-    return Expectation(False, stage, failure, tuple(sorted(fields.items())))
-
-
-def config_for(expect: Expectation) -> VerifyConfig:
-    opts = dict(expect.options)
-    kwargs: dict = {}
-    if opts.get("static") == "off":
-        kwargs["static_checks"] = False
-    if "policy" in opts:
-        kwargs["policy"] = opts["policy"]
-    if "timeout" in opts:
-        kwargs["timeout_s"] = float(opts["timeout"])
-    return VerifyConfig(**kwargs)
 
 
 @functools.cache
@@ -84,14 +46,14 @@ def test_every_fixture_directory_is_a_builtin_task():
 
 @pytest.mark.parametrize("path", FIXTURES, ids=_fixture_id)
 def test_fixture_header_parses(path: Path):
-    parse_header(path.read_text().splitlines()[0])
+    parse_expectation(path.read_text())
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=_fixture_id)
 def test_fixture_verdict_matches_header(path: Path, task_cache):
     text = path.read_text()
-    expect = parse_header(text.splitlines()[0])
-    verdict = verify(task_cache(path.parent.name), text, config_for(expect))
+    expect = parse_expectation(text)
+    verdict = verify(task_cache(path.parent.name), text, expect.config())
     if expect.passed:
         assert verdict.passed, f"{verdict.stage.value}/{verdict.failure}: {verdict.message}"
         assert verdict.stage is Stage.DONE

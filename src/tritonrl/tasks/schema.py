@@ -11,7 +11,7 @@ import dataclasses
 import enum
 
 
-class ConstantRole(str, enum.Enum):
+class ConstantRole(enum.StrEnum):
     SIZE = "size"  # may be scaled: batch, channels, features, lengths, dims, heads...
     FIXED = "fixed"  # hyperparameter that must keep its value: kernel_size, stride, eps, axis indices...
 

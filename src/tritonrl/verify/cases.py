@@ -23,8 +23,21 @@ from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan
 from tritonrl.verify.config import VerifyConfig
 
-MATMUL_OPS = frozenset({"aten.mm", "aten.bmm", "aten.addmm", "aten.baddbmm", "aten.convolution", "aten.matmul",
-                        "aten.dot", "aten.mv", "aten.addmv", "aten._convolution", "aten.linear"})
+MATMUL_OPS = frozenset(
+    {
+        "aten.mm",
+        "aten.bmm",
+        "aten.addmm",
+        "aten.baddbmm",
+        "aten.convolution",
+        "aten.matmul",
+        "aten.dot",
+        "aten.mv",
+        "aten.addmv",
+        "aten._convolution",
+        "aten.linear",
+    }
+)
 SCALES = {"normal": 1.0, "wide": 100.0, "small": 1e-3}
 
 
@@ -110,7 +123,7 @@ def build_shape(task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig)
         inputs = distribute(prog.get_inputs(), distribution, seed)
         ref_inputs = _moved(_clone(inputs), cfg.device)
         recorder = _OpNames()
-        with torch.no_grad(), (recorder if cfg.use_tf32_tolerance else contextlib.nullcontext()):
+        with torch.no_grad(), recorder if cfg.use_tf32_tolerance else contextlib.nullcontext():
             outputs = prog.run(model, ref_inputs)
         ops |= recorder.names
         outputs = tuple(o.detach().to("cpu") for o in outputs)

@@ -6,8 +6,8 @@ boolean outputs must be equal. `scale` is the RMS of the reference output (1 whe
 absolute tolerance assumes O(1) outputs, while our `wide` (x100) and `small` (x1e-3) input distributions move
 outputs by orders of magnitude. Without the scale, an fp32 matmul on wide inputs fails against torch's own fp32
 result (errors ~1e-3 on outputs ~1e4 near cancellations) and a kernel that drops the K tail passes on small inputs
-(outputs ~1e-6, far under 1e-4). A case fails with UNWRITTEN_OUTPUT when every mismatching element still holds the poison value the
-worker filled fresh allocations with, which means the kernel never wrote it.
+(outputs ~1e-6, far under 1e-4). A case fails with UNWRITTEN_OUTPUT when every mismatching element still holds the
+poison value the worker filled fresh allocations with, which means the kernel never wrote it.
 """
 
 from __future__ import annotations
@@ -43,16 +43,21 @@ def compare_outputs(
     outs: list[torch.Tensor], refs: tuple[torch.Tensor, ...], *, poison: float | int | None, tf32: bool
 ) -> Comparison:
     if len(outs) != len(refs):
-        return Comparison(FailureKind.WRONG_OUTPUT_STRUCTURE, f"forward returned {len(outs)} outputs, expected "
-                          f"{len(refs)}")
+        return Comparison(
+            FailureKind.WRONG_OUTPUT_STRUCTURE, f"forward returned {len(outs)} outputs, expected {len(refs)}"
+        )
     total = Comparison(None, "ok")
     for i, (out, ref) in enumerate(zip(outs, refs, strict=True)):
         if tuple(out.shape) != tuple(ref.shape):
-            return Comparison(FailureKind.WRONG_SHAPE, f"output {i} has shape {tuple(out.shape)}, expected "
-                              f"{tuple(ref.shape)}", output_index=i)
+            return Comparison(
+                FailureKind.WRONG_SHAPE,
+                f"output {i} has shape {tuple(out.shape)}, expected {tuple(ref.shape)}",
+                output_index=i,
+            )
         if out.dtype != ref.dtype:
-            return Comparison(FailureKind.WRONG_DTYPE, f"output {i} has dtype {out.dtype}, expected {ref.dtype}",
-                              output_index=i)
+            return Comparison(
+                FailureKind.WRONG_DTYPE, f"output {i} has dtype {out.dtype}, expected {ref.dtype}", output_index=i
+            )
         result = _compare_tensor(out, ref, poison=poison, tf32=tf32)
         result = dataclasses.replace(result, output_index=i)
         if result.failure is not None:
@@ -120,8 +125,17 @@ def _finish(
     else:
         why = f"{n_bad} of {n} elements differ beyond atol={atol:.3g} rtol={rtol:g}"
     message = f"{why}; first at index {index}: got {got:.6g}, expected {want:.6g}"
-    return Comparison(kind, message, n_elements=n, n_mismatch=n_bad, max_abs_err=max_abs, max_rel_err=max_rel,
-                      first_bad_index=index, atol=atol, rtol=rtol)
+    return Comparison(
+        kind,
+        message,
+        n_elements=n,
+        n_mismatch=n_bad,
+        max_abs_err=max_abs,
+        max_rel_err=max_rel,
+        first_bad_index=index,
+        atol=atol,
+        rtol=rtol,
+    )
 
 
 def _all_poison(values: torch.Tensor, poison: float | int) -> bool:

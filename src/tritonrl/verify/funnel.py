@@ -57,8 +57,15 @@ def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None) -> Verdi
     base = {"task_id": task.task_id, "device": cfg.device, "candidate_sha256": digest}
 
     def rejected(outcome: StageOutcome, warnings: tuple[str, ...] = ()) -> Verdict:
-        return Verdict(**base, passed=False, stage=outcome.stage, failure=outcome.failure, message=outcome.message,
-                       static_warnings=warnings, stage_times_ms=clock.times)
+        return Verdict(
+            **base,
+            passed=False,
+            stage=outcome.stage,
+            failure=outcome.failure,
+            message=outcome.message,
+            static_warnings=warnings,
+            stage_times_ms=clock.times,
+        )
 
     code, outcome = extract_code(candidate)
     clock.lap("extract")

@@ -110,19 +110,27 @@ class Judge:
         self.forward_ms += float(msg.get("ms", 0.0))
         where = self._case_name(msg)
         if msg.get("threads", 0) > 0:
-            return Failure(Stage.PROVENANCE, FailureKind.PROCESS_SPAWN, f"forward left {msg['threads']} new "
-                           f"thread(s) running on {where}")
+            return Failure(
+                Stage.PROVENANCE,
+                FailureKind.PROCESS_SPAWN,
+                f"forward left {msg['threads']} new thread(s) running on {where}",
+            )
         if msg.get("tamper"):
-            return Failure(Stage.PROVENANCE, FailureKind.TAMPERING, f"runtime tampering on {where}: "
-                           + "; ".join(msg["tamper"]))
+            return Failure(
+                Stage.PROVENANCE, FailureKind.TAMPERING, f"runtime tampering on {where}: " + "; ".join(msg["tamper"])
+            )
         launches = [(str(n), bool(m)) for n, m in msg.get("launches", [])]
         if msg["mode"] == "ghost":
             self.ghost_pending = False
             first = self._deferred[0]["outputs"] if self._deferred else []
             self.ghost_changed = not _identical(msg["outputs"], first)
             if self.policy.require_dependence and not self.ghost_changed:
-                return Failure(Stage.PROVENANCE, FailureKind.NOT_DEPENDENT, "with the candidate's Triton kernels "
-                               "turned into no-ops the output is unchanged: the kernels do not compute it")
+                return Failure(
+                    Stage.PROVENANCE,
+                    FailureKind.NOT_DEPENDENT,
+                    "with the candidate's Triton kernels "
+                    "turned into no-ops the output is unchanged: the kernels do not compute it",
+                )
             return self.run_deferred()
         ops = {str(k): int(v) for k, v in msg.get("ops", {}).items()}
         self.ops.update(ops)
@@ -149,14 +157,18 @@ class Judge:
         shape = self.shapes[msg["shape"]]
         case = shape.cases[msg["case"]]
         if msg.get("structure_error"):
-            return Failure(Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{msg['structure_error']} on "
-                           f"{where}")
+            return Failure(
+                Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{msg['structure_error']} on {where}"
+            )
         outputs: list[torch.Tensor] = msg["outputs"]
         mutated = [bool(m) and not r for m, r in zip(msg.get("mutated", []), case.ref_mutated, strict=False)]
         if any(mutated):
             index = mutated.index(True)
-            return Failure(Stage.CORRECTNESS, FailureKind.INPUT_MUTATION, f"forward modified input {index} on "
-                           f"{where}; the reference does not")
+            return Failure(
+                Stage.CORRECTNESS,
+                FailureKind.INPUT_MUTATION,
+                f"forward modified input {index} on {where}; the reference does not",
+            )
         poison_kind = case.poison
         if msg["mode"] == "repeat" and poison_kind:
             poison_kind = "nan" if poison_kind == "sentinel" else "sentinel"
@@ -180,8 +192,11 @@ class Judge:
         if self.done:
             expected = sum(len(s.cases) for s in self.shapes)
             if len(self.checks) < expected:
-                return Failure(Stage.CORRECTNESS, FailureKind.EXITED, f"worker finished after {len(self.checks)} of "
-                               f"{expected} checks")
+                return Failure(
+                    Stage.CORRECTNESS,
+                    FailureKind.EXITED,
+                    f"worker finished after {len(self.checks)} of {expected} checks",
+                )
             return None
         stage = Stage.CORRECTNESS if self.loaded else Stage.LOAD
         if exit.protocol_error:
@@ -189,8 +204,9 @@ class Judge:
         if exit.timed_out:
             return Failure(stage, FailureKind.TIMEOUT, "the worker exceeded its time limit and was killed")
         if exit.memory_exceeded:
-            return Failure(stage, FailureKind.MEMORY_LIMIT, f"resident memory exceeded the limit "
-                           f"({exit.peak_rss_mb:.0f} MB seen)")
+            return Failure(
+                stage, FailureKind.MEMORY_LIMIT, f"resident memory exceeded the limit ({exit.peak_rss_mb:.0f} MB seen)"
+            )
         sig = exit.signal_name
         if sig == "SIGXFSZ":
             return Failure(stage, FailureKind.OUTPUT_LIMIT, "the candidate wrote more than the file-size limit")

@@ -120,8 +120,14 @@ class Worker:
             spec.loader.exec_module(module)
         except BaseException as exc:  # noqa: BLE001 - the sandbox boundary: every failure becomes a message
             kind = _classify(exc)
-            self.send({"t": "error", "phase": "load", "kind": "import_error" if kind == "runtime_error" else kind,
-                       "message": _format_exc(exc)})
+            self.send(
+                {
+                    "t": "error",
+                    "phase": "load",
+                    "kind": "import_error" if kind == "runtime_error" else kind,
+                    "message": _format_exc(exc),
+                }
+            )
             return None
         if found := self.tampering():
             self.send({"t": "error", "phase": "load", "kind": "tampering", "message": "; ".join(found)})
@@ -208,8 +214,17 @@ class Worker:
                     try:
                         msg = self.run_case(model, case["inputs"], poison, mode)
                     except BaseException as exc:  # noqa: BLE001
-                        self.send({"t": "error", "phase": "forward", "kind": _classify(exc), "shape": i, "case": j,
-                                   "mode": mode, "message": _format_exc(exc)})
+                        self.send(
+                            {
+                                "t": "error",
+                                "phase": "forward",
+                                "kind": _classify(exc),
+                                "shape": i,
+                                "case": j,
+                                "mode": mode,
+                                "message": _format_exc(exc),
+                            }
+                        )
                         return
                     self.send({**msg, "shape": i, "case": j})
 
@@ -257,11 +272,11 @@ def main() -> None:
     """Entry point (bootstrapped by the parent with `python -P -E -s -u -c ...`)."""
     sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
     result_fd = int(os.environ.pop(RESULT_FD_ENV))
-    from tritonrl.verify.protocol import read_exact, read_frame
-
     import torch  # noqa: F401 - imported before any candidate code, while we are still trusted
     import triton  # noqa: F401
     import triton.language  # noqa: F401
+
+    from tritonrl.verify.protocol import read_exact, read_frame
 
     if os.environ.get("TRITON_INTERPRET") == "1":
         from tritonrl.verify.compat import patch_triton_interpreter

@@ -1,0 +1,47 @@
+"""The CPU fixtures and reference solutions, verified on a CUDA GPU (marker `gpu`; skipped without CUDA).
+
+Same files, same expected verdicts: the sandbox (network namespace, audit guard, limits), the provenance recorder
+and the comparison must behave the same with CUDA kernels as with the Triton interpreter. Run on the device with
+`python3 -m pytest -m gpu tests/gpu -n 4`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from tritonrl.tasks.loader import builtin_task, builtin_tasks
+from tritonrl.tasks.schema import Task
+from tritonrl.verify.expect import parse_expectation
+from tritonrl.verify.funnel import verify
+
+pytestmark = pytest.mark.gpu
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = sorted(p for p in (ROOT / "tests/fixtures/candidates").glob("*/*") if p.suffix in (".py", ".txt"))
+TASK_IDS = sorted(t.task_id for t in builtin_tasks())
+
+
+@functools.cache
+def _task(task_id: str) -> Task:
+    return builtin_task(task_id)
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_fixture_verdict_on_cuda(path: Path):
+    text = path.read_text()
+    expect = parse_expectation(text)
+    verdict = verify(_task(path.parent.name), text, expect.config(device="cuda"))
+    assert expect.met_by(verdict), f"expected {expect.label}, got {verdict.stage}/{verdict.failure}: {verdict.message}"
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_reference_solution_passes_on_cuda(task_id: str):
+    task = _task(task_id)
+    verdict = verify(
+        task, Path(task.solution_path).read_text(), parse_expectation("# expect: pass").config(device="cuda")
+    )
+    assert verdict.passed, f"{verdict.stage}/{verdict.failure}: {verdict.message}"
+    assert verdict.extra["sandbox"]["network"] in ("netns", "audit-hook")
