@@ -72,12 +72,12 @@ def print_demo(rows) -> None:  # noqa: ANN001
     device = rows[0].verdict.device if rows else "cpu"
     title = "tritonrl demo" + (" (Triton interpreter)" if device == "cpu" else f" ({device})")
     table = Table(title=title)
-    for col in ("candidate", "expected", "verdict", ""):
+    for col in ("candidate", "expected", "verdict"):
         table.add_column(col, no_wrap=True)
     table.add_column("message", no_wrap=True, overflow="ellipsis", max_width=80)
     for r in rows:
-        mark = "[green]✓[/]" if r.as_expected else "[red]✗ UNEXPECTED[/]"
-        table.add_row(r.name, r.expected, r.outcome, mark, r.verdict.message, style=None)
+        mark = "[green]✓[/]" if r.as_expected else "[red]✗[/]"
+        table.add_row(r.name, r.expected, f"{mark} {r.outcome}", r.verdict.message)
     console.print(table)
     n_ok = sum(r.as_expected for r in rows)
     console.print(f"{n_ok}/{len(rows)} verdicts as expected")
