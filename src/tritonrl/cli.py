@@ -100,6 +100,94 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _eval_sources(args: argparse.Namespace):  # noqa: ANN202
+    """(tasks, candidates folder or None, generator or None, deselected task ids) from the eval/ablate arguments."""
+    from tritonrl.eval.generate import SamplingConfig, make_generator
+    from tritonrl.tasks.suites import resolve_suite
+
+    tasks = resolve_suite(args.suite)
+    suite_ids = {t.task_id for t in tasks}
+    if args.tasks:
+        wanted = set(args.tasks.split(","))
+        tasks = [t for t in tasks if t.task_id in wanted]
+        if missing := wanted - {t.task_id for t in tasks}:
+            raise ValueError(f"--tasks: not in suite {args.suite!r}: {sorted(missing)}")
+    skip = frozenset(suite_ids - {t.task_id for t in tasks})
+    if args.candidates:
+        return tasks, Path(args.candidates), None, skip
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                              seed=args.seed)  # fmt: skip
+    gen = make_generator(model=args.model, backend=args.gen_backend, endpoint=args.endpoint,
+                         endpoint_model=args.endpoint_model, sampling=sampling)  # fmt: skip
+    return tasks, None, gen, skip
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tritonrl.cli_display import eval_progress
+    from tritonrl.eval.pipeline import evaluate
+
+    tasks, candidates, generator, skip = _eval_sources(args)
+    run_dir = Path(args.run)
+    with eval_progress(disable=args.json) as progress:
+        result = evaluate(run_dir, tasks, _config(args), candidates=candidates, generator=generator, k=args.k,
+                          jobs=args.jobs, backend=args.backend, meta={"suite": args.suite}, progress=progress,
+                          skip_tasks=skip)  # fmt: skip
+    if args.json:
+        print(json.dumps(result.summary.to_dict()))
+    else:
+        print(result.report_md.read_text())
+        print(f"report: {result.report_md}" + (f" and {result.report_html}" if result.report_html else ""))
+    if result.stats.interrupted:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tritonrl.eval.pipeline import load_run, write_run_report
+
+    summary, meta = load_run(Path(args.run), baseline=args.baseline)
+    other = load_run(Path(args.other), baseline=args.baseline)[0] if args.other else None
+    md, html = write_run_report(Path(args.run), summary, meta, other)
+    print(md.read_text())
+    print(f"report: {md}" + (f" and {html}" if html else ""))
+    return EXIT_OK
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from tritonrl.cli_display import eval_progress
+    from tritonrl.eval.ablation import grid_from_toggles, load_grid, run_ablation
+
+    if bool(args.grid) == bool(args.toggle):
+        raise ValueError("give either --grid FILE or one or more --toggle NAME")
+    grid = load_grid(Path(args.grid)) if args.grid else grid_from_toggles(args.toggle)
+    tasks, candidates, generator, skip = _eval_sources(args)
+    with eval_progress(disable=False) as progress:
+        _, path = run_ablation(Path(args.out), tasks, _config(args), grid, candidates=candidates,
+                               generator=generator, k=args.k, jobs=args.jobs, backend=args.backend,
+                               progress=progress, skip_tasks=skip)  # fmt: skip
+    print(path.read_text())
+    return EXIT_OK
+
+
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="builtin", help="builtin | kernelbench:PATH[:1,2] | a folder of task files")
+    p.add_argument("--tasks", help="comma-separated task ids to keep (default: all of the suite)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--candidates", help="folder of <task_id>/<name>.py|.txt (k samples) or <task_id>.py")
+    src.add_argument("--model", help="local model directory to sample from (see --gen-backend)")
+    src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    p.add_argument("--endpoint-model", help="model name served at --endpoint")
+    p.add_argument("--gen-backend", choices=["hf", "vllm"], default="hf")
+    p.add_argument("--k", type=int, default=1, help="samples per task when sampling from a model")
+    p.add_argument("--max-new-tokens", type=int, default=4096)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--jobs", type=int, default=2, help="parallel verifications (CPU; on CUDA one per GPU)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+
+
 def _add_verify_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
@@ -131,6 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify_options(p)
     p.add_argument("--jobs", type=int, default=2, help="candidates verified in parallel")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("eval", help="verify a candidate folder or a model's samples over a suite; writes a report")
+    _add_source_options(p)
+    _add_verify_options(p)
+    p.add_argument("--run", required=True, help="run directory (results.sqlite, report.md, report.html); resumable")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("report", help="(re)write the report of a run, or compare two runs")
+    p.add_argument("run")
+    p.add_argument("other", nargs="?", help="a second run to compare with")
+    p.add_argument("--baseline", choices=["eager", "compile"], default="eager")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("ablate", help="evaluate one candidate set under a grid of verifier configurations")
+    _add_source_options(p)
+    _add_verify_options(p)
+    p.add_argument("--toggle", action="append", help="a defence to switch on/off (repeat for a full grid)")
+    p.add_argument("--grid", help="YAML/JSON {name: {VerifyConfig field: value}}")
+    p.add_argument("--out", required=True, help="folder for one run per configuration and ablation.md")
+    p.set_defaults(func=cmd_ablate)
     p = sub.add_parser("tasks", help="list or show tasks")
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("task_id", nargs="?")

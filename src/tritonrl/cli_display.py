@@ -81,3 +81,26 @@ def print_demo(rows) -> None:  # noqa: ANN001
     console.print(table)
     n_ok = sum(r.as_expected for r in rows)
     console.print(f"{n_ok}/{len(rows)} verdicts as expected")
+
+
+@contextlib.contextmanager
+def eval_progress(disable: bool = False) -> Iterator[Callable]:
+    """A live progress line for `tritonrl eval`: verdicts recorded and how many passed."""
+    with Progress(
+        TextColumn("verifying"),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=disable,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("", total=None)
+        state = {"n": 0, "ok": 0}
+
+        def advance(record) -> None:  # noqa: ANN001
+            state["n"] += 1
+            state["ok"] += record.verdict.passed
+            progress.update(bar, completed=state["n"], description=f"{state['ok']} passed")
+
+        yield advance

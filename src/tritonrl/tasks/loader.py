@@ -135,18 +135,24 @@ def load_task_dir(path: str | Path, *, level: int | None = None) -> list[Task]:
     return [load_task(f, level=level) for f in sorted(folder.glob("*.py"))]
 
 
+# KernelBench levels of the bundled tasks: 1 = a single operator, 2 = a fusion of several.
+BUILTIN_LEVELS = {"linear_bias_relu": 2}
+
+
 def builtin_tasks() -> list[Task]:
     """The tasks bundled with tritonrl (`tasks/builtin/*.py`), with `solution_path` set where one ships."""
-    return load_task_dir(BUILTIN_DIR) if BUILTIN_DIR.is_dir() else []
+    if not BUILTIN_DIR.is_dir():
+        return []
+    return [builtin_task(p.stem) for p in sorted(BUILTIN_DIR.glob("*.py"))]
 
 
 def builtin_task(task_id: str) -> Task:
     """One bundled task by id (its file stem)."""
     path = BUILTIN_DIR / f"{task_id}.py"
     if not path.is_file():
-        known = ", ".join(t.task_id for t in builtin_tasks()) or "none"
+        known = ", ".join(p.stem for p in sorted(BUILTIN_DIR.glob("*.py"))) or "none"
         raise TaskError(f"no builtin task {task_id!r}; the builtin tasks are: {known}.")
-    return load_task(path)
+    return load_task(path, level=BUILTIN_LEVELS.get(task_id, 1))
 
 
 def constant_bindings(stmt: ast.stmt) -> list[tuple[str, ast.expr | None]]:

@@ -4,9 +4,10 @@
 `max_numel` elements and every parameter at most PARAM_SLACK times that (`cpu_scale`), then derives variants with
 awkward sizes (odd, prime, never multiples of 16) so a kernel that assumes aligned shapes fails (`shape_family`).
 Sizes are measured on the meta device (`probe`), which allocates nothing even at KernelBench's multi-GB defaults; the
-real reference runs on CPU only at planned sizes (`validate_variant`). Some ops have no meta kernel (data-dependent
-shapes, `.item()`): then `probe` reports inputs only (`output_numels=None`) and, on CPU, the planner measures the
-outputs with a real run once the inputs fit the budget. Plans are deterministic; `plan_shapes_cached` memoises them.
+real reference runs on CPU only at planned sizes (`validate_variant`, from `validate.py`). Some ops have no meta kernel
+(data-dependent shapes, `.item()`): then `probe` reports inputs only (`output_numels=None`) and, on CPU, the planner
+measures the outputs with a real run once the inputs fit the budget. Plans are deterministic; `plan_shapes_cached`
+memoises them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tritonrl.errors import TaskError
 from tritonrl.tasks.loader import source_fingerprint
 from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.tasks.schema import Task
+from tritonrl.tasks.validate import check_reference, validate_variant  # validate_variant: also shapes' API
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +143,6 @@ def shape_family(
     `VARIANT_SLACK` times the base's largest tensor and only the meta device is used.
     """
     return list(itertools.islice(_family(task, dict(base), max_numel), n))
-
-
-def validate_variant(task: Task, sizes: Mapping[str, int], seed: int) -> str | None:
-    """Run the real reference on CPU at `sizes` with input seeds `seed` and `seed + 1`.
-
-    Returns:
-        None when usable, else why not: the reference raised, an output is empty or all NaN/Inf, or the outputs are
-        identical for different inputs (degenerate: a constant kernel would pass).
-    """
-    return _check(task, sizes, seed).reason
 
 
 def plan_shapes(
@@ -302,7 +294,7 @@ def _steps(base: dict[str, int]) -> list[list[str]]:
 
 def _check_base(task: Task, base: dict[str, int]) -> list[str]:
     """Raise if the reference is unusable at base; otherwise the notes worth keeping about it."""
-    checked = _check(task, base, _VALIDATE_SEED, forward_rng=True)
+    checked = check_reference(task, base, _VALIDATE_SEED, forward_rng=True)
     if checked.reason and checked.reason.startswith("degenerate"):
         # A task whose output ignores its input (KernelBench L2/80 and L2/83 compute all zeros) can still be
         # evaluated, and benchmark users need a verdict for every task: keep it, flagged, rather than refuse it.
@@ -346,73 +338,3 @@ def _next_prime(value: int) -> int:
     while any(candidate % d == 0 for d in range(2, int(candidate**0.5) + 1)):
         candidate += 1
     return candidate
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Checked:
-    reason: str | None  # validate_variant's answer
-    changed: float  # fraction of output elements that differ between the two input seeds
-    rng_in_forward: bool  # same inputs, another RNG seed before forward: different outputs
-
-
-def _check(task: Task, sizes: Mapping[str, int], seed: int, *, forward_rng: bool = False) -> _Checked:
-    """Run the reference for input seeds `seed` and `seed + 1` (and, with forward_rng, `seed` again under another
-    RNG seed for forward); one model, seeded with `seed`. The global RNG is left as it was."""
-    try:
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = ReferenceProgram(task, sizes)
-            model = program.make_model(seed)
-            in_a, out_a = _run(program, model, seed, seed)
-            in_b, out_b = _run(program, model, seed + 1, seed + 1)
-            rng = forward_rng and not _same(out_a, _run(program, model, seed, seed + 7)[1])
-    except TaskError as e:
-        return _Checked(str(e), 0.0, False)
-    return _Checked(_problem(out_a, out_b, _same(in_a, in_b), seed), _changed(out_a, out_b), rng)
-
-
-def _run(program: ReferenceProgram, model: torch.nn.Module, input_seed: int, forward_seed: int) -> tuple[list, tuple]:
-    torch.manual_seed(input_seed)
-    inputs = program.get_inputs()
-    torch.manual_seed(forward_seed)
-    return inputs, program.run(model, inputs)
-
-
-def _problem(out_a: tuple, out_b: tuple, same_inputs: bool, seed: int) -> str | None:
-    for i, out in enumerate(out_a):
-        if out.numel() == 0:
-            return f"output {i} is empty (shape {tuple(out.shape)})"
-        if (out.is_floating_point() or out.is_complex()) and not bool(torch.isfinite(out).any()):
-            return f"output {i} is all NaN/Inf"
-    if _same(out_a, out_b):
-        what = "get_inputs() ignores the seed" if same_inputs else "the output ignores the input"
-        constant = [f"output {i} is all {t.flatten()[0].item()}" for i, t in enumerate(out_a) if _uniform(t)]
-        return f"degenerate: identical outputs for input seeds {seed} and {seed + 1} ({'; '.join([what, *constant])})"
-    return None
-
-
-def _changed(out_a: tuple, out_b: tuple) -> float:
-    if [t.shape for t in out_a] != [t.shape for t in out_b]:
-        return 1.0
-    differ = sum(int((torch.nan_to_num(a) != torch.nan_to_num(b)).sum()) for a, b in zip(out_a, out_b, strict=True))
-    return differ / max(sum(t.numel() for t in out_a), 1)
-
-
-def _same(a: list | tuple, b: list | tuple) -> bool:
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):
-        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
-            if x.shape != y.shape or x.dtype != y.dtype:
-                return False
-            if x.is_floating_point() or x.is_complex():  # NaN != NaN, yet two NaNs in one place are "the same"
-                x, y = torch.nan_to_num(x), torch.nan_to_num(y)
-            if not torch.equal(x, y):
-                return False
-        elif isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor) or x != y:
-            return False
-    return True
-
-
-def _uniform(t: torch.Tensor) -> bool:
-    return bool((t == t.flatten()[0]).all())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import field
 
 from tritonrl.errors import ConfigError
@@ -19,7 +20,9 @@ POLICIES = ("strict", "partial")
 
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig:
-    device: str = field(default="cpu", metadata={"help": "'cpu' (Triton interpreter) or 'cuda'."})
+    device: str = field(
+        default="cpu", metadata={"help": "'cpu' (Triton interpreter), 'cuda', or 'cuda:N' for one visible GPU."}
+    )
     policy: str = field(
         default="strict",
         metadata={
@@ -57,8 +60,8 @@ class VerifyConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.device not in ("cpu", "cuda"):
-            raise ConfigError(f"device={self.device!r}: must be 'cpu' or 'cuda' (use --device auto in the CLI).")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device={self.device!r}: must be 'cpu', 'cuda' or 'cuda:N' (--device auto in the CLI).")
         if self.policy not in POLICIES:
             raise ConfigError(f"policy={self.policy!r}: must be one of {POLICIES}.")
         bad = [d for d in self.distributions if d not in DISTRIBUTIONS]
@@ -72,10 +75,22 @@ class VerifyConfig:
             raise ConfigError(f"memory_limit_mb={self.memory_limit_mb}: torch alone needs ~400 MB; use >= 512.")
 
     @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def gpu_index(self) -> int | None:
+        """The visible-GPU index of 'cuda:N' (None for 'cuda' and 'cpu')."""
+        return int(self.device.split(":")[1]) if ":" in self.device else None
+
+    @property
     def use_tf32_tolerance(self) -> bool:
-        return self.device == "cuda" if self.tf32 is None else self.tf32
+        return self.is_cuda if self.tf32 is None else self.tf32
 
     def config_hash(self) -> str:
-        """Stable hash of every field that can change a verdict (used as a result-store key)."""
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        """Stable hash of every field that can change a verdict, except which GPU ran it (the result store keys
+        on the device kind separately)."""
+        fields = dataclasses.asdict(self)
+        fields["device"] = "cuda" if self.is_cuda else "cpu"
+        payload = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]

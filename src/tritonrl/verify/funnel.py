@@ -104,7 +104,7 @@ def _run_sandboxed(
             {
                 "candidate_path": str(proc.candidate_path),
                 "workdir": str(proc.workdir),
-                "device": cfg.device,
+                "device": "cuda" if cfg.is_cuda else "cpu",
                 "guard": cfg.audit_guard,
                 "ghost": ghost,
                 "repeat": cfg.poison_outputs,

@@ -121,6 +121,9 @@ class WorkerProcess:
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0")
         if self.cfg.device == "cpu":
             env["TRITON_INTERPRET"] = "1"
+        elif (index := self.cfg.gpu_index) is not None:  # 'cuda:N': the worker sees exactly that GPU, as 'cuda'
+            visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+            env["CUDA_VISIBLE_DEVICES"] = visible[index] if index < len(visible) else str(index)
         return env
 
     def start(self) -> None:

@@ -1,8 +1,9 @@
 """Stage STATIC: AST rules that reject candidates no honest Triton port would write, before anything runs.
 
 A cheap pre-filter, never the authority: the sandbox and the runtime provenance checks decide. Each rule is written
-to have no false positives on honest Triton kernels; imports fail closed (an allowlist). Names are resolved with
-Python's scoping, so aliases (`import os as o`, `t = torch`) and shadowing (`def forward(self, input)`) are seen.
+to have no false positives on honest Triton kernels; imports fail closed (an allowlist: `import_policy.py`). Names are
+resolved with Python's scoping (`names.py`), so aliases (`import os as o`, `t = torch`) and shadowing
+(`def forward(self, input)`) are seen.
 Rules run in `RULES` order and the first one that fires reports its first offending line. Torch compute inside
 `forward` only warns. Pure Python: nothing here imports torch or triton.
 """
@@ -16,68 +17,12 @@ from collections.abc import Callable, Iterator
 from tritonrl.errors import ConfigError
 from tritonrl.types import FailureKind, Stage, StageOutcome
 from tritonrl.verify.config import POLICIES  # "partial" drops only the torch-compute warnings; every rule applies
+from tritonrl.verify.import_policy import KIND_WHY, denied, is_allowed, is_module
+from tritonrl.verify.names import Names, assigned_pairs
 
 MAX_WARNINGS = 5
 
-ALLOWED_MODULES = frozenset(
-    {"torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "triton", "triton.language", "math", "typing"}
-    | {"functools", "itertools", "dataclasses", "numbers", "enum", "collections", "collections.abc", "__future__"}
-)
-ALLOWED_PREFIXES = ("triton.language.",)  # triton.language.extra.*, triton.language.math, ...
-
 _K = FailureKind
-# Denied modules and torch/triton members by category; a name matches an entry or any dotted child of it. The torch and
-# triton entries also apply to attribute chains (`torch.utils.cpp_extension.load_inline` after `import torch`).
-DENIED: dict[str, FailureKind] = {
-    **dict.fromkeys(
-        ["os", "os.path", "pathlib", "shutil", "io", "tempfile", "glob", "fileinput", "fcntl", "mmap", "zipfile"]
-        + ["tarfile", "sqlite3", "torch.save", "torch.load", "torch.from_file"],
-        _K.FILE_ACCESS,
-    ),
-    **dict.fromkeys(
-        ["socket", "ssl", "http", "urllib", "urllib3", "requests", "httpx", "aiohttp", "ftplib", "smtplib", "xmlrpc"]
-        + ["telnetlib", "poplib", "imaplib", "websocket", "websockets", "asyncio", "torch.distributed", "torch.hub"],
-        _K.NETWORK_ACCESS,
-    ),
-    **dict.fromkeys(
-        ["subprocess", "multiprocessing", "threading", "_thread", "concurrent", "signal", "pty", "sched"]
-        + ["torch.multiprocessing"],
-        _K.PROCESS_SPAWN,
-    ),
-    **dict.fromkeys(
-        ["sys", "gc", "inspect", "ctypes", "cffi", "importlib", "builtins", "marshal", "pickle", "dill", "cloudpickle"]
-        + ["code", "codeop", "types", "weakref", "atexit", "traceback", "dis", "faulthandler", "resource"]
-        + ["typing.get_type_hints", "typing.ForwardRef"],  # both evaluate strings as code
-        _K.TAMPERING,
-    ),
-    **dict.fromkeys(
-        ["torch._C", "torch._dynamo", "torch._inductor", "torch.utils", "torch.library", "torch.overrides"]
-        + ["torch.nn.modules", "torch.classes", "torch.ops.load_library", "torch.cuda.cudart"]  # global hooks, .so
-        + ["torch.cuda.caching_allocator_alloc", "torch.cuda.caching_allocator_delete"]  # allocator reuse
-        + ["torch.cuda.change_current_allocator", "torch.set_default_tensor_type", "torch.set_default_dtype"]
-        + ["torch.set_default_device", "torch.set_float32_matmul_precision"],  # process-wide numerics
-        _K.TAMPERING,
-    ),
-    **dict.fromkeys(
-        ["triton.runtime", "triton.testing", "triton.compiler", "triton.compile", "triton.backends", "triton.knobs"]
-        + ["triton.tools"],
-        _K.TAMPERING,
-    ),
-}
-# Stdlib modules that torch and triton re-export as attributes (`torch.os.system`): denied anywhere in a chain. Not
-# "signal", "types" or "code", which are also names of harmless torch submodules and attributes.
-_INNER_DENIED = {m: k for m, k in DENIED.items() if "." not in m and m not in ("signal", "types", "code")}
-_MODULE_PATHS = ALLOWED_MODULES | {
-    "triton.language.math",
-    "triton.language.extra",
-    *(f"triton.language.extra{sub}{lib}" for sub in (".cuda", ".hip", "") for lib in ("", ".libdevice")),
-}
-_KIND_WHY = {
-    _K.FILE_ACCESS: "touches the file system",
-    _K.NETWORK_ACCESS: "opens network connections",
-    _K.PROCESS_SPAWN: "starts processes or threads",
-    _K.TAMPERING: "reaches interpreter or framework internals",
-}
 _FORBIDDEN_NAMES = {
     **dict.fromkeys(["exec", "eval", "compile", "__import__", "globals", "locals", "vars", "setattr"], _K.TAMPERING),
     **dict.fromkeys(["delattr", "breakpoint", "input", "help", "memoryview", "__builtins__"], _K.TAMPERING),
@@ -102,133 +47,6 @@ _TORCH_GLUE = frozenset(
 _NN_CONTAINERS = frozenset({"Module", "ModuleList", "ModuleDict", "Parameter", "ParameterList", "ParameterDict"})
 
 
-# --- name resolution ----------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(eq=False)
-class _Scope:
-    parent: _Scope | None
-    is_class: bool = False
-    bound: set[str] = dataclasses.field(default_factory=set)  # names local to this scope
-    globals: set[str] = dataclasses.field(default_factory=set)  # `global` declarations
-    nonlocals: set[str] = dataclasses.field(default_factory=set)  # `nonlocal` declarations
-    imports: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> dotted path (imports and aliases)
-
-
-class _Names:
-    """Flow-insensitive resolution of every Name node: an imported module or member (and which), a builtin, or local."""
-
-    def __init__(self, tree: ast.Module) -> None:
-        self.module = _Scope(None)
-        self.scope_of: dict[ast.Name, _Scope] = {}
-        self._aliases: list[tuple[_Scope, str, ast.expr]] = []  # `t = torch`-style assignments
-        self._visit(tree, self.module)
-        for _ in range(len(self._aliases)):  # fixpoint: a chain of n aliases resolves in at most n passes
-            changed = False
-            for scope, name, value in self._aliases:
-                path = self.dotted(value)
-                if path and scope.imports.get(name) != path:
-                    scope.imports[name], changed = path, True
-            if not changed:
-                break
-
-    def binding(self, node: ast.Name) -> _Scope | None:
-        """The scope whose binding `node` refers to; None for a builtin."""
-        scope, first = self.scope_of.get(node, self.module), True
-        while scope.parent is not None:
-            if node.id in scope.globals:
-                break
-            if node.id in scope.bound and (first or not scope.is_class):  # class bodies do not enclose methods
-                return scope
-            scope, first = scope.parent, False
-        return self.module if node.id in self.module.bound else None
-
-    def dotted(self, node: ast.AST) -> str | None:
-        """`torch.cuda.Stream` for a Name/Attribute chain rooted at an imported name, else None."""
-        attrs: list[str] = []
-        while isinstance(node, ast.Attribute):
-            attrs.append(node.attr)
-            node = node.value
-        if not isinstance(node, ast.Name):
-            return None
-        scope = self.binding(node)
-        root = scope.imports.get(node.id) if scope else None
-        return ".".join([root, *reversed(attrs)]) if root else None
-
-    def _visit(self, node: ast.AST, scope: _Scope) -> None:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            self._visit_function(node, scope)
-            return
-        if isinstance(node, ast.ClassDef):
-            scope.bound.add(node.name)
-            for child in [*node.decorator_list, *node.bases, *node.keywords]:
-                self._visit(child, scope)
-            inner = _Scope(scope, is_class=True)
-            for stmt in node.body:
-                self._visit(stmt, inner)
-            return
-        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            scope = _Scope(scope)
-        elif isinstance(node, ast.Name):
-            self.scope_of[node] = scope
-            if not isinstance(node.ctx, ast.Load):
-                scope.bound.add(node.id)
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                top = alias.name.split(".")[0]
-                scope.bound.add(alias.asname or top)
-                scope.imports[alias.asname or top] = alias.name if alias.asname else top
-        elif isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if alias.name != "*":
-                    scope.bound.add(alias.asname or alias.name)
-                    scope.imports[alias.asname or alias.name] = f"{'.' * node.level}{node.module or ''}.{alias.name}"
-        elif isinstance(node, ast.Global):
-            scope.globals.update(node.names)
-            self.module.bound.update(node.names)
-        elif isinstance(node, ast.Nonlocal):
-            scope.nonlocals.update(node.names)
-        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
-            scope.bound.add(node.name)
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            scope.bound.add(node.rest)
-        for target, value in _assigned_pairs(node):
-            if isinstance(target, ast.Name) and isinstance(value, (ast.Name, ast.Attribute)):
-                self._aliases.append((scope, target.id, value))
-        for child in ast.iter_child_nodes(node):
-            self._visit(child, scope)
-
-    def _visit_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, scope: _Scope) -> None:
-        args = node.args
-        params = [*args.posonlyargs, *args.args, *args.kwonlyargs, *(a for a in (args.vararg, args.kwarg) if a)]
-        outer = [*args.defaults, *(d for d in args.kw_defaults if d), *(p.annotation for p in params if p.annotation)]
-        if not isinstance(node, ast.Lambda):
-            scope.bound.add(node.name)
-            outer += [*node.decorator_list, *([node.returns] if node.returns else [])]
-        for child in outer:
-            self._visit(child, scope)
-        inner = _Scope(scope, bound={p.arg for p in params})
-        for stmt in node.body if isinstance(node.body, list) else [node.body]:
-            self._visit(stmt, inner)
-        inner.bound -= inner.globals | inner.nonlocals
-
-
-def _assigned_pairs(node: ast.AST) -> Iterator[tuple[ast.expr, ast.expr]]:
-    """(target, value) pairs of simple assignments, unpacking `a, b = x, y`."""
-    if isinstance(node, ast.Assign):
-        pairs = [(t, node.value) for t in node.targets]
-    elif isinstance(node, (ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
-        pairs = [(node.target, node.value)]
-    else:
-        return
-    while pairs:
-        target, value = pairs.pop()
-        if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
-            pairs += zip(target.elts, value.elts, strict=False)
-        else:
-            yield target, value
-
-
 # --- the checker --------------------------------------------------------------------------------------------------
 
 
@@ -236,7 +54,7 @@ def _assigned_pairs(node: ast.AST) -> Iterator[tuple[ast.expr, ast.expr]]:
 class _Context:
     tree: ast.Module
     code: str
-    names: _Names
+    names: Names
     parents: dict[ast.AST, ast.AST]
     references: list[tuple[str, ast.AST]]  # (dotted name, node): import statements and maximal imported chains
 
@@ -291,7 +109,7 @@ def run_static_checks(tree: ast.Module, code: str, *, policy: str = "strict") ->
 
 
 def _context(tree: ast.Module, code: str) -> _Context:
-    names = _Names(tree)
+    names = Names(tree)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     references: list[tuple[str, ast.AST]] = []
     for node in ast.walk(tree):
@@ -323,36 +141,24 @@ def _import_allowlist(ctx: _Context) -> Iterator[_Hit]:
                 yield _Hit(node, _K.FORBIDDEN_IMPORT, "is a relative import; it could reach the harness's own modules")
             elif any(alias.name == "*" for alias in node.names):
                 yield _Hit(node, _K.FORBIDDEN_IMPORT, "is a star import, which hides the names it binds")
-            elif not _is_allowed(module):
+            elif not is_allowed(module):
                 yield from _check_module(node, module)
             for alias in node.names:
                 member = f"{module}.{alias.name}"
-                if kind := _denied(member):
-                    yield _Hit(node, kind, f"imports {member}, which {_KIND_WHY[kind]}")
+                if kind := denied(member):
+                    yield _Hit(node, kind, f"imports {member}, which {KIND_WHY[kind]}")
                 elif alias.name.startswith("_") and not node.level:
                     yield _Hit(node, _K.TAMPERING, f"imports the private name {member}")
     for path, node in ctx.references:
-        if not isinstance(node, (ast.Import, ast.ImportFrom)) and (kind := _denied(path)):
-            yield _Hit(node, kind, f"reaches {path}, which {_KIND_WHY[kind]}")
+        if not isinstance(node, (ast.Import, ast.ImportFrom)) and (kind := denied(path)):
+            yield _Hit(node, kind, f"reaches {path}, which {KIND_WHY[kind]}")
 
 
 def _check_module(node: ast.AST, module: str) -> Iterator[_Hit]:
-    if kind := _denied(module):
-        yield _Hit(node, kind, f"imports {module}, which {_KIND_WHY[kind]}")
-    elif not _is_allowed(module):
+    if kind := denied(module):
+        yield _Hit(node, kind, f"imports {module}, which {KIND_WHY[kind]}")
+    elif not is_allowed(module):
         yield _Hit(node, _K.FORBIDDEN_IMPORT, f"imports {module}, which is not on the import allowlist")
-
-
-def _is_allowed(module: str) -> bool:
-    return module in ALLOWED_MODULES or module.startswith(ALLOWED_PREFIXES)
-
-
-def _denied(dotted: str) -> FailureKind | None:
-    parts = dotted.split(".")
-    for n in range(len(parts), 0, -1):
-        if kind := DENIED.get(".".join(parts[:n])):
-            return kind
-    return next((_INNER_DENIED[p] for p in parts[1:] if p in _INNER_DENIED), None)
 
 
 # Rationale: these builtins run strings as code, reach namespaces, read files or stdin, or stop the interpreter. Any
@@ -437,20 +243,16 @@ def _module_as_value(ctx: _Context) -> Iterator[_Hit]:
         if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)):
             continue
         path = ctx.names.dotted(node)
-        if not path or not _is_module(path):
+        if not path or not is_module(path):
             continue
         parent = ctx.parents.get(node)
         if isinstance(parent, ast.Attribute) or isinstance(parent, ast.Compare):  # `triton is None` is fine
             continue
-        if any(value is node for _, value in _assigned_pairs(parent)) and not isinstance(parent, ast.NamedExpr):
+        if any(value is node for _, value in assigned_pairs(parent)) and not isinstance(parent, ast.NamedExpr):
             continue  # a tracked alias
         if isinstance(parent, ast.Call) and (parent.func is node or _is_literal_getattr(parent, node, ctx)):
             continue
         yield _Hit(node, _K.TAMPERING, f"uses the module {path} as a value")
-
-
-def _is_module(path: str) -> bool:
-    return path in _MODULE_PATHS  # `from triton import jit` binds a function, not a module
 
 
 def _is_literal_getattr(call: ast.Call, node: ast.Name, ctx: _Context) -> bool:
@@ -509,7 +311,7 @@ def _inherits_reference(ctx: _Context) -> Iterator[_Hit]:
     for node in ctx.tree.body:
         if isinstance(node, ast.ClassDef):
             parents[node.name] = [_last_name(b) for b in node.bases]
-        for target, value in _assigned_pairs(node):
+        for target, value in assigned_pairs(node):
             if isinstance(target, ast.Name):
                 parents[target.id] = [_last_name(value)]
     for node in ast.walk(ctx.tree):
@@ -550,7 +352,7 @@ def _forward_warnings(ctx: _Context) -> tuple[str, ...]:
     """Torch compute reachable from `forward`: not a failure (the runtime provenance check decides), just a flag."""
     submodules: dict[str, str] = {}  # self.<name> -> "nn.Conv2d" for compute modules built anywhere
     for node in ast.walk(ctx.tree):
-        for target, value in _assigned_pairs(node):
+        for target, value in assigned_pairs(node):
             if _is_self_attr(target) and isinstance(value, ast.Call):
                 path = ctx.names.dotted(value.func) or ""
                 if path.startswith("torch.nn.") and path.count(".") == 2 and path.split(".")[-1] not in _NN_CONTAINERS:

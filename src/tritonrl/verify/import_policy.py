@@ -1,0 +1,88 @@
+"""The import policy of the static checks: which modules a candidate may import, and which it may not even reach.
+
+Fails closed: `is_allowed` holds only for torch, triton and a few pure stdlib modules. `denied` sorts a dotted name
+(an import, or an attribute chain such as `torch.utils.cpp_extension.load_inline`) into the FailureKind category that
+explains the refusal, and `KIND_WHY` words it; `is_module` tells a module path from a member. Tables and lookups
+only: the rules that apply them live in `static_checks.py`.
+"""
+
+from __future__ import annotations
+
+from tritonrl.types import FailureKind
+
+ALLOWED_MODULES = frozenset(
+    {"torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "triton", "triton.language", "math", "typing"}
+    | {"functools", "itertools", "dataclasses", "numbers", "enum", "collections", "collections.abc", "__future__"}
+)
+ALLOWED_PREFIXES = ("triton.language.",)  # triton.language.extra.*, triton.language.math, ...
+
+_K = FailureKind
+# Denied modules and torch/triton members by category; a name matches an entry or any dotted child of it. The torch and
+# triton entries also apply to attribute chains (`torch.utils.cpp_extension.load_inline` after `import torch`).
+DENIED: dict[str, FailureKind] = {
+    **dict.fromkeys(
+        ["os", "os.path", "pathlib", "shutil", "io", "tempfile", "glob", "fileinput", "fcntl", "mmap", "zipfile"]
+        + ["tarfile", "sqlite3", "torch.save", "torch.load", "torch.from_file"],
+        _K.FILE_ACCESS,
+    ),
+    **dict.fromkeys(
+        ["socket", "ssl", "http", "urllib", "urllib3", "requests", "httpx", "aiohttp", "ftplib", "smtplib", "xmlrpc"]
+        + ["telnetlib", "poplib", "imaplib", "websocket", "websockets", "asyncio", "torch.distributed", "torch.hub"],
+        _K.NETWORK_ACCESS,
+    ),
+    **dict.fromkeys(
+        ["subprocess", "multiprocessing", "threading", "_thread", "concurrent", "signal", "pty", "sched"]
+        + ["torch.multiprocessing"],
+        _K.PROCESS_SPAWN,
+    ),
+    **dict.fromkeys(
+        ["sys", "gc", "inspect", "ctypes", "cffi", "importlib", "builtins", "marshal", "pickle", "dill", "cloudpickle"]
+        + ["code", "codeop", "types", "weakref", "atexit", "traceback", "dis", "faulthandler", "resource"]
+        + ["typing.get_type_hints", "typing.ForwardRef"],  # both evaluate strings as code
+        _K.TAMPERING,
+    ),
+    **dict.fromkeys(
+        ["torch._C", "torch._dynamo", "torch._inductor", "torch.utils", "torch.library", "torch.overrides"]
+        + ["torch.nn.modules", "torch.classes", "torch.ops.load_library", "torch.cuda.cudart"]  # global hooks, .so
+        + ["torch.cuda.caching_allocator_alloc", "torch.cuda.caching_allocator_delete"]  # allocator reuse
+        + ["torch.cuda.change_current_allocator", "torch.set_default_tensor_type", "torch.set_default_dtype"]
+        + ["torch.set_default_device", "torch.set_float32_matmul_precision"],  # process-wide numerics
+        _K.TAMPERING,
+    ),
+    **dict.fromkeys(
+        ["triton.runtime", "triton.testing", "triton.compiler", "triton.compile", "triton.backends", "triton.knobs"]
+        + ["triton.tools"],
+        _K.TAMPERING,
+    ),
+}
+# Stdlib modules that torch and triton re-export as attributes (`torch.os.system`): denied anywhere in a chain. Not
+# "signal", "types" or "code", which are also names of harmless torch submodules and attributes.
+_INNER_DENIED = {m: k for m, k in DENIED.items() if "." not in m and m not in ("signal", "types", "code")}
+_MODULE_PATHS = ALLOWED_MODULES | {
+    "triton.language.math",
+    "triton.language.extra",
+    *(f"triton.language.extra{sub}{lib}" for sub in (".cuda", ".hip", "") for lib in ("", ".libdevice")),
+}
+KIND_WHY = {
+    _K.FILE_ACCESS: "touches the file system",
+    _K.NETWORK_ACCESS: "opens network connections",
+    _K.PROCESS_SPAWN: "starts processes or threads",
+    _K.TAMPERING: "reaches interpreter or framework internals",
+}
+
+
+def is_allowed(module: str) -> bool:
+    return module in ALLOWED_MODULES or module.startswith(ALLOWED_PREFIXES)
+
+
+def denied(dotted: str) -> FailureKind | None:
+    """The category `dotted` is denied under: its longest denied prefix, else a re-exported stdlib module in it."""
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        if kind := DENIED.get(".".join(parts[:n])):
+            return kind
+    return next((_INNER_DENIED[p] for p in parts[1:] if p in _INNER_DENIED), None)
+
+
+def is_module(path: str) -> bool:
+    return path in _MODULE_PATHS  # `from triton import jit` binds a function, not a module
