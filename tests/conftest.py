@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import random
 
-import torch
-
 import pytest
+import torch
 
 SEED = 0
 

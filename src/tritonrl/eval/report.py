@@ -315,7 +315,11 @@ def _plots(runs: Sequence[Summary]) -> dict[str, str]:
             empty="no levels",
         ),
         "Funnel": rp.bar_chart(
-            "Samples reaching each stage", order if any(funnels) else [], reached, value_label="samples"
+            "Samples reaching each stage",
+            order if any(funnels) else [],
+            reached,
+            value_label="samples",
+            empty="no samples",
         ),
         "Failure kinds": rp.bar_chart(
             "Failure kinds", kinds, failures, horizontal=True, value_label="samples", empty="no failures"
