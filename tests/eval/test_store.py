@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -21,7 +23,7 @@ CFG, DEV = "cfg0", "cpu"
 # Shared by the test and the child process it kills: a deterministic verdict per (task, candidate), with a long
 # message so that a torn page would show up as broken JSON or a wrong message.
 VERDICT_SRC = """
-from tritonrl.types import Verdict
+from tritonrl.types import FailureKind, Stage, Verdict
 
 def make_verdict(task_id, sha):
     passed = int(sha[0], 16) % 2 == 0
@@ -248,6 +250,7 @@ def _run_and_kill(path, n_commits: int, pause_s: float) -> set[tuple[str, str]]:
             assert line and line != "DONE\n", f"child ended before the kill: {child.stderr.read()[-2000:]}"
             task_id, sha = line.split()
             committed.add((task_id, sha))
+        time.sleep(random.uniform(0.0, 0.003))  # land the kill anywhere in the child's put/print/sleep cycle
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
         assert child.returncode == -signal.SIGKILL

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import resource
 from pathlib import Path
 
 import pytest
@@ -52,9 +52,9 @@ def _warm_torch():
 
 
 def test_probe_on_meta_does_not_allocate():
-    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     found = probe(GOOD["softmax_huge"])  # 4096 x 393216 fp32 is 6 GiB
-    assert time.perf_counter() - start < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 512 * 1024  # far below 6 GiB
     assert found.ok and found.input_numels == (4096 * 393216,) and found.output_numels == (4096 * 393216,)
     assert found.max_numel == 4096 * 393216
 
@@ -75,11 +75,9 @@ def test_probe_without_meta_kernel_reports_inputs_only():
 
 
 @pytest.mark.parametrize("task_id", sorted(GOOD))
-def test_cpu_scale_reaches_the_budget_fast(task_id: str):
+def test_cpu_scale_reaches_the_budget(task_id: str):
     task = GOOD[task_id]
-    start = time.perf_counter()
     sizes = cpu_scale(task, BUDGET)
-    assert time.perf_counter() - start < 1.0
     found = probe(task, sizes, device="cpu")
     assert found.ok and found.max_numel <= BUDGET
     assert set(sizes) == set(task.free_size_constants)
@@ -174,9 +172,9 @@ def test_plan_notes_rng_in_forward():
 
 
 def test_plan_cuda_keeps_defaults_and_only_probes():
-    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     plan = plan_shapes(GOOD["softmax_huge"], device="cuda")
-    assert time.perf_counter() - start < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 512 * 1024  # never ran at 6 GiB
     assert plan.base == {"batch_size": 4096, "dim": 393216}
     assert len(plan.variants) == 2 and all(v % 16 for variant in plan.variants for v in variant.values())
     assert any("meta device only" in note for note in plan.notes)
