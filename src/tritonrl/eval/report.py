@@ -296,7 +296,8 @@ def _plots(runs: Sequence[Summary]) -> dict[str, str]:
     names = _names(runs)
     levels = sorted({lv for s in runs for lv in s.per_level}, key=_level_key)
     by_level = _level_series(runs, names, levels)
-    level_colors = (rp.COLORS[0], rp.COLORS[2]) if by_level[0][0] == "correct" else rp.COLORS
+    with_fast = len(by_level) == 2 and by_level[1][0] == "fast_1"
+    level_colors = (rp.COLORS[0], rp.COLORS[2]) if with_fast else rp.COLORS
     order = _stage_order(*(s.stage_counts for s in runs))
     funnels = [_funnel(s.stage_counts, order) for s in runs]
     reached = [(n, [f[st][0][0] if f else 0 for st in order]) for n, f in zip(names, funnels, strict=True)]
@@ -306,7 +307,7 @@ def _plots(runs: Sequence[Summary]) -> dict[str, str]:
     title = f"Speedup over {runs[0].baseline} (correct, timed samples)"
     return {
         "Headline metrics": rp.bar_chart(
-            "Correct (and fast_1) by level",
+            "Correct and fast_1 by level" if with_fast else "Correct by level",
             levels,
             by_level,
             value_label="% of samples",

@@ -100,42 +100,8 @@ def _run_sandboxed(
         if cfg.ghost_replay and not ghost:
             notes.append("ghost replay skipped: on every case some reference output equals an input")
         judge = Judge(shapes, policy, tf32=cfg.use_tf32_tolerance and uses_matmul, ghost=ghost)
-        proc.send_request(
-            {
-                "candidate_path": str(proc.candidate_path),
-                "workdir": str(proc.workdir),
-                "device": "cuda" if cfg.is_cuda else "cpu",
-                "guard": cfg.audit_guard,
-                "ghost": ghost,
-                "repeat": cfg.poison_outputs,
-                "limits": {
-                    "fsize_mb": cfg.file_size_limit_mb,
-                    "as_mb": max(4 * cfg.memory_limit_mb, 16384) if cfg.device == "cpu" else None,
-                },
-                "shapes": request_shapes(shapes),
-            }
-        )
-        failure: Failure | None = None
-        for msg in proc.messages():
-            if msg.get("t") == "ready":  # interpreter start + torch/triton import + dispatch warm-up
-                clock.times["worker_ready_after_spawn"] = round((time.monotonic() - proc.started) * 1e3, 3)
-            failure = judge.feed(msg)
-            if failure is not None:
-                proc.kill()
-                break
-        if proc.exit is None:  # we stopped early: drain until EOF so the worker is reaped and its exit recorded
-            for _ in proc.messages():
-                pass
-        exit_info = proc.exit
-        if not judge.ready and failure is None:
-            raise SandboxError(
-                "the worker process ended before it was ready (candidate code never ran); its stderr:\n"
-                + proc.output("stderr")[-2000:]
-            )
-        if failure is None and exit_info is not None:
-            failure = judge.finish(exit_info)
-        clock.times["worker_load"] = round(judge.load_ms, 3)
-        clock.times["worker_forward"] = round(judge.forward_ms, 3)
+        proc.send_request(_request(proc, cfg, shapes, ghost))
+        failure = _judge_stream(proc, judge, clock)
         clock.lap("sandbox")
         stdout, stderr = proc.output("stdout"), proc.output("stderr")
     extra = {
@@ -162,3 +128,46 @@ def _run_sandboxed(
         stage_times_ms=clock.times,
         extra=extra,
     )
+
+
+def _request(proc: WorkerProcess, cfg: VerifyConfig, shapes: list, ghost: bool) -> dict:
+    """What the worker gets: where the candidate is, the limits, and the inputs (never the reference outputs)."""
+    return {
+        "candidate_path": str(proc.candidate_path),
+        "workdir": str(proc.workdir),
+        "device": "cuda" if cfg.is_cuda else "cpu",
+        "guard": cfg.audit_guard,
+        "ghost": ghost,
+        "repeat": cfg.poison_outputs,
+        "limits": {
+            "fsize_mb": cfg.file_size_limit_mb,
+            # CPU only: CUDA reserves ~17 GiB of address space, so on a GPU the RSS watchdog is the limit
+            "as_mb": max(4 * cfg.memory_limit_mb, 16384) if cfg.device == "cpu" else None,
+        },
+        "shapes": request_shapes(shapes),
+    }
+
+
+def _judge_stream(proc: WorkerProcess, judge: Judge, clock: _Clock) -> Failure | None:
+    """Feed the worker's frames to the judge; stop the worker at the first certain failure; classify its exit."""
+    failure: Failure | None = None
+    for msg in proc.messages():
+        if msg.get("t") == "ready":  # interpreter start + torch/triton import + dispatch warm-up
+            clock.times["worker_ready_after_spawn"] = round((time.monotonic() - proc.started) * 1e3, 3)
+        failure = judge.feed(msg)
+        if failure is not None:
+            proc.kill()
+            break
+    if proc.exit is None:  # we stopped early: drain until EOF so the worker is reaped and its exit recorded
+        for _ in proc.messages():
+            pass
+    if not judge.ready and failure is None:
+        raise SandboxError(
+            "the worker process ended before it was ready (candidate code never ran); its stderr:\n"
+            + proc.output("stderr")[-2000:]
+        )
+    if failure is None and proc.exit is not None:
+        failure = judge.finish(proc.exit)
+    clock.times["worker_load"] = round(judge.load_ms, 3)
+    clock.times["worker_forward"] = round(judge.forward_ms, 3)
+    return failure
