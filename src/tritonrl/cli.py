@@ -66,7 +66,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from tritonrl.cli_display import demo_progress, print_demo
-    from tritonrl.demo import run_demo
+    from tritonrl.demo import export_candidates, run_demo
+
+    if args.export_candidates:
+        n = export_candidates(Path(args.export_candidates))
+        print(f"wrote {n} candidates to {args.export_candidates}; evaluate them with: tritonrl eval --suite builtin "
+              f"--candidates {args.export_candidates} --run RUN_DIR")
+        return EXIT_OK
 
     with demo_progress(disable=args.json) as advance:
         rows = run_demo(_config(args), jobs=args.jobs, on_result=advance)
@@ -218,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="verify the bundled tasks' solutions and bundled bad candidates")
     _add_verify_options(p)
     p.add_argument("--jobs", type=int, default=2, help="candidates verified in parallel")
+    p.add_argument("--export-candidates", metavar="DIR", help="write the demo candidates as an eval folder and exit")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("eval", help="verify a candidate folder or a model's samples over a suite; writes a report")
     _add_source_options(p)

@@ -59,3 +59,15 @@ def run_demo(cfg: VerifyConfig, *, jobs: int = 2, on_result: Callable[[DemoRow],
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, cases))
+
+
+def export_candidates(folder: Path) -> int:
+    """Write the demo's candidates as an eval folder (`<task_id>/<name>.py`) so `tritonrl eval` can run them."""
+    count = 0
+    for name, task_id, text, _ in demo_cases():
+        stem = "solution" if name.endswith("reference solution") else name.split(": ", 1)[1]
+        target = folder / task_id / f"{stem}.py"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        count += 1
+    return count
