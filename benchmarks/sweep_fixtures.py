@@ -41,7 +41,12 @@ def main() -> int:
         task_id, path, expect = job
         expected = expect.label
         t0 = time.perf_counter()
-        v = verify(builtin_task(task_id), path.read_text(), expect.config(device=args.device))
+        try:
+            v = verify(builtin_task(task_id), path.read_text(), expect.config(device=args.device))
+        except Exception as exc:  # noqa: BLE001 - a harness crash is a finding, not a reason to stop the sweep
+            return {"task": task_id, "candidate": path.name, "expected": expected, "got": f"HARNESS {exc!r}"[:80],
+                    "message": "", "wall_s": time.perf_counter() - t0, "stage_times_ms": {}, "sandbox": None,
+                    "detail": ""}  # fmt: skip
         got = "pass" if v.passed else f"{v.stage.value}/{v.failure.value}"
         return {
             "task": task_id, "candidate": path.name, "expected": expected, "got": got, "message": v.message,

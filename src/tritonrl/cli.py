@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -70,8 +71,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.export_candidates:
         n = export_candidates(Path(args.export_candidates))
-        print(f"wrote {n} candidates to {args.export_candidates}; evaluate them with: tritonrl eval --suite builtin "
-              f"--candidates {args.export_candidates} --run RUN_DIR")
+        print(
+            f"wrote {n} candidates to {args.export_candidates}; evaluate them with: tritonrl eval --suite builtin "
+            f"--candidates {args.export_candidates} --run RUN_DIR"
+        )
         return EXIT_OK
 
     with demo_progress(disable=args.json) as advance:
@@ -261,11 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (TritonRLError, FileNotFoundError, ValueError) as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-        else:
-            print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return _error(args, exc)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: still one JSON object and exit 2, with the traceback logged
+        logging.getLogger("tritonrl").exception("internal error")
+        return _error(args, exc)
+
+
+def _error(args: argparse.Namespace, exc: BaseException) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

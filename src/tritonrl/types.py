@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 from typing import Any
+
+
+def candidate_sha256(text: str) -> str:
+    """The candidate hash every component keys on (verdicts, the result store, reward caches): sha256 of the UTF-8
+    text, lone surrogates included (`surrogatepass`), so no candidate text can make hashing raise."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Stage(enum.StrEnum):

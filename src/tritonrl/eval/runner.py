@@ -21,7 +21,7 @@ from typing import Any
 from tritonrl.eval.records import Record
 from tritonrl.eval.store import ResultStore
 from tritonrl.tasks.schema import Task
-from tritonrl.types import Verdict
+from tritonrl.types import Verdict, candidate_sha256
 from tritonrl.verify.config import VerifyConfig
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,6 @@ class _VerifierActor:
 
 def register_samples(store: ResultStore, samples: Iterable[tuple[str, int, int | None, str]]) -> int:
     """Add (task_id, sample, level, source) rows to the store; returns how many were given."""
-    import hashlib
-
-    rows = [(t, i, lvl, hashlib.sha256(src.encode()).hexdigest(), src) for t, i, lvl, src in samples]
+    rows = [(t, i, lvl, candidate_sha256(src), src) for t, i, lvl, src in samples]
     store.add_samples(rows)
     return len(rows)

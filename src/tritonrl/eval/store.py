@@ -14,7 +14,6 @@ the same file: SQLite's file locks plus a busy timeout serialize their writes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import Any, NamedTuple
 from tritonrl.errors import TritonRLError
 from tritonrl.eval.records import Record
 from tritonrl.types import Verdict
+from tritonrl.types import candidate_sha256 as _sha256
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Sample(NamedTuple):
 
 def candidate_sha256(source: str) -> str:
     """The hash the funnel records in `Verdict.candidate_sha256`: sha256 of the UTF-8 candidate text."""
-    return hashlib.sha256(source.encode()).hexdigest()
+    return _sha256(source)
 
 
 class ResultStore:

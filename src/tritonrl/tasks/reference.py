@@ -65,6 +65,7 @@ class ReferenceProgram:
         """
         with torch.no_grad():
             out = self._call("Model.forward", lambda: model(*inputs))
+        self.last_container = "tensor" if isinstance(out, torch.Tensor) else type(out).__name__
         outputs = (out,) if isinstance(out, torch.Tensor) else out
         if not isinstance(outputs, tuple | list) or not all(isinstance(t, torch.Tensor) for t in outputs):
             raise TaskError(

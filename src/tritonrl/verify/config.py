@@ -14,7 +14,7 @@ from dataclasses import field
 
 from tritonrl.errors import ConfigError
 
-DISTRIBUTIONS = ("native", "normal", "wide", "small")
+DISTRIBUTIONS = ("native", "normal", "wide", "small", "offset")
 POLICIES = ("strict", "partial")
 
 

@@ -41,7 +41,7 @@ def extract_code(text: str) -> tuple[str | None, StageOutcome]:
     Returns:
         (code, outcome). `code` is None exactly when the outcome failed (NO_CODE).
     """
-    text = text.replace("\r\n", "\n")
+    text = text.replace("\r\n", "\n").lstrip("\ufeff")  # a UTF-8 byte-order mark is not code
     text, problem = _strip_reasoning(text)
     if problem:
         return None, _fail(Stage.EXTRACT, FailureKind.NO_CODE, problem)
@@ -115,7 +115,11 @@ def parse_candidate(code: str, task: Task | None) -> tuple[ast.Module | None, St
     warnings = warnings if len(classes) > 1 else ()
 
     if task is not None:
-        problem = _signature_problem(model_new, tree, task)
+        try:
+            problem = _signature_problem(model_new, tree, task)
+        except RecursionError:  # e.g. a 1000-term default value: unparsing it would overflow the stack
+            return None, _fail(Stage.PARSE, FailureKind.FORBIDDEN_CONSTRUCT, "ModelNew's signature is nested too "
+                               "deeply to analyse", line=model_new.lineno)  # fmt: skip
         if problem:
             return None, _fail(Stage.PARSE, FailureKind.BAD_SIGNATURE, problem, line=model_new.lineno)
     return tree, StageOutcome(Stage.PARSE, ok=True, warnings=warnings, line=model_new.lineno)

@@ -9,14 +9,13 @@ Verdict; only infrastructure problems (a broken task, a worker that cannot start
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 
 from tritonrl.errors import SandboxError
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan, plan_shapes
-from tritonrl.types import Stage, StageOutcome, Verdict
+from tritonrl.types import FailureKind, Stage, StageOutcome, Verdict, candidate_sha256
 from tritonrl.verify.cases import build_cases, ghost_informative, request_shapes
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.extract import extract_code, parse_candidate, strip_main_guard
@@ -53,7 +52,7 @@ def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None) -> Verdi
     """Verify one candidate (a .py text or a raw LLM completion) against one task."""
     cfg = cfg or VerifyConfig()
     clock = _Clock()
-    digest = hashlib.sha256(candidate.encode()).hexdigest()
+    digest = candidate_sha256(candidate)
     base = {"task_id": task.task_id, "device": cfg.device, "candidate_sha256": digest}
 
     def rejected(outcome: StageOutcome, warnings: tuple[str, ...] = ()) -> Verdict:
@@ -67,22 +66,29 @@ def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None) -> Verdi
             stage_times_ms=clock.times,
         )
 
-    code, outcome = extract_code(candidate)
-    clock.lap("extract")
-    if code is None:
-        return rejected(outcome)
-    tree, outcome = parse_candidate(code, task)
-    clock.lap("parse")
-    if tree is None:
-        return rejected(outcome)
-    code, tree = strip_main_guard(code, tree)
-    warnings: tuple[str, ...] = ()
-    if cfg.static_checks:
-        outcome = run_static_checks(tree, code, policy=cfg.policy)
-        clock.lap("static")
-        warnings = outcome.warnings
-        if not outcome.ok:
-            return rejected(outcome, warnings)
+    stage = Stage.EXTRACT
+    try:  # the parent-side stages walk candidate-shaped ASTs: absurd nesting must become a verdict, not a crash
+        code, outcome = extract_code(candidate)
+        clock.lap("extract")
+        if code is None:
+            return rejected(outcome)
+        stage = Stage.PARSE
+        tree, outcome = parse_candidate(code, task)
+        clock.lap("parse")
+        if tree is None:
+            return rejected(outcome)
+        code, tree = strip_main_guard(code, tree)
+        warnings: tuple[str, ...] = ()
+        if cfg.static_checks:
+            stage = Stage.STATIC
+            outcome = run_static_checks(tree, code, policy=cfg.policy)
+            clock.lap("static")
+            warnings = outcome.warnings
+            if not outcome.ok:
+                return rejected(outcome, warnings)
+    except (RecursionError, MemoryError):
+        why = "the code is nested too deeply to analyse"
+        return rejected(StageOutcome(stage, ok=False, failure=FailureKind.FORBIDDEN_CONSTRUCT, message=why))
     return _run_sandboxed(task, code, cfg, clock, base, warnings)
 
 

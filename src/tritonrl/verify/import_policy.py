@@ -13,6 +13,7 @@ from tritonrl.types import FailureKind
 ALLOWED_MODULES = frozenset(
     {"torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "triton", "triton.language", "math", "typing"}
     | {"functools", "itertools", "dataclasses", "numbers", "enum", "collections", "collections.abc", "__future__"}
+    | {"warnings"}
 )
 ALLOWED_PREFIXES = ("triton.language.",)  # triton.language.extra.*, triton.language.math, ...
 

@@ -140,6 +140,9 @@ class Judge:
         verdict = judge_call(self.policy, ops, launches)
         if verdict is not None:
             return Failure(Stage.PROVENANCE, verdict[0], f"{verdict[1]} (on {where})")
+        if msg.get("structure_error"):  # nothing to replay or compare: say what came back
+            return Failure(Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{msg['structure_error']} on "
+                           f"{where}")  # fmt: skip
         if self.ghost_pending and self._deferred is None:
             self._deferred = (msg, where)
             return None
@@ -161,6 +164,12 @@ class Judge:
                 Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{msg['structure_error']} on {where}"
             )
         outputs: list[torch.Tensor] = msg["outputs"]
+        if msg.get("container", case.ref_container) != case.ref_container:
+            return Failure(
+                Stage.CORRECTNESS,
+                FailureKind.WRONG_OUTPUT_STRUCTURE,
+                f"forward returned a {msg['container']}, the reference a {case.ref_container} (on {where})",
+            )
         mutated = [bool(m) and not r for m, r in zip(msg.get("mutated", []), case.ref_mutated, strict=False)]
         if any(mutated):
             index = mutated.index(True)

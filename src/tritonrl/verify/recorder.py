@@ -62,18 +62,18 @@ class Recorder(TorchDispatchMode):
         self.origin = origin
         self.poison_kind: str | None = None  # "nan" | "sentinel" | None
         self.candidate_ops: collections.Counter[str] = collections.Counter()
-        self.launch_ops = 0
+        self.launch_ops: collections.Counter[str] = collections.Counter()
 
     def reset(self, poison_kind: str | None) -> None:
         self.poison_kind = poison_kind
         self.candidate_ops = collections.Counter()
-        self.launch_ops = 0
+        self.launch_ops = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if self.origin.of(sys._getframe(1)) != "candidate":
-            self.launch_ops += 1
+            self.launch_ops[str(func.overloadpacket)] += 1  # reported, not judged: Triton's own host-side work
             return out
         name = str(func.overloadpacket)
         if name == "aten._to_copy" and args and isinstance(args[0], torch.Tensor):
@@ -90,10 +90,11 @@ class Recorder(TorchDispatchMode):
 class LaunchLog:
     """Triton launches seen during the current forward, plus the ghost-replay switch."""
 
-    def __init__(self, candidate_file: str) -> None:
+    def __init__(self, candidate_file: str, report: Any = None) -> None:
         self.candidate_file = os.path.realpath(candidate_file)
         self.launches: list[tuple[str, bool]] = []
         self.ghost = False
+        self.report = report or (lambda kind, detail: None)
 
     def is_candidate(self, kernel: Any) -> bool:
         fn = getattr(kernel, "fn", None)
@@ -121,6 +122,11 @@ def patch_triton_launches(log: LaunchLog) -> list[tuple[type, Any]]:
                 return _original(self, *args, **kwargs)
             candidate = log.is_candidate(self)
             log.launches.append((getattr(getattr(self, "fn", None), "__name__", repr(self)), candidate))
+            if getattr(self, "pre_run_hooks", None):
+                # Hooks run inside Triton's launcher, so their torch ops look like Triton's own; a C callable such
+                # as torch.Tensor.relu_ leaves no candidate frame behind. No honest kernel needs one.
+                log.report("tampering", "a pre-run hook was registered on a Triton kernel (runs torch ops unseen)")
+                raise PermissionError("tritonrl sandbox: pre-run hooks on Triton kernels are refused")
             if log.ghost and candidate:
                 return None  # Ghost Replay: the kernel does nothing; the output must then differ
             return _original(self, *args, **kwargs)
@@ -167,6 +173,39 @@ def guard_dispatch_internals(origin: Origin, report: Any) -> None:
                 return _original(*args, **kwargs)
 
             setattr(module, name, wrapper)
+
+
+# Ways data leaves torch without an aten op, after which host Python or numpy can compute unseen by the Recorder.
+HOST_ESCAPES = ("numpy", "tolist", "__array__", "__dlpack__", "untyped_storage", "storage", "__iter__")
+MAX_ITEM_CALLS = 64  # .item() per forward: a few scalars are fine, an element-by-element Python loop is not
+
+
+def guard_host_escapes(origin: Origin, report: Any) -> None:
+    """Refuse candidate callers of Tensor methods that hand tensor data to Python/numpy (and of torch.from_numpy),
+    and of thread creation (dispatch modes are per thread, so ops in another thread would go unrecorded)."""
+    import _thread
+    import threading
+
+    def refusing(owner: Any, name: str, kind: str, why: str) -> None:
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+
+        def wrapper(*args, _original=original, **kwargs):  # noqa: ANN001
+            if origin.of(sys._getframe(1)) == "candidate":
+                report(kind, f"{name} called by candidate code: {why}")
+                raise PermissionError(f"tritonrl sandbox: {name} refused")
+            return _original(*args, **kwargs)
+
+        setattr(owner, name, wrapper)
+
+    for name in HOST_ESCAPES:
+        if name == "__iter__":
+            continue  # iterating yields tensors (views), which the Recorder sees; kept for documentation
+        refusing(torch.Tensor, name, "torch_compute", "tensor data leaves torch, so computing on it is unseen")
+    refusing(torch, "from_numpy", "torch_compute", "numpy results come back without a Triton kernel")
+    refusing(_thread, "start_new_thread", "process_spawn", "work in another thread escapes the Recorder")
+    refusing(threading, "_start_new_thread", "process_spawn", "work in another thread escapes the Recorder")
 
 
 def integrity_snapshot() -> dict[str, object]:

@@ -99,7 +99,7 @@ class WorkerProcess:
         self.workdir.mkdir()
         (self.workdir / ".triton").mkdir()
         self.candidate_path = self.root / "candidate.py"
-        self.candidate_path.write_text(candidate_code)
+        self.candidate_path.write_bytes(candidate_code.encode("utf-8", "surrogatepass"))  # lone surrogates too
         self.logs = Path(tempfile.mkdtemp(prefix="tritonrl-logs-"))  # outside the worker's writable dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit: ExitInfo | None = None

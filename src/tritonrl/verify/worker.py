@@ -48,19 +48,34 @@ def _isolate_network() -> bool:
 def _classify(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return "exited"
-    text = str(exc)
-    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
+    if isinstance(exc, MemoryError):
         return "memory_limit"
-    if any(s in text for s in _MEMORY_FAULTS):  # a GPU memory fault is the device's segfault (and is sticky)
-        return "crash"
+    # Message matching only for errors torch raised itself: a candidate can put any text in its own exceptions.
+    if type(exc).__module__.split(".")[0] != "torch" and type(exc) is not RuntimeError:
+        return "runtime_error"
+    text = _safe_str(exc)
+    if "can't allocate memory" in text or "out of memory" in text.lower():
+        return "memory_limit"
+    if type(exc).__name__ == "AcceleratorError" and any(s in text for s in _MEMORY_FAULTS):
+        return "crash"  # a GPU memory fault is the device's segfault (and is sticky)
     return "runtime_error"
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a candidate's exception may raise from __str__
+        return f"<{type(exc).__name__} whose message could not be read>"
 
 
 _MEMORY_FAULTS = ("illegal memory access", "misaligned address", "unspecified launch failure", "illegal address")
 
 
 def _format_exc(exc: BaseException, limit_chars: int = 4000) -> str:
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))
+    except Exception:  # noqa: BLE001 - a hostile exception can break formatting; keep its type
+        text = f"{type(exc).__name__}: {_safe_str(exc)}"
     return text[-limit_chars:]
 
 
@@ -74,6 +89,7 @@ class Worker:
             LaunchLog,
             Recorder,
             guard_dispatch_internals,
+            guard_host_escapes,
             integrity_snapshot,
             patch_triton_launches,
         )
@@ -83,10 +99,11 @@ class Worker:
         self.device = request["device"]
         self._write = lambda msg: write_frame(result_fd, msg, key)
         self.origin = Origin()
-        self.log = LaunchLog(request["candidate_path"])
+        self.log = LaunchLog(request["candidate_path"], self._violation)
         patch_triton_launches(self.log)
         self.recorder = Recorder(self.origin)
         guard_dispatch_internals(self.origin, self._violation)
+        guard_host_escapes(self.origin, self._violation)
         self.guard = Guard(request["workdir"], self._violation, self.origin)
         self.snapshot = integrity_snapshot()
         self.threads = _thread_count()
@@ -155,7 +172,9 @@ class Worker:
             self.send({"t": "error", "phase": "construct", "kind": kind, "shape": index, "message": _format_exc(exc)})
             return None
 
-    def run_case(self, model: Any, inputs: list[Any], poison: str | None, mode: str) -> dict[str, Any]:
+    def run_case(
+        self, model: Any, inputs: list[Any], poison: str | None, mode: str, max_output_numel: float = float("inf")
+    ) -> dict[str, Any]:
         torch = self.torch
         from torch.utils._python_dispatch import _get_current_dispatch_mode
 
@@ -168,6 +187,10 @@ class Worker:
             with torch.no_grad(), self.recorder:
                 out = model(*dev_inputs)
                 mode_ok = _get_current_dispatch_mode() is self.recorder
+                # Unpacked inside the Recorder and by exact type: a list subclass's __iter__ or a Tensor subclass
+                # could otherwise compute (or defer) after recording stops.
+                container = type(out).__name__ if type(out) in (tuple, list) else "tensor"
+                outs = list(out) if type(out) in (tuple, list) else [out]
             if self.device == "cuda":
                 torch.cuda.synchronize()
         finally:
@@ -176,18 +199,25 @@ class Worker:
         tamper = self.tampering()
         if not mode_ok:
             tamper.append("the provenance recorder was displaced during forward")
-        outs = out if isinstance(out, (tuple, list)) else (out,)
+        from tritonrl.verify.recorder import MAX_ITEM_CALLS
+
+        if self.recorder.candidate_ops["aten._local_scalar_dense"] > MAX_ITEM_CALLS:
+            tamper.append(f"forward read more than {MAX_ITEM_CALLS} tensor elements into Python with .item()")
         structure = None
         if not all(type(o) is torch.Tensor for o in outs):  # exact type: subclasses can defer or fake values
             structure = f"forward returned {type(out).__name__} of {[type(o).__name__ for o in outs]}"
-            outs = ()
+            outs = []
+        elif sum(o.numel() for o in outs) > max_output_numel:
+            structure = f"forward returned {sum(o.numel() for o in outs)} elements, far more than the reference"
+            outs = []
         return {
             "t": "case",
             "mode": mode,
+            "container": container,
             "outputs": [o.detach().to("cpu").contiguous().clone() for o in outs],
             "structure_error": structure,
             "ops": dict(self.recorder.candidate_ops),
-            "launch_ops": self.recorder.launch_ops,
+            "launch_ops": dict(self.recorder.launch_ops),
             "launches": [list(x) for x in self.log.launches],
             "mutated": [_mutated(a, b) for a, b in zip(inputs, dev_inputs, strict=True)],
             "threads": _thread_count() - self.threads,
@@ -212,7 +242,7 @@ class Worker:
                     if mode == "repeat" and poison:
                         poison = "nan" if poison == "sentinel" else "sentinel"
                     try:
-                        msg = self.run_case(model, case["inputs"], poison, mode)
+                        msg = self.run_case(model, case["inputs"], poison, mode, case["max_output_numel"])
                     except BaseException as exc:  # noqa: BLE001
                         self.send(
                             {

@@ -1,0 +1,294 @@
+"""GRPO with LoRA and execution-verified rewards: TRL's GRPOTrainer over a VerifierClient.
+
+`run_grpo` maps the extension flags to a VerifyConfig and a RewardConfig, builds the reward functions of
+`rewards/trl_adapter.py` (every reward is a real verdict from the sandboxed verifier, cached per completion), and
+trains a LoRA adapter. With `curriculum` or `learning_zone` on, the training set is a live `TaskSampler` stream and
+the verdicts of each step are fed back into it. With `hrd` on, `HRDGRPOTrainer` gives plan and code tokens separate
+advantages. Generation is transformers `generate`, or vLLM when requested and installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import trl
+from packaging.version import Version
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import nanstd
+
+from tritonrl.errors import ConfigError
+from tritonrl.rewards.client import VerifierClient
+from tritonrl.rewards.reward import hrd_token_advantages, token_roles
+from tritonrl.rewards.trl_adapter import completion_text, make_reward_funcs
+from tritonrl.tasks.schema import Task
+from tritonrl.train.config import (
+    ExtensionConfig,
+    LoraSettings,
+    reward_kinds,
+    to_reward_config,
+    to_verify_config,
+)
+from tritonrl.train.curriculum import AdaptiveCurriculum, LearningZoneSampler, TaskSampler
+from tritonrl.train.data import rl_dataset, rl_row
+from tritonrl.train.sft import load_tokenizer, precision_kwargs, require_local_model, write_log
+from tritonrl.verify.config import VerifyConfig
+
+log = logging.getLogger(__name__)
+
+# HRDGRPOTrainer relies on three TRL internals: `_calculate_rewards` returns the gathered (N, n_funcs) rewards,
+# `_generate_and_score_completions` returns the batch dict with "advantages", "completion_ids" and "completion_mask",
+# and `_compute_loss` unsqueezes only 1-D advantages, so a (B, T) tensor is used per token. Read in 1.16.0; the
+# (B, T) branch exists since 1.9.0.
+HRD_TRL_MIN, HRD_TRL_TESTED = Version("1.9.0"), Version("1.16.0")
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOResult:
+    out_dir: str  # adapter, tokenizer, train_log.json (+ sampler_state.json with a curriculum)
+    log_history: list[dict[str, Any]]  # the trainer's logged metrics, one dict per logging step
+    n_verified: int  # verifications the client ran (cache misses)
+    n_cached: int  # reward requests answered from the verdict cache
+    sampler_state: dict[str, Any] | None  # TaskSampler.state_dict() at the end, when one was used
+
+
+def check_trl_for_hrd() -> None:
+    """Raise ConfigError unless the installed TRL has the internals HRDGRPOTrainer overrides."""
+    version = Version(trl.__version__)
+    if not HRD_TRL_MIN <= version < Version("2"):
+        raise ConfigError(f"hrd: needs TRL >= {HRD_TRL_MIN}, < 2 (read against {HRD_TRL_TESTED}); found {version}. "
+                          "Install trl==1.16.* or turn hrd off.")  # fmt: skip
+    missing = [m for m in ("_calculate_rewards", "_generate_and_score_completions", "_compute_loss")
+               if not hasattr(GRPOTrainer, m)]  # fmt: skip
+    if missing:
+        raise ConfigError(f"hrd: TRL {version} lacks GRPOTrainer.{missing}; pin trl==1.16.* or turn hrd off.")
+    if version.release[:2] > HRD_TRL_TESTED.release[:2]:
+        log.warning("hrd: TRL %s is newer than %s, the version HRDGRPOTrainer was read against", version,
+                    HRD_TRL_TESTED)  # fmt: skip
+
+
+def decode_with_offsets(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """The decoded completion and each token's [start, end) character span in it (special tokens are empty).
+
+    Per-token decoding is exact for most tokens; when the pieces do not add up to the whole (a multi-byte character
+    split across tokens), spans come from decoding growing prefixes instead (quadratic, but only then)."""
+    text = tokenizer.decode(list(ids), skip_special_tokens=True)
+    pieces = [tokenizer.decode([i], skip_special_tokens=True) for i in ids]
+    offsets, pos = [], 0
+    if "".join(pieces) == text:
+        for piece in pieces:
+            offsets.append((pos, pos + len(piece)))
+            pos += len(piece)
+        return text, offsets
+    for j in range(len(ids)):
+        end = max(pos, len(tokenizer.decode(list(ids[: j + 1]), skip_special_tokens=True)))
+        offsets.append((pos, end))
+        pos = end
+    return text, offsets
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: str) -> torch.Tensor:
+    """GRPO advantages of one reward column, as TRL computes them: reward minus its group mean, divided by the group
+    (or batch) std unless scale == "none"; NaN (not applicable) gives 0."""
+    grouped = rewards.view(-1, group_size)
+    adv = (grouped - torch.nanmean(grouped, dim=1, keepdim=True)).view(-1)
+    if scale == "group":
+        adv = adv / (nanstd(grouped, dim=1).repeat_interleave(group_size) + 1e-4)
+    elif scale == "batch":
+        adv = adv / (nanstd(rewards) + 1e-4)
+    return torch.nan_to_num(adv, nan=0.0)
+
+
+class HRDGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer with TritonRL's hierarchical reward decomposition (per-token advantages).
+
+    What changes, and nothing else: after TRL generates and scores a batch, the sequence advantage (B,) is replaced
+    by a (B, T) tensor. Tokens inside the extracted code span (`rewards.reward.token_roles`) get the group advantage
+    of the code reward function; plan tokens get `alpha` times that of the plan reward function (speed; 0 when there
+    is none, e.g. on cpu). TRL's loss, clipping, logging and the logged sequence advantages are untouched.
+    """
+
+    def __init__(self, *args: Any, code_reward: str, plan_reward: str | None, alpha: float, **kwargs: Any) -> None:
+        check_trl_for_hrd()
+        super().__init__(*args, **kwargs)
+        names = list(self.reward_func_names)
+        if code_reward not in names or (plan_reward is not None and plan_reward not in names):
+            raise ConfigError(f"hrd: reward functions {names} lack {code_reward!r} / {plan_reward!r}.")
+        self._code_col = names.index(code_reward)
+        self._plan_col = names.index(plan_reward) if plan_reward else None
+        self._alpha = alpha
+        self._rewards_per_func: torch.Tensor | None = None
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: ANN001, ANN202
+        self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):  # noqa: ANN001, ANN202
+        out = super()._generate_and_score_completions(inputs)
+        out["advantages"] = self._token_advantages(out["completion_ids"], out["completion_mask"])
+        return out
+
+    def _token_advantages(self, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+        mode = "train" if self.model.training else "eval"
+        group = self.num_generations if mode == "train" else self.num_generations_eval
+        rewards = self._rewards_per_func  # gathered over processes: (N_global, n_funcs)
+        code = group_advantages(rewards[:, self._code_col], group, self.scale_rewards)
+        plan = (group_advantages(rewards[:, self._plan_col], group, self.scale_rewards)
+                if self._plan_col is not None else torch.zeros_like(code))  # fmt: skip
+        b = completion_ids.size(0)
+        local = slice(self.accelerator.process_index * b, (self.accelerator.process_index + 1) * b)
+        code, plan = code[local].tolist(), plan[local].tolist()
+        adv = torch.zeros(completion_mask.shape, dtype=torch.float32, device=completion_mask.device)
+        n_code = n_tokens = 0
+        for i in range(b):
+            n = int(completion_mask[i].sum())
+            text, offsets = decode_with_offsets(self.processing_class, completion_ids[i, :n].tolist())
+            roles = token_roles(text, offsets)
+            adv[i, :n] = torch.tensor(hrd_token_advantages(code[i], plan[i], roles, self._alpha))
+            n_code, n_tokens = n_code + sum(roles), n_tokens + n
+        self._metrics[mode]["hrd/code_token_frac"].append(n_code / max(n_tokens, 1))
+        return adv
+
+
+def _with_feedback(func: Callable, client: VerifierClient, sampler: TaskSampler) -> Callable:
+    """Wrap a reward function so the verdicts it scored (cache hits) are fed to the sampler, per group."""
+
+    async def reward_func(*, prompts: list, completions: list, task_id: list[str] | None = None,
+                          log_metric: Callable | None = None, **kwargs: Any) -> list[float | None]:  # fmt: skip
+        values = await func(prompts=prompts, completions=completions, task_id=task_id, log_metric=log_metric, **kwargs)
+        verdicts = await client.averdicts(list(task_id or []), [completion_text(c) for c in completions])
+        groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for t, p, v in zip(task_id or [], prompts, verdicts, strict=True):
+            groups[(t, repr(p))].append(1.0 if v.passed else 0.0)
+        for (t, _), outcomes in groups.items():
+            sampler.record(t, outcomes)
+        if sampler.zone is not None:
+            sampler.zone.drop_constant_groups(groups)  # counts the zero-signal groups
+        if log_metric is not None and sampler.curriculum is not None:
+            log_metric("curriculum/l2_fraction", sampler.curriculum.l2_fraction)
+        return values
+
+    reward_func.__name__ = reward_func.__qualname__ = func.__name__
+    return reward_func
+
+
+class SamplerCallback(TrainerCallback):
+    """Closes each step for the TaskSampler (curriculum promotion) and saves its state with the run."""
+
+    def __init__(self, sampler: TaskSampler, out_dir: str | Path) -> None:
+        self.sampler, self.out_dir = sampler, Path(out_dir)
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        if self.sampler.end_step() and self.sampler.curriculum is not None:
+            log.info("curriculum: step %d, L2 fraction -> %.2f", state.global_step, self.sampler.curriculum.l2_fraction)
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        write_log(self.out_dir, "sampler_state.json", self.sampler.state_dict())
+
+
+def _sampler(tasks: Sequence[Task], ext: ExtensionConfig, seed: int) -> TaskSampler | None:
+    if not (ext.curriculum or ext.learning_zone):
+        return None
+    curriculum = AdaptiveCurriculum.from_extensions(ext) if ext.curriculum else None
+    zone = LearningZoneSampler.from_extensions([t.task_id for t in tasks], ext) if ext.learning_zone else None
+    return TaskSampler(tasks, curriculum=curriculum, zone=zone, seed=seed)
+
+
+def _use_vllm(requested: bool) -> bool:
+    if requested and importlib.util.find_spec("vllm") is None:
+        log.warning("use_vllm requested but vllm is not installed; generating with transformers instead.")
+        return False
+    return requested
+
+
+def run_grpo(
+    model_path: str,
+    tasks: Sequence[Task],
+    out_dir: str | Path,
+    ext: ExtensionConfig,
+    *,
+    steps: int,
+    num_generations: int = 4,
+    max_completion_length: int = 1024,
+    verify_cfg: VerifyConfig | None = None,
+    lr: float = 1e-5,
+    lora: LoraSettings | None = None,
+    batch_size: int | None = None,
+    grad_accum: int = 1,
+    temperature: float = 1.0,
+    use_vllm: bool = False,
+    seed: int = 0,
+    workers: int = 2,
+    logging_steps: int = 1,
+    client: VerifierClient | None = None,
+    callbacks: list | None = None,
+    rollout_func: Callable | None = None,
+) -> GRPOResult:
+    """Train a LoRA adapter with GRPO on verified rewards; the adapter and logs go to `out_dir`.
+
+    Args:
+        ext: extension flags (verifier layers, reward kind, curriculum / learning zone, HRD).
+        steps: optimizer steps (`max_steps`; required for the curriculum stream).
+        verify_cfg: the base verifier settings that `ext` switches layers of (default: cpu, hardened).
+        batch_size: completions per device per step, a multiple of num_generations (default: one group).
+        client: a VerifierClient to use (and leave open); by default one is made and closed here.
+        rollout_func: TRL's experimental custom-rollout hook, passed through (tests script completions with it).
+    """
+    require_local_model(model_path)
+    batch_size = batch_size or num_generations
+    if batch_size % num_generations:
+        raise ConfigError(f"batch_size={batch_size} is not a multiple of num_generations={num_generations}; GRPO "
+                          "needs whole groups per step (e.g. batch_size=num_generations).")  # fmt: skip
+    verify_cfg = to_verify_config(ext, verify_cfg)
+    reward_cfg = to_reward_config(ext)
+    kinds = ("reward", *reward_kinds(ext, verify_cfg.device)[1:])  # "reward" = kernel_binary / kernel_staged
+    own_client = client is None
+    client = client or VerifierClient({t.task_id: t for t in tasks}, verify_cfg, workers=workers)
+    if not own_client:
+        client.add_tasks(tasks)
+    sampler = _sampler(tasks, ext, seed)
+    try:
+        funcs = make_reward_funcs(client, reward_cfg, kinds=kinds)
+        if sampler is not None:
+            funcs[0] = _with_feedback(funcs[0], client, sampler)
+        init_kwargs, precision = precision_kwargs()
+        args = GRPOConfig(
+            output_dir=str(out_dir), max_steps=steps, learning_rate=lr, per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=grad_accum, num_generations=num_generations,
+            max_completion_length=max_completion_length, temperature=temperature, beta=0.0, report_to="none",
+            save_strategy="no", logging_steps=logging_steps, seed=seed, model_init_kwargs=init_kwargs,
+            use_vllm=_use_vllm(use_vllm), shuffle_dataset=sampler is None, remove_unused_columns=False, **precision,
+        )  # fmt: skip
+        train_dataset = sampler.iterable_dataset(rl_row) if sampler is not None else rl_dataset(tasks)
+        trainer_cls: type[GRPOTrainer] = GRPOTrainer
+        extra: dict[str, Any] = {}
+        if ext.hrd:
+            trainer_cls = HRDGRPOTrainer
+            extra = {"code_reward": funcs[0].__name__, "plan_reward": funcs[1].__name__ if len(funcs) > 1 else None,
+                     "alpha": ext.hrd_alpha}  # fmt: skip
+        all_callbacks = [*(callbacks or []), *([SamplerCallback(sampler, out_dir)] if sampler else [])]
+        trainer = trainer_cls(
+            model=model_path, reward_funcs=funcs, args=args, train_dataset=train_dataset,
+            processing_class=load_tokenizer(model_path, padding_side="left"),
+            peft_config=(lora or LoraSettings()).to_peft(), callbacks=all_callbacks, rollout_func=rollout_func, **extra,
+        )  # fmt: skip
+        log.info("GRPO: %d tasks, %d steps, groups of %d, rewards %s, extensions %s", len(tasks), steps,
+                 num_generations, [f.__name__ for f in funcs], list(ext.enabled) or "none")  # fmt: skip
+        trainer.train()
+        trainer.save_model(str(out_dir))
+        trainer.processing_class.save_pretrained(str(out_dir))
+        history = list(trainer.state.log_history)
+        write_log(out_dir, "train_log.json", {"base_model": model_path, "extensions": dataclasses.asdict(ext),
+                                               "verify": dataclasses.asdict(verify_cfg), "log_history": history})  # fmt: skip
+        return GRPOResult(str(out_dir), history, client.n_submitted, client.n_cached,
+                          sampler.state_dict() if sampler else None)  # fmt: skip
+    finally:
+        if own_client:
+            client.close()

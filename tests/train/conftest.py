@@ -1,0 +1,42 @@
+"""Training-test helpers: snapshot the trainable (LoRA) parameters at the start and end of a run."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+
+class LoraSnapshot:
+    """A TrainerCallback that clones every trainable parameter on train begin and end."""
+
+    def __new__(cls):  # built lazily so importing this file needs no transformers
+        from transformers import TrainerCallback
+
+        class _Snapshot(TrainerCallback):
+            def __init__(self) -> None:
+                self.before: dict = {}
+                self.after: dict = {}
+
+            @staticmethod
+            def _trainable(model) -> dict:
+                return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+            def on_train_begin(self, args, state, control, model=None, **kwargs):
+                self.before = self._trainable(model)
+
+            def on_train_end(self, args, state, control, model=None, **kwargs):
+                self.after = self._trainable(model)
+
+            def unchanged(self) -> list[str]:
+                import torch
+
+                return [n for n, p in self.before.items() if torch.equal(p, self.after[n])]
+
+        return _Snapshot()
+
+
+@pytest.fixture
+def lora_snapshot():
+    return LoraSnapshot()
