@@ -29,8 +29,17 @@ def _task(task_id: str) -> Task:
     return builtin_task(task_id)
 
 
+# Fixtures whose GPU verdict legitimately differs, with the reason (a property of the candidate, not the verifier).
+GPU_DIFFERS = {
+    "softmax/redteam_honest_helpers_static_range.py": "fully unrolls 3 x dim/256 = 192 blocks at the default dim "
+    "16384, so Triton's compile alone outlasts the time limit on the GPU (it is verified on the CPU at scaled sizes)",
+}
+
+
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_fixture_verdict_on_cuda(path: Path):
+    if (reason := GPU_DIFFERS.get(f"{path.parent.name}/{path.name}")) is not None:
+        pytest.skip(reason)
     text = path.read_text()
     expect = parse_expectation(text)
     verdict = verify(_task(path.parent.name), text, expect.config(device="cuda"))

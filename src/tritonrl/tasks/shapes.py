@@ -1,8 +1,13 @@
 """Shape planning: the sizes at which a task's reference and a candidate are compared.
 
 `plan_shapes(task, device="cpu")` halves the task's free SIZE constants until every input and output has at most
-`max_numel` elements and every parameter at most PARAM_SLACK times that (`cpu_scale`), then derives variants with
-awkward sizes (odd, prime, never multiples of 16) so a kernel that assumes aligned shapes fails (`shape_family`).
+`max_numel` elements and every parameter at most PARAM_SLACK times that, then gives constants that halving made equal
+distinct values again unless the reference couples them (`cpu_scale`). Variants (`shape_family`) come in this order:
+1. odd and distinct: every size odd (never a multiple of 16), distinct constants at distinct values, so a kernel that
+   drops an odd tail or reads one extent from the wrong dimension fails;
+2. long axis: the constant with the largest default as large as the variant budget allows (at most its default), the
+   others at small distinct odd values (3, 5, 7, ...), so a kernel that handles one fixed tile per row fails;
+3. further awkward sizes (other multipliers, primes), still distinct, never multiples of 16.
 Sizes are measured on the meta device (`probe`), which allocates nothing even at KernelBench's multi-GB defaults; the
 real reference runs on CPU only at planned sizes (`validate_variant`, from `validate.py`). Some ops have no meta kernel
 (data-dependent shapes, `.item()`): then `probe` reports inputs only (`output_numels=None`) and, on CPU, the planner
@@ -39,7 +44,8 @@ _VALIDATE_SEED = 1234
 WEAK_CHANGED = 0.01  # below this fraction of output elements changing with the input, plans carry a "weak check" note
 
 # Candidate transforms for awkward sizes, tried in order until enough variants pass. Each maps a base value to a new
-# one; `_awkward` then keeps it >= 2 and off multiples of 16.
+# one; `_pick` then keeps it >= 2, off multiples of 16 and off the other constants' values. The first makes the
+# odd-and-distinct variant (every value odd); the long-axis variant follows it (see the module docstring).
 _TRANSFORMS: tuple[tuple[str, Callable[[int], int]], ...] = (
     ("x1.3+1", lambda v: int(v * 1.3) + 1),
     ("x0.6+3", lambda v: int(v * 0.6) + 3),
@@ -49,6 +55,9 @@ _TRANSFORMS: tuple[tuple[str, Callable[[int], int]], ...] = (
     ("x1.5+3", lambda v: int(v * 1.5) + 3),
     ("-1", lambda v: v - 1),
 )
+LONG_AXIS_SMALL = 3  # in the long-axis variant the other sizes take the smallest odd values from here (3, 5, 7, ...)
+# Values tried, as fractions of the shared value, to move a constant off a value it shares with another (`_separate`).
+_APART = ((3, 4), (5, 4), (5, 8), (3, 2))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,11 +111,15 @@ def probe(task: Task, sizes: Mapping[str, int] | None = None, device: str = "met
 
 def cpu_scale(task: Task, max_numel: int = DEFAULT_MAX_NUMEL) -> dict[str, int]:
     """Halve the largest free SIZE constant (rounding up) until every input and output has at most `max_numel`
-    elements (parameters: `PARAM_SLACK * max_numel`).
+    elements (parameters: `PARAM_SLACK * max_numel`), then give constants that halving left equal distinct values.
 
     A constant never drops below 1, nor below 2 when it started at 2 or more. A halving that breaks the reference
     (a conv input smaller than its kernel, channels no longer divisible by groups) is undone and that constant is left
-    alone from then on.
+    alone from then on. Halving makes sizes converge (matmul's M=1024 and K=4096 both end at 64), which would let a
+    kernel that reads K from M's dimension pass; so in each group of equal values the constant with the largest default
+    keeps the value and the others move to a nearby one (3/4, 5/4, ... of it) within the budget at which the reference
+    still runs on CPU (`_separate`). Constants no value works for stay equal: the reference couples them (HingeLoss
+    needs batch == features).
 
     Returns:
         values for all the task's free SIZE constants.
@@ -131,7 +144,7 @@ def cpu_scale(task: Task, max_numel: int = DEFAULT_MAX_NUMEL) -> dict[str, int]:
             frozen.append(movable[0])
         else:
             sizes, current = halved
-    return sizes
+    return _separate(task, sizes, floors, budget)
 
 
 def shape_family(
@@ -139,8 +152,10 @@ def shape_family(
 ) -> list[dict[str, int]]:
     """Up to `n` variants of `base` with awkward sizes, each probed ok and within `VARIANT_SLACK * max_numel`.
 
-    Deterministic. Constants of value 1 stay 1. With `max_numel=None` (GPU plans at full size) the limit is
-    `VARIANT_SLACK` times the base's largest tensor and only the meta device is used.
+    In order (module docstring): odd and distinct, long axis, then further awkward sizes. Within a variant distinct
+    constants get distinct values unless the reference couples them (they share a value in every variant then); no
+    value is a multiple of 16. Deterministic. Constants of value 1 stay 1. With `max_numel=None` (GPU plans at full
+    size) the limit is `VARIANT_SLACK` times the base's largest tensor and only the meta device is used.
     """
     return list(itertools.islice(_family(task, dict(base), max_numel), n))
 
@@ -152,7 +167,9 @@ def plan_shapes(
 
     On "cpu": base = `cpu_scale(task, max_numel)`; base and variants are validated with real CPU runs. On a GPU
     ("cuda"): base = the task's own defaults, variants get no budget but `VARIANT_SLACK` x the base's largest tensor,
-    and everything is probed on the meta device only (`max_numel` is ignored).
+    and everything is probed on the meta device only (`max_numel` is ignored). With the default n_variants=2 the
+    variants are [odd and distinct, long axis] when both are valid. Notes say when sizes had to stay equal (coupled by
+    the reference, or nothing distinct fit the budget) or no variant has every size odd.
 
     Raises:
         TaskError: the reference is broken at base, or cannot be scaled to the budget. A degenerate reference (its
@@ -172,6 +189,9 @@ def plan_shapes(
         notes.append(f"{device} plan: probed on the meta device only, never run on CPU at these sizes")
     if len(variants) < n_variants:
         notes.append(f"only {len(variants)} of {n_variants} variants found")
+    # A GPU plan's base is the task's own sizes: equal defaults there are the task's choice, not the planner's.
+    shapes = ([("base", base)] if device == "cpu" else []) + [(f"variant{i + 1}", v) for i, v in enumerate(variants)]
+    notes.extend(_coverage_notes(shapes, bool(variants)))
     return ShapePlan(base, tuple(variants), tuple(notes))
 
 
@@ -258,38 +278,235 @@ def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator
         budget = _Budget(VARIANT_SLACK * at_base.max_numel, VARIANT_SLACK * at_base.max_param_numel, real=False)
     else:
         budget = _Budget(VARIANT_SLACK * max_numel, VARIANT_SLACK * PARAM_SLACK * max_numel, real=True)
-    steps = _steps(base)
+    usable = _Usable(task, base) if budget.real else None
     seen = {tuple(sorted(base.items()))}
-    for label, transform in _TRANSFORMS:
-        sizes = dict(base)
-        for names in steps:  # greedily, keeping each change that still probes ok and within the limit
-            trial = {**sizes, **{n: _awkward(transform(base[n])) for n in names}}
-            if trial != sizes and budget.admits(_measure(task, trial, budget)):
-                sizes = trial
-        for names in steps:  # what is still a multiple of 16 (the change did not fit): try one less
-            trial = {**sizes, **{n: sizes[n] - 1 for n in names if sizes[n] % 16 == 0}}
-            if trial != sizes and budget.admits(_measure(task, trial, budget)):
-                sizes = trial
-        key = tuple(sorted(sizes.items()))
-        if key not in seen:
-            seen.add(key)
-            log.debug("task %s: variant %s = %s", task.task_id, label, sizes)
+
+    def fresh(what: str, variant: dict[str, int] | None) -> bool:
+        key = tuple(sorted(variant.items())) if variant is not None else None
+        if key is None or key in seen:
+            return False
+        seen.add(key)
+        log.debug("task %s: variant %s = %s", task.task_id, what, variant)
+        return True
+
+    for i, (label, transform) in enumerate(_TRANSFORMS):
+        sizes = _transformed(task, base, transform, budget, odd=i == 0, usable=usable)
+        if fresh(f"odd {label}" if i == 0 else label, sizes):
             yield sizes
+        if i == 0:  # the long axis grows from the odd variant: its values are already distinct and awkward
+            long = _long_axis(task, sizes, budget)
+            if fresh("long axis", long):
+                yield long
 
 
-def _steps(base: dict[str, int]) -> list[list[str]]:
-    """Which constants a variant changes together, in order: each group of equal values (HingeLoss needs batch ==
-    features), then its members one by one; largest values first; 1s never."""
+class _Usable:
+    """Does the real reference run at some sizes on CPU (as `validate_variant` sees it) as well as at `start`?
+
+    A degenerate answer (the output ignores the input) counts as usable only when it is degenerate at `start` too.
+    """
+
+    def __init__(self, task: Task, start: Mapping[str, int]) -> None:
+        self.task, self.start = task, dict(start)
+        self._degenerate_at_start: bool | None = None
+
+    def __call__(self, sizes: Mapping[str, int]) -> bool:
+        reason = validate_variant(self.task, sizes, _VALIDATE_SEED)
+        if reason is None:
+            return True
+        if not reason.startswith("degenerate"):
+            return False
+        if self._degenerate_at_start is None:
+            at_start = validate_variant(self.task, self.start, _VALIDATE_SEED)
+            self._degenerate_at_start = bool(at_start and at_start.startswith("degenerate"))
+        return self._degenerate_at_start
+
+
+def _fits(task: Task, sizes: Mapping[str, int], budget: _Budget) -> bool:
+    return budget.admits(_measure(task, sizes, budget))
+
+
+def _equal_groups(sizes: Mapping[str, int]) -> list[list[str]]:
+    """Names grouped by equal value, largest value first (declaration order within a group); 1s never."""
     groups: dict[int, list[str]] = {}
-    for name, value in sorted(base.items(), key=lambda item: -item[1]):
+    for name, value in sorted(sizes.items(), key=lambda item: -item[1]):
         if value > 1:
             groups.setdefault(value, []).append(name)
-    steps = []
-    for group in groups.values():
-        steps.append(group)
+    return list(groups.values())
+
+
+def _others(sizes: Mapping[str, int], names: list[str]) -> set[int]:
+    """The values (> 1) of the constants not in `names`: what a new value for `names` must differ from."""
+    return {value for name, value in sizes.items() if name not in names and value > 1}
+
+
+def _pick(target: int, avoid: set[int], odd: bool, down: bool = False) -> int:
+    """The value nearest `target` (searching down first when `down`, else up) that is >= 2, not in `avoid`, and odd
+    (>= 3) when `odd`, else not a multiple of 16."""
+    low = 3 if odd else 2
+    start = value = max(target, low)
+    step = -1 if down else 1
+    while value in avoid or (value % 2 == 0 if odd else value % 16 == 0):
+        value += step
+        if value < low:
+            value, step = start, 1
+    return value
+
+
+def _separate(task: Task, sizes: dict[str, int], floors: Mapping[str, int], budget: _Budget) -> dict[str, int]:
+    """`sizes` with equal values made distinct where the reference allows it (see `cpu_scale`)."""
+    defaults = task.free_size_constants
+    usable = _Usable(task, sizes)
+    for group in _equal_groups(sizes):
+        if len(group) < 2:
+            continue
+        order = sorted(group, key=lambda n: -defaults.get(n, sizes[n]))  # stable: declaration order among ties
+        stuck = []
+        for name in order[1:]:
+            moved = _move_apart(task, sizes, [name], floors, budget, usable)
+            if moved is None:
+                stuck.append(name)
+            else:
+                sizes = moved
+        if len(stuck) > 1:  # coupled among themselves, maybe not with order[0]: try them together
+            sizes = _move_apart(task, sizes, stuck, floors, budget, usable) or sizes
+        if stuck:
+            log.debug("task %s: %s kept equal to %s", task.task_id, stuck, order[0])
+    return sizes
+
+
+def _move_apart(
+    task: Task, sizes: dict[str, int], names: list[str], floors: Mapping[str, int], budget: _Budget, usable: _Usable
+) -> dict[str, int] | None:
+    """`sizes` with `names` (equal) moved together to a nearby value no other constant has, or None."""
+    value = sizes[names[0]]
+    low = max(2, *(floors.get(n, 2) for n in names))
+    avoid = _others(sizes, names)
+    candidates = [value * a // b for a, b in _APART] + [value - 1, value + 1, value // 2]
+    for candidate in dict.fromkeys(candidates):
+        if candidate == value or candidate < low or candidate in avoid:
+            continue
+        trial = {**sizes, **{n: candidate for n in names}}
+        if _fits(task, trial, budget) and usable(trial):
+            return trial
+    return None
+
+
+def _transformed(
+    task: Task,
+    base: dict[str, int],
+    transform: Callable[[int], int],
+    budget: _Budget,
+    *,
+    odd: bool,
+    usable: _Usable | None,
+) -> dict[str, int]:
+    """`transform` applied to each group of equal base values, largest first, keeping each change that probes ok and
+    fits the budget. Members of a group get distinct values where the reference allows it (checked with a real run
+    when `usable` is given), else one shared value (coupled sizes: HingeLoss needs batch == features). Every new
+    value is awkward (odd when `odd`) and differs from all other constants' current values; where the transformed
+    value does not fit, the nearest such value below the base value is tried, then above it."""
+    sizes = dict(base)
+    for group in _equal_groups(base):
+        value = base[group[0]]
+        for option in _options(sizes, group, transform(value), value, odd):
+            trial = {**sizes, **option}
+            split = len(set(option.values())) > 1
+            if trial == sizes or not _fits(task, trial, budget):
+                continue
+            if split and usable is not None and not usable(trial):
+                continue
+            sizes = trial
+            break
+    return sizes
+
+
+def _options(sizes: dict[str, int], group: list[str], target: int, value: int, odd: bool) -> Iterator[dict[str, int]]:
+    """New values for one group of equal sizes, best first: split (one value each), then shared; at `target`, then
+    below `value`, then above it."""
+    others = _others(sizes, group)
+    for goal, down in ((target, target < value), (value - 1, True), (value + 1, False)):
         if len(group) > 1:
-            steps.extend([name] for name in group)
-    return steps
+            split: dict[str, int] = {}
+            for name in group:
+                split[name] = _pick(goal, others | set(split.values()), odd, down)
+            yield split
+        shared = _pick(goal, others, odd, down)
+        yield {name: shared for name in group}
+
+
+def _long_axis(task: Task, start: dict[str, int], budget: _Budget) -> dict[str, int] | None:
+    """`start` with the constant of the largest default (and any constant sharing its value: coupled) as large as
+    the budget allows, at most its default, and every other constant at the smallest odd values that fit (3, 5, ...).
+
+    A kernel that handles one fixed-size tile per row, or never loops over a reduced dimension, fails here even when
+    halving shrank that dimension below its tile. None when no constant can change.
+    """
+    defaults = task.free_size_constants
+    movable = [name for name, value in start.items() if value > 1]
+    if not movable:
+        return None
+    long = max(movable, key=lambda n: defaults.get(n, start[n]))  # first of equal defaults
+    axis = [name for name in movable if start[name] == start[long]]
+    sizes = dict(start)
+    rest = [g for g in _equal_groups(start) if long not in g]
+    for group in sorted(rest, key=lambda g: min(defaults.get(n, start[n]) for n in g)):  # smallest default first
+        current = sizes[group[0]]
+        avoid = _others(sizes, group)
+        for goal in (LONG_AXIS_SMALL, current // 4, current // 2):
+            small = _pick(goal, avoid, odd=True)
+            if small >= current:
+                break
+            trial = {**sizes, **{n: small for n in group}}
+            if _fits(task, trial, budget):
+                sizes = trial
+                break
+
+    def fits_at(value: int) -> bool:
+        return _fits(task, {**sizes, **{n: value for n in axis}}, budget)
+
+    current = sizes[long]
+    cap = max(defaults.get(long, current), current)
+    good, bad = current, None
+    while good < cap:  # double, then bisect the first failure: the largest fitting value, assuming monotony
+        trial = min(2 * good, cap)
+        if not fits_at(trial):
+            bad = trial
+            break
+        good = trial
+    while bad is not None and bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if fits_at(middle) else (good, middle)
+    avoid = _others(sizes, axis)
+    for _ in range(8):  # odd, distinct, off multiples of 16; step down where monotony did not hold
+        value = _pick(good, avoid, odd=True, down=True)
+        if value <= current:
+            value = current
+            break
+        if fits_at(value):
+            break
+        good = value - 1
+    else:
+        value = current
+    return {**sizes, **{n: value for n in axis}}
+
+
+def _coverage_notes(shapes: list[tuple[str, dict[str, int]]], any_variant: bool) -> list[str]:
+    """Notes for what the plan could not give: distinct constants at distinct values, a variant with every size odd."""
+    notes = []
+    equal: dict[tuple[str, ...], list[str]] = {}
+    for name, sizes in shapes:
+        for group in _equal_groups(sizes):
+            if len(group) > 1:
+                equal.setdefault(tuple(group), []).append(name)
+    for group, where in equal.items():
+        notes.append(
+            f"sizes kept equal in {', '.join(where)}: {' == '.join(group)} (the reference couples them, or nothing "
+            "distinct fit the budget); a kernel that mixes them up passes those shapes"
+        )
+    odd = [name for name, sizes in shapes if name != "base" and all(v % 2 or v == 0 for v in sizes.values())]
+    if any_variant and not odd:
+        notes.append("no variant has every size odd: a kernel that drops an odd tail may pass")
+    return notes
 
 
 def _check_base(task: Task, base: dict[str, int]) -> list[str]:
@@ -326,11 +543,6 @@ def _validated_variants(
         if len(variants) == n:
             break
     return variants
-
-
-def _awkward(value: int) -> int:
-    value = max(value, 2)
-    return value + 1 if value % 16 == 0 else value
 
 
 def _next_prime(value: int) -> int:

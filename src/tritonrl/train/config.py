@@ -49,9 +49,7 @@ class ExtensionConfig:
         metadata={"help": "Speed reward from the GPU timing stage (warmup, CUDA events, robust statistics). "
                           "Unavailable on cpu: the speed reward is then left out."},
     )  # fmt: skip
-    strict_sandbox: bool = field(
-        default=False, metadata={"help": "In-worker audit guard plus the static AST checks."}
-    )
+    strict_sandbox: bool = field(default=False, metadata={"help": "In-worker audit guard plus the static AST checks."})
     fusion_data: bool = field(
         default=False,
         metadata={"help": "Add generated L2 fusion tasks from a data export (`train.fusion_dir`) when one exists."},
@@ -214,9 +212,11 @@ class TrainSettings:
     learning_rate: float | None = field(
         default=None, metadata={"help": "None: 2e-4 for SFT, 1e-5 for GRPO (TRL's LoRA guidance)."}
     )
-    batch_size: int = field(
-        default=2, metadata={"help": "Per-device batch: examples (SFT) or completions (GRPO; a multiple of groups)."}
-    )
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Per-device batch: examples (SFT, best-of-N; None: 2) or completions (GRPO; a multiple of "
+                          "num_generations; None: one group)."},
+    )  # fmt: skip
     grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
     num_generations: int = field(default=4, metadata={"help": "GRPO group size."})
     max_completion_length: int = field(default=1024, metadata={"help": "Generated tokens per completion."})
@@ -236,7 +236,9 @@ class TrainSettings:
     logging_steps: int = field(default=1, metadata={"help": "Log every N steps."})
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "num_generations", "max_completion_length", "max_length",
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"train.batch_size={self.batch_size}: must be >= 1 (or null for the default).")
+        for name in ("steps", "grad_accum", "num_generations", "max_completion_length", "max_length",
                      "workers", "rounds", "n", "k", "logging_steps"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be >= 1.")

@@ -89,7 +89,9 @@ class LearningZoneSampler:
     (0.83, 0.33, True)
     """
 
-    def __init__(self, task_ids: Iterable[str], *, target: float = 0.5, floor: float = 0.05, decay: float = 0.9) -> None:
+    def __init__(
+        self, task_ids: Iterable[str], *, target: float = 0.5, floor: float = 0.05, decay: float = 0.9
+    ) -> None:
         if not 0.0 < target < 1.0 or not 0.0 <= floor <= 1.0 or not 0.0 < decay <= 1.0:
             raise ConfigError(f"learning zone target={target}, floor={floor}, decay={decay}: need 0 < target < 1, "
                               "0 <= floor <= 1 and 0 < decay <= 1.")  # fmt: skip

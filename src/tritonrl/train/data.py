@@ -98,9 +98,9 @@ def sft_rows(
     return rows
 
 
-def sft_dataset(
+def sft_dataset(  # noqa: ANN201 (datasets.Dataset, imported lazily)
     tasks: Sequence[Task], tokenizer: Any | None = None, *, pairs: Iterable[tuple[str, str]] | None = None
-):  # noqa: ANN201 (datasets.Dataset, imported lazily)
+):
     """A `datasets.Dataset` of conversational prompt-completion rows (plain strings when `tokenizer` has no chat
     template), for SFTTrainer's completion-only loss. Raises ConfigError when no task has a verified completion."""
     from datasets import Dataset

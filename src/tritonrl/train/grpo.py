@@ -285,8 +285,9 @@ def run_grpo(
         trainer.save_model(str(out_dir))
         trainer.processing_class.save_pretrained(str(out_dir))
         history = list(trainer.state.log_history)
-        write_log(out_dir, "train_log.json", {"base_model": model_path, "extensions": dataclasses.asdict(ext),
-                                               "verify": dataclasses.asdict(verify_cfg), "log_history": history})  # fmt: skip
+        ext_d, verify_d = dataclasses.asdict(ext), dataclasses.asdict(verify_cfg)
+        meta = {"base_model": model_path, "extensions": ext_d, "verify": verify_d}
+        write_log(out_dir, "train_log.json", {**meta, "log_history": history})
         return GRPOResult(str(out_dir), history, client.n_submitted, client.n_cached,
                           sampler.state_dict() if sampler else None)  # fmt: skip
     finally:

@@ -55,6 +55,7 @@ ENV_PASSTHROUGH = (
     "NVSHMEM_DISABLE_NVLS",
 )
 POLL_S = 0.05
+STARTUP_TIMEOUT_S = 180.0  # fresh interpreter + torch + triton (+ CUDA init): ~1 s idle CPU, ~5 s H100, more if loaded
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class WorkerProcess:
         self.exit: ExitInfo | None = None
         self._frames: queue.Queue[Any] = queue.Queue()
         self.started = 0.0
+        self.ready_at = 0.0  # when the worker's first frame arrived
 
     def __enter__(self) -> WorkerProcess:
         self.start()
@@ -180,8 +182,12 @@ class WorkerProcess:
             self._frames.put(None)
 
     def messages(self) -> Iterator[dict[str, Any]]:
-        """Frames in order. Ends at EOF, on timeout, memory excess or a protocol error; then `self.exit` is set."""
-        deadline = self.started + self.cfg.timeout_s
+        """Frames in order. Ends at EOF, on timeout, memory excess or a protocol error; then `self.exit` is set.
+
+        The candidate's time limit starts at the worker's first frame ("ready": interpreter, torch, triton and CUDA
+        are up, no candidate code has run), so a loaded machine's slow start never counts against a candidate; the
+        start itself gets STARTUP_TIMEOUT_S, and missing it is an infrastructure error, not a verdict."""
+        deadline = self.started + STARTUP_TIMEOUT_S
         peak, protocol_error, timed_out, memory = 0.0, None, False, False
         while True:
             try:
@@ -194,6 +200,9 @@ class WorkerProcess:
                 protocol_error = str(item)
                 break
             if item is not ...:
+                if not self.ready_at:
+                    self.ready_at = time.monotonic()
+                    deadline = self.ready_at + self.cfg.timeout_s
                 yield item
                 continue
             rss = _rss_mb(self.proc.pid)

@@ -1,0 +1,168 @@
+"""Best-of-N expert iteration (the TritonRL baseline's RL stage) with real verification.
+
+Each round samples N completions per task from the current model, verifies every one with the VerifierClient,
+keeps the top K *correct* ones per task (highest reward, then shortest), fine-tunes a LoRA adapter on them (SFT),
+and merges it into the model the next round samples from. Per-round statistics go to `out_dir/best_of_n.json` and
+each round's kept set to `round_<r>/kept.jsonl` (the verified-pairs format `train/data.py::load_pairs` reads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tritonrl.eval.generate import Generator, HFGenerator, SamplingConfig
+from tritonrl.rewards.client import VerifierClient
+from tritonrl.tasks.schema import Task
+from tritonrl.train.config import ExtensionConfig, LoraSettings, reward_kinds, to_reward_config, to_verify_config
+from tritonrl.types import Verdict
+from tritonrl.verify.config import VerifyConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scored:
+    """One sampled completion with its verdict."""
+
+    task_id: str
+    completion: str
+    passed: bool  # the verdict passed (correct and legitimate)
+    reward: float  # ranking score: the configured reward plus the speed reward when timed (None counts as 0)
+    stage: str  # funnel stage reached
+    failure: str | None  # failure kind, if any
+
+
+def score(verdict: Verdict, completion: str, ext: ExtensionConfig, device: str) -> Scored:
+    """Rank a verdict by the same rewards GRPO would use for these extensions."""
+    from tritonrl.rewards.reward import reward, speedup_reward
+
+    cfg = to_reward_config(ext)
+    value = reward(verdict, cfg) or 0.0
+    if "speed" in reward_kinds(ext, device):
+        value += speedup_reward(verdict, cfg.speedup_clip) or 0.0
+    failure = verdict.failure.value if verdict.failure else None
+    return Scored(verdict.task_id, completion, verdict.passed, value, str(verdict.stage.value), failure)
+
+
+def top_k(scored: Sequence[Scored], k: int) -> list[Scored]:
+    """The k best correct completions: highest reward first, then the shorter one (stable on full ties).
+
+    >>> s = [Scored("t", "long answer", True, 1.0, "done", None), Scored("t", "bad", False, 0.0, "parse", "x"),
+    ...      Scored("t", "short", True, 1.0, "done", None)]
+    >>> [c.completion for c in top_k(s, 1)]
+    ['short']
+    """
+    correct = [s for s in scored if s.passed]
+    return sorted(correct, key=lambda s: (-s.reward, len(s.completion)))[:k]
+
+
+@dataclasses.dataclass(frozen=True)
+class BestOfNResult:
+    out_dir: str  # best_of_n.json, round_<r>/{kept.jsonl, adapter/, model/}
+    model_path: str  # the model after the last round that trained (the input model when none did)
+    rounds: list[dict[str, Any]]  # per-round statistics, as written to best_of_n.json
+    kept: list[Scored]  # the last round's kept set
+
+
+def _round_stats(r: int, scored: dict[str, list[Scored]], kept: list[Scored]) -> dict[str, Any]:
+    flat = [s for group in scored.values() for s in group]
+    per_task = {
+        t: {"n": len(g), "n_correct": sum(s.passed for s in g), "kept": sum(k.task_id == t for k in kept),
+            "best_reward": max((s.reward for s in g), default=0.0)}
+        for t, g in scored.items()
+    }  # fmt: skip
+    return {
+        "round": r,
+        "n_samples": len(flat),
+        "correct_frac": sum(s.passed for s in flat) / max(len(flat), 1),
+        "tasks_solved": sum(v["n_correct"] > 0 for v in per_task.values()),
+        "n_kept": len(kept),
+        "stages": dict(Counter(s.stage for s in flat)),
+        "failures": dict(Counter(s.failure for s in flat if s.failure)),
+        "per_task": per_task,
+    }
+
+
+def run_best_of_n(
+    model_path: str,
+    tasks: Sequence[Task],
+    out_dir: str | Path,
+    ext: ExtensionConfig,
+    *,
+    rounds: int = 1,
+    n: int = 10,
+    k: int = 3,
+    steps: int = 10,
+    lr: float = 2e-4,
+    lora: LoraSettings | None = None,
+    batch_size: int = 2,
+    max_length: int = 4096,
+    verify_cfg: VerifyConfig | None = None,
+    sampling: SamplingConfig | None = None,
+    generator_factory: Callable[[str], Generator] | None = None,
+    client: VerifierClient | None = None,
+    workers: int = 2,
+    seed: int = 0,
+    callbacks: list | None = None,
+) -> BestOfNResult:
+    """Expert iteration: R rounds of sample N -> verify -> keep top K correct per task -> SFT (LoRA) -> merge.
+
+    Args:
+        generator_factory: model path -> Generator (default: `HFGenerator(path, sampling)` on the current model).
+        client: a VerifierClient to use (and leave open); by default one is made and closed here.
+        callbacks: passed to every round's SFTTrainer.
+    """
+    from tritonrl.train.sft import merge_adapter, run_sft, write_log
+
+    unused = [f for f in ("curriculum", "learning_zone", "hrd") if getattr(ext, f)]
+    if unused:
+        log.warning("best-of-N ignores %s (GRPO-only extensions)", unused)
+    out = Path(out_dir)
+    verify_cfg = to_verify_config(ext, verify_cfg)
+    sampling = sampling or SamplingConfig(seed=seed)
+    factory = generator_factory or (lambda path: HFGenerator(path, sampling))
+    own_client = client is None
+    client = client or VerifierClient({t.task_id: t for t in tasks}, verify_cfg, workers=workers)
+    if not own_client:
+        client.add_tasks(tasks)
+    current, stats, kept = model_path, [], []
+    try:
+        for r in range(rounds):
+            round_dir = out / f"round_{r}"
+            generator = factory(current)
+            samples = {t.task_id: generator.generate(t, n) for t in tasks}
+            del generator  # free the sampling model before fine-tuning
+            ids = [t for t, texts in samples.items() for _ in texts]
+            texts = [c for cs in samples.values() for c in cs]
+            verdicts = client.verdicts(ids, texts)
+            scored: dict[str, list[Scored]] = {t: [] for t in samples}
+            for v, text in zip(verdicts, texts, strict=True):
+                scored[v.task_id].append(score(v, text, ext, verify_cfg.device))
+            kept = [s for group in scored.values() for s in top_k(group, k)]
+            round_dir.mkdir(parents=True, exist_ok=True)
+            with open(round_dir / "kept.jsonl", "w") as f:
+                for s in kept:
+                    f.write(json.dumps(dataclasses.asdict(s)) + "\n")
+            row = _round_stats(r, scored, kept)
+            if kept:
+                adapter = run_sft(current, tasks, round_dir / "adapter", steps=steps, lr=lr, lora=lora,
+                                  batch_size=batch_size, max_length=max_length, seed=seed + r,
+                                  pairs=[(s.task_id, s.completion) for s in kept], callbacks=callbacks)  # fmt: skip
+                current = merge_adapter(current, adapter, round_dir / "model")
+            else:
+                log.warning("best-of-N round %d: no correct completion among %d samples; no fine-tuning", r, len(texts))
+            stats.append({**row, "trained": bool(kept), "model": current})
+            write_log(out, "best_of_n.json", {"base_model": model_path, "n": n, "k": k, "rounds": stats,
+                                              "extensions": dataclasses.asdict(ext),
+                                              "verify": dataclasses.asdict(verify_cfg)})  # fmt: skip
+            log.info("best-of-N round %d: %.0f%% correct, %d kept", r, 100 * row["correct_frac"], len(kept))
+    finally:
+        if own_client:
+            client.close()
+    return BestOfNResult(str(out), current, stats, kept)

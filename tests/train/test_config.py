@@ -1,0 +1,160 @@
+"""Extension presets, YAML recipes, and proof that a disabled flag really disables its layer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from tritonrl.errors import ConfigError
+from tritonrl.tasks.loader import builtin_task
+from tritonrl.train.config import (
+    EXTENSIONS,
+    PRESETS,
+    ExtensionConfig,
+    describe,
+    load_config,
+    preset,
+    reward_kinds,
+    to_reward_config,
+    to_verify_config,
+)
+from tritonrl.verify.config import DISTRIBUTIONS, VerifyConfig
+from tritonrl.verify.funnel import verify
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "candidates" / "relu"
+
+EXPECTED_FLAGS = {
+    "baseline": set(),
+    "multi_input_only": {"multi_input"},
+    "curriculum_only": {"curriculum"},
+    "staged_eval_only": {"staged_reward"},
+    "calibrated_timing_only": {"calibrated_timing"},
+    "sandbox_only": {"strict_sandbox"},
+    "fusion_data_only": {"fusion_data"},
+    "easy_combo": {"multi_input", "curriculum", "staged_reward"},
+    "all_extensions": set(EXTENSIONS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_FLAGS))
+def test_preset_flags(name):
+    assert set(preset(name).enabled) == EXPECTED_FLAGS[name]
+
+
+def test_presets_are_exactly_the_named_ones():
+    assert set(PRESETS) == set(EXPECTED_FLAGS)
+
+
+def test_unknown_preset_names_the_valid_ones():
+    with pytest.raises(ConfigError, match="baseline"):
+        preset("everything")
+
+
+def test_multi_input_off_checks_base_shape_native_values_only():
+    base, multi = to_verify_config(preset("baseline")), to_verify_config(preset("multi_input_only"))
+    assert (base.n_variants, base.distributions) == (0, ("native",))
+    assert (multi.n_variants, multi.distributions) == (VerifyConfig().n_variants, DISTRIBUTIONS)
+    assert base != multi
+
+
+def test_strict_sandbox_switches_static_checks_and_audit_guard():
+    base, sandbox = to_verify_config(preset("baseline")), to_verify_config(preset("sandbox_only"))
+    assert (base.static_checks, base.audit_guard) == (False, False)
+    assert (sandbox.static_checks, sandbox.audit_guard) == (True, True)
+
+
+def test_verify_config_keeps_the_base_device():
+    assert to_verify_config(preset("all_extensions"), VerifyConfig(device="cuda")).device == "cuda"
+
+
+def test_multi_input_catches_identity_on_negatives():
+    """Copying x is right on the task's native rand [0, 1) inputs and wrong on any negative value."""
+    relu, code = builtin_task("relu"), (FIXTURES / "identity_on_negatives.py").read_text()
+    assert verify(relu, code, to_verify_config(preset("baseline"))).passed
+    verdict = verify(relu, code, to_verify_config(preset("multi_input_only")))
+    assert (verdict.passed, verdict.stage.value, verdict.failure.value) == (False, "correctness", "wrong_values")
+
+
+def test_strict_sandbox_off_really_lets_a_file_read_through():
+    relu, code = builtin_task("relu"), (FIXTURES / "runtime_open_file.py").read_text()
+    assert verify(relu, code, to_verify_config(preset("baseline"))).passed
+    verdict = verify(relu, code, to_verify_config(preset("sandbox_only")))
+    assert (verdict.passed, verdict.failure.value) == (False, "file_access")
+
+
+def test_staged_reward_selects_staged_kind():
+    pytest.importorskip("tritonrl.rewards.reward")
+    assert to_reward_config(preset("baseline")).kind == "binary"
+    assert to_reward_config(preset("staged_eval_only")).kind == "staged"
+
+
+def test_calibrated_timing_on_cpu_says_timing_is_unavailable(caplog):
+    ext = preset("calibrated_timing_only")
+    assert reward_kinds(ext, "cpu") == ("correct",)
+    assert reward_kinds(ext, "cuda") == ("correct", "speed")
+    assert reward_kinds(preset("baseline"), "cuda") == ("correct",)
+    with caplog.at_level(logging.WARNING, logger="tritonrl.train.config"):
+        to_verify_config(ext, VerifyConfig(device="cpu"))
+    assert "timing is unavailable" in caplog.text
+    (line,) = [x for x in describe(ext, "cpu") if x.startswith("calibrated_timing")]
+    assert "unavailable" in line
+    assert "unavailable" not in " ".join(describe(ext, "cuda"))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"curriculum_start": 0.6, "curriculum_max": 0.5},
+        {"curriculum_step": 0.0},
+        {"curriculum_window": 0},
+        {"hrd_alpha": -0.1},
+        {"learning_zone_target": 1.0},
+        {"multi_input": "yes"},
+    ],
+)
+def test_extension_config_rejects_bad_values(overrides):
+    with pytest.raises(ConfigError):
+        ExtensionConfig(**overrides)
+
+
+def test_yaml_overrides_the_preset(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "preset: easy_combo\n"
+        "extensions: {curriculum: false, hrd: true, hrd_alpha: 0.2}\n"
+        "train: {model: /m, steps: 3, learning_rate: 1.0e-4, num_generations: 2}\n"
+        "lora: {r: 8}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.preset == "easy_combo"
+    assert set(cfg.ext.enabled) == {"multi_input", "staged_reward", "hrd"} and cfg.ext.hrd_alpha == 0.2
+    assert (cfg.train.model, cfg.train.steps, cfg.train.learning_rate) == ("/m", 3, 1e-4)
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.target_modules) == (8, 32, "all-linear")
+    assert set(load_config(path, "baseline").ext.enabled) == {"hrd"}
+
+
+def test_no_yaml_gives_the_preset_and_defaults():
+    cfg = load_config(None, "sandbox_only")
+    assert cfg.ext == preset("sandbox_only")
+    assert (cfg.lora.r, cfg.lora.alpha) == (16, 32)
+    assert (cfg.train.n, cfg.train.k) == (10, 3)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("extension: {}\n", "unknown section"),
+        ("extensions: {multi_inputs: true}\n", "multi_inputs"),
+        ("train: {steps: 0}\n", "steps"),
+        ("train: {n: 2, k: 3}\n", "k=3"),
+        ("lora: {r: 0}\n", "lora"),
+        ("- a list\n", "mapping"),
+    ],
+)
+def test_yaml_errors_name_the_problem(tmp_path, text, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)

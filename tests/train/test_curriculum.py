@@ -1,0 +1,143 @@
+"""The adaptive curriculum's schedule and the learning-zone sampler: pure, seeded, checkpointable."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from tritonrl.tasks.loader import builtin_task
+from tritonrl.train.config import preset
+from tritonrl.train.curriculum import AdaptiveCurriculum, LearningZoneSampler, TaskSampler
+
+
+def test_curriculum_starts_at_ten_percent():
+    assert AdaptiveCurriculum().l2_fraction == 0.10
+    assert AdaptiveCurriculum.from_extensions(preset("curriculum_only")).l2_fraction == 0.10
+
+
+def test_curriculum_waits_for_a_full_window():
+    c = AdaptiveCurriculum()
+    for _ in range(4):
+        assert not c.record(1.0)  # four perfect steps: no moving average over 5 steps yet
+    assert c.moving_average is None and c.l2_fraction == 0.10
+    assert c.record(1.0) and c.l2_fraction == pytest.approx(0.15)
+
+
+def test_curriculum_promotes_by_005_once_the_moving_average_reaches_04():
+    c = AdaptiveCurriculum()
+    for x in (0.0, 0.0, 0.0, 0.0, 0.0, 1.0):
+        c.record(x)
+    assert c.l2_fraction == 0.10  # average 0.2
+    assert c.record(1.0) and c.moving_average == pytest.approx(0.4)  # the threshold itself promotes
+    assert c.l2_fraction == pytest.approx(0.15)
+    assert c.record(0.39) and c.l2_fraction == pytest.approx(0.20)  # (0, 0, 1, 1, .39) averages 0.478
+    assert not c.record(0.0) and not c.record(0.0)  # (1, .39, 0, 0, 0)... drops below 0.4
+    assert c.l2_fraction == pytest.approx(0.20)
+
+
+def test_curriculum_is_capped_at_fifty_percent():
+    c = AdaptiveCurriculum()
+    fractions = []
+    for _ in range(30):
+        c.record(1.0)
+        fractions.append(c.l2_fraction)
+    assert fractions[4:13] == pytest.approx([0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.50])
+    assert c.l2_fraction == 0.5 and c.n_promotions == 8
+
+
+def test_curriculum_state_round_trips():
+    a = AdaptiveCurriculum()
+    for x in (0.5, 0.6, 0.7, 0.8, 0.9, 0.2):
+        a.record(x)
+    b = AdaptiveCurriculum()
+    b.load_state_dict(a.state_dict())
+    assert b.state_dict() == a.state_dict()
+    assert a.record(0.9) == b.record(0.9) and a.l2_fraction == b.l2_fraction
+
+
+def test_learning_zone_prefers_pass_rate_near_half():
+    zone = LearningZoneSampler(["never", "half", "always"])
+    for _ in range(5):
+        zone.record("never", [0.0] * 8)
+        zone.record("half", [1.0, 0.0] * 4)
+        zone.record("always", [1.0] * 8)
+    assert zone.pass_rate("half") == pytest.approx(0.5)
+    assert zone.weight("half") == 1.0 and zone.weight("half") > zone.weight("never") == zone.weight("always")
+    counts = Counter(zone.choose(random.Random(0), ["never", "half", "always"]) for _ in range(2000))
+    assert counts["half"] > 5 * counts["never"] and counts["half"] > 5 * counts["always"]
+
+
+def test_learning_zone_explores_unseen_tasks_first():
+    zone = LearningZoneSampler(["seen", "new"])
+    zone.record("seen", [1.0] * 8)
+    assert zone.pass_rate("new") == 0.5 and zone.weight("new") > zone.weight("seen")
+
+
+def test_learning_zone_floor_keeps_solved_tasks_reachable():
+    zone = LearningZoneSampler(["solved"], floor=0.05)
+    zone.record("solved", [1.0] * 1000)
+    assert zone.weight("solved") == 0.05
+
+
+def test_learning_zone_forgets_old_outcomes():
+    zone = LearningZoneSampler(["t"], decay=0.5)
+    for _ in range(10):
+        zone.record("t", [0.0] * 4)
+    for _ in range(10):
+        zone.record("t", [1.0] * 4)
+    assert zone.pass_rate("t") > 0.75  # the recent passes dominate despite 40 old failures
+
+
+def test_drop_constant_groups():
+    zone = LearningZoneSampler([])
+    kept = zone.drop_constant_groups({"a": [0.0, 0.0, 0.0], "b": [1.0, 0.0], "c": [1.0, 1.0], "d": [0.5]})
+    assert kept == {"b": [1.0, 0.0]}
+    assert (zone.n_constant_groups, zone.n_groups) == (3, 4)
+
+
+def _tasks():
+    return [builtin_task("relu"), builtin_task("softmax"), builtin_task("linear_bias_relu")]
+
+
+def test_sampler_follows_the_curriculum_mix():
+    sampler = TaskSampler(_tasks(), curriculum=AdaptiveCurriculum(), seed=0)
+    draws = [sampler.next_task().task_id for _ in range(4000)]
+    assert draws.count("linear_bias_relu") / len(draws) == pytest.approx(0.10, abs=0.02)
+    sampler.curriculum.l2_fraction = 0.5
+    draws = [sampler.next_task().task_id for _ in range(4000)]
+    assert draws.count("linear_bias_relu") / len(draws) == pytest.approx(0.50, abs=0.03)
+
+
+def test_sampler_feeds_l1_correctness_per_step():
+    sampler = TaskSampler(_tasks(), curriculum=AdaptiveCurriculum(window=1), seed=0)
+    sampler.record("linear_bias_relu", [0.0, 0.0])  # L2 outcomes do not count as L1 correctness
+    sampler.record("relu", [1.0, 0.0])
+    sampler.record("softmax", [0.0, 0.0])
+    assert not sampler.end_step()  # L1 correctness 1/4
+    sampler.record("relu", [1.0, 1.0])
+    assert sampler.end_step() and sampler.curriculum.l2_fraction == pytest.approx(0.15)
+    assert not sampler.end_step()  # a step with no L1 outcomes records nothing
+
+
+def test_sampler_is_deterministic_and_resumable():
+    def make():
+        return TaskSampler(_tasks(), curriculum=AdaptiveCurriculum(),
+                           zone=LearningZoneSampler([t.task_id for t in _tasks()]), seed=7)  # fmt: skip
+
+    a, b = make(), make()
+    assert [a.next_task().task_id for _ in range(50)] == [b.next_task().task_id for _ in range(50)]
+    a.record("relu", [1.0, 0.0])
+    c = make()
+    c.load_state_dict(a.state_dict())
+    assert [a.next_task().task_id for _ in range(50)] == [c.next_task().task_id for _ in range(50)]
+
+
+def test_sampler_stream_is_a_lazy_iterable_dataset():
+    pytest.importorskip("datasets")
+    sampler = TaskSampler(_tasks(), curriculum=AdaptiveCurriculum(), seed=0)
+    rows = iter(sampler.iterable_dataset(lambda t: {"task_id": t.task_id, "level": t.level or 1}))
+    first = [next(rows) for _ in range(3)]
+    assert all(r["task_id"] in {"relu", "softmax", "linear_bias_relu"} for r in first)
+    assert sum(sampler.n_drawn.values()) == 3  # drawn on demand, so the live mix applies to later rows

@@ -1,0 +1,68 @@
+"""SFT and RL datasets in the shared prompt format; fusion tasks behind their flag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tritonrl.errors import ConfigError
+from tritonrl.tasks.loader import builtin_task, builtin_tasks
+from tritonrl.train.data import load_pairs, rl_dataset, select_tasks, sft_dataset, solution_completion
+from tritonrl.train.prompts import build_messages
+from tritonrl.verify.extract import extract_code
+
+pytest.importorskip("datasets")
+
+
+def test_sft_rows_are_conversational_prompt_completion():
+    relu = builtin_task("relu")
+    (row,) = sft_dataset([relu])
+    assert row["prompt"] == build_messages(relu)
+    (message,) = row["completion"]
+    assert message["role"] == "assistant" and message["content"].startswith("Plan: ")
+    code, _ = extract_code(message["content"])
+    assert code.strip() == Path(relu.solution_path).read_text().strip()
+
+
+def test_sft_uses_every_bundled_solution():
+    assert len(sft_dataset(builtin_tasks())) == sum(t.solution_path is not None for t in builtin_tasks())
+
+
+def test_sft_from_verified_pairs(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"task_id": "relu", "completion": "answer"}) + "\n"
+                    + json.dumps({"task_id": "unknown", "completion": "x"}) + "\n")  # fmt: skip
+    (row,) = sft_dataset([builtin_task("relu")], pairs=load_pairs(path))
+    assert row["completion"] == [{"role": "assistant", "content": "answer"}]
+
+
+def test_sft_without_solutions_is_an_error():
+    import dataclasses
+
+    with pytest.raises(ConfigError, match="no SFT data"):
+        sft_dataset([dataclasses.replace(builtin_task("relu"), solution_path=None)])
+
+
+def test_rl_rows_carry_task_id_and_level():
+    ds = rl_dataset([builtin_task("relu"), builtin_task("linear_bias_relu")])
+    assert ds["task_id"] == ["relu", "linear_bias_relu"] and ds["level"] == [1, 2]
+    assert ds[0]["prompt"] == build_messages(builtin_task("relu"))
+
+
+def test_fusion_tasks_only_with_the_flag(tmp_path):
+    fusion = tmp_path / "fusion"
+    fusion.mkdir()
+    (fusion / "gemm_bias_gelu.py").write_text(builtin_task("linear_bias_relu").source)
+    suite = [builtin_task("relu")]
+    assert select_tasks(suite, fusion_data=False, fusion_dir=str(fusion)) == suite
+    added = select_tasks(suite, fusion_data=True, fusion_dir=str(fusion))[1:]
+    assert [(t.task_id, t.level) for t in added] == [("fusion/gemm_bias_gelu", 2)]
+    assert select_tasks(suite, fusion_data=True, fusion_dir=None) == suite  # no export: the suite alone
+
+
+def test_solution_completion_is_none_without_solution():
+    import dataclasses
+
+    assert solution_completion(dataclasses.replace(builtin_task("relu"), solution_path=None)) is None

@@ -1,0 +1,52 @@
+"""`tritonrl train`: configuration resolution, errors and exit codes, and one real SFT run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tritonrl.train.cli import train_main
+
+
+def test_dry_run_resolves_preset_yaml_and_flags(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("preset: easy_combo\ntrain: {steps: 5, model: /yaml/model}\nlora: {r: 8}\n")
+    rc = train_main(["grpo", "--config", str(recipe), "--steps", "7", "--device", "cpu", "--dry-run"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["preset"] == "easy_combo" and out["ext"]["curriculum"] and not out["ext"]["hrd"]
+    assert (out["train"]["steps"], out["train"]["model"], out["lora"]["r"]) == (7, "/yaml/model", 8)
+
+
+def test_dry_run_says_timing_is_unavailable_on_cpu(capsys):
+    assert train_main(["grpo", "--preset", "calibrated_timing_only", "--device", "cpu", "--dry-run"]) == 0
+    notes = json.loads(capsys.readouterr().out)["extension_notes"]
+    assert any(n.startswith("calibrated_timing: on (timing unavailable on cpu") for n in notes)
+
+
+def test_missing_model_is_a_usage_error(tmp_path, capsys):
+    assert train_main(["sft", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_non_local_model_is_a_usage_error(tmp_path, capsys):
+    assert train_main(["sft", "--model", "Qwen/Qwen3-8B", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "not a local model directory" in capsys.readouterr().err
+
+
+def test_bad_yaml_is_a_usage_error(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train: {steps: -1}\n")
+    assert train_main(["sft", "--config", str(recipe), "--dry-run"]) == 2
+    assert "steps" in capsys.readouterr().err
+
+
+def test_sft_through_the_cli(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = train_main(["sft", "--model", tiny_model_dir, "--suite", "builtin", "--out", str(out), "--steps", "1",
+                     "--device", "cpu", "--log-level", "WARNING"])  # fmt: skip
+    assert rc == 0
+    assert (out / "adapter_config.json").is_file()
+    assert json.loads((out / "run_config.json").read_text())["command"] == "sft"
+    assert f"done: {out}" in capsys.readouterr().out
+    assert Path(out / "train_log.json").is_file()
