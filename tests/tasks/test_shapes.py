@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tritonrl.errors import TaskError
-from tritonrl.tasks.loader import load_task, load_task_dir
+from tritonrl.tasks.loader import builtin_tasks, load_task, load_task_dir
 from tritonrl.tasks.shapes import (
     cpu_scale,
     plan_shapes,
@@ -20,6 +20,7 @@ from tritonrl.tasks.shapes import (
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "tasks"
 GOOD = {task.task_id: task for task in load_task_dir(FIXTURES)}
+BUILTIN = {task.task_id: task for task in builtin_tasks()}
 BUDGET = 8192
 
 INLINE = """
@@ -186,3 +187,107 @@ def test_plan_cache_returns_copies():
     first.base["batch_size"] = -1
     again = plan_shapes_cached(task)
     assert again.base == plan_shapes(task).base and again.base["batch_size"] != -1
+
+
+# Red-team findings: every planned size even (a kernel dropping an odd tail passed), reduced dims halved below one tile
+# (a fixed 1024-wide softmax passed), and halving making M == K (a matmul reading K from A.shape[0] passed).
+
+
+@pytest.fixture(scope="module")
+def builtin_plans():
+    return {task_id: plan_shapes(task) for task_id, task in BUILTIN.items()}
+
+
+def _shapes(plan):
+    return [("base", plan.base)] + [(f"variant{i + 1}", v) for i, v in enumerate(plan.variants)]
+
+
+def _all_odd(sizes: dict[str, int]) -> bool:
+    return all(v % 2 == 1 for v in sizes.values())
+
+
+@pytest.mark.parametrize("task_id", sorted(BUILTIN))
+def test_builtin_plans_have_an_all_odd_variant_first(task_id: str, builtin_plans):
+    plan = builtin_plans[task_id]
+    assert len(plan.variants) == 2 and plan.notes == (), plan
+    assert _all_odd(plan.variants[0]), plan.variants  # the odd-and-distinct variant comes first
+
+
+@pytest.mark.parametrize("task_id", sorted(BUILTIN))
+def test_builtin_plans_give_distinct_constants_distinct_values(task_id: str, builtin_plans):
+    for name, sizes in _shapes(builtin_plans[task_id]):  # no builtin task couples two of its sizes
+        assert len(set(sizes.values())) == len(sizes), (name, sizes)
+
+
+def test_matmul_and_linear_never_plan_equal_extents(builtin_plans):
+    for name, sizes in _shapes(builtin_plans["matmul"]):
+        assert len({sizes["M"], sizes["K"], sizes["N"]}) == 3, (name, sizes)
+    for name, sizes in _shapes(builtin_plans["linear_bias_relu"]):
+        assert sizes["in_features"] != sizes["out_features"], (name, sizes)
+    assert builtin_plans["matmul"].base == {"M": 48, "K": 64, "N": 128}  # K keeps its value: its default is largest
+
+
+@pytest.mark.parametrize("task_id", sorted(BUILTIN))
+def test_builtin_plans_end_with_a_long_axis_variant(task_id: str, builtin_plans):
+    task, plan = BUILTIN[task_id], builtin_plans[task_id]
+    long = max(task.free_size_constants, key=task.free_size_constants.get)
+    variant = plan.variants[1]
+    assert variant[long] > plan.base[long] and variant[long] % 2 == 1, variant
+    assert all(v <= 5 for name, v in variant.items() if name != long), variant  # the others at 3, 5
+    assert probe(task, variant, device="cpu").max_numel <= 2 * BUDGET
+
+
+def test_softmax_long_axis_is_longer_than_one_tile(builtin_plans):
+    plan = builtin_plans["softmax"]
+    assert plan.variants[1] == {"batch_size": 3, "dim": 5461}  # 3 x 5461 <= 2 x 8192, dim odd and > 1024
+    assert any(v["dim"] > 1024 for v in plan.variants)
+
+
+def test_vector_add_has_an_odd_length(builtin_plans):
+    assert any(v["n_elements"] % 2 for v in builtin_plans["vector_add"].variants)
+
+
+def test_cpu_scale_separates_sizes_that_halving_made_equal():
+    assert cpu_scale(BUILTIN["matmul"]) == {"M": 48, "K": 64, "N": 128}  # halving alone gives M == K == 64
+    sizes = cpu_scale(GOOD["conv2d"])  # height = width = 256: equal defaults, not coupled
+    assert sizes["height"] != sizes["width"] and len(set(sizes.values())) == len(sizes)
+    assert len(set(cpu_scale(GOOD["sum_reduction"]).values())) == 3
+
+
+def test_coupled_sizes_stay_equal_in_every_shape_with_a_note():
+    plan = plan_shapes(GOOD["hinge_coupled"])
+    for name, sizes in _shapes(plan):
+        assert sizes["batch_size"] == sizes["input_shape[0]"], name  # (B,) targets broadcast against (B, D)
+    assert len(plan.variants) == 2 and all(_all_odd(v) for v in plan.variants)
+    assert any("batch_size == input_shape[0]" in note for note in plan.notes)
+
+
+@pytest.mark.parametrize("task_id", sorted(GOOD))
+def test_fixture_plans_odd_distinct_and_long(task_id: str):
+    task = GOOD[task_id]
+    plan = plan_shapes(task)
+    assert plan_shapes(task) == plan  # deterministic
+    odd, long = plan.variants
+    assert all(v % 2 == 1 for v in odd.values()), odd
+    defaults = task.free_size_constants
+    axis = max(defaults, key=defaults.get)
+    assert long[axis] > plan.base[axis] and long[axis] == max(long.values()), long
+    if task_id != "hinge_coupled":
+        for name, sizes in _shapes(plan):
+            values = [v for v in sizes.values() if v > 1]
+            assert len(set(values)) == len(values), (name, sizes)
+
+
+def test_plan_cuda_variants_are_odd_distinct_and_long():
+    plan = plan_shapes(GOOD["sum_reduction"], device="cuda")
+    odd, long = plan.variants
+    assert _all_odd(odd) and len(set(odd.values())) == 3
+    assert long["dim1"] == 4095 and long["batch_size"] < 8 and long["dim2"] < 8  # dim1's default 4096, made odd
+
+
+def test_shape_family_keeps_n_variants_semantics():
+    task = GOOD["softmax_huge"]
+    base = cpu_scale(task)
+    one, two, four = (shape_family(task, base, n=n) for n in (1, 2, 4))
+    assert one == two[:1] and two == four[:2] and len(four) == 4
+    assert shape_family(task, base, n=0) == []

@@ -291,6 +291,9 @@ def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator
 
     for i, (label, transform) in enumerate(_TRANSFORMS):
         sizes = _transformed(task, base, transform, budget, odd=i == 0, usable=usable)
+        if i == 0 and _n_even(sizes):  # growing used the budget up before every size was odd: try odd values below
+            below = _transformed(task, base, lambda v: v - 1, budget, odd=True, usable=usable)
+            sizes, label = (below, "-1") if _n_even(below) < _n_even(sizes) else (sizes, label)
         if fresh(f"odd {label}" if i == 0 else label, sizes):
             yield sizes
         if i == 0:  # the long axis grows from the odd variant: its values are already distinct and awkward
@@ -319,6 +322,10 @@ class _Usable:
             at_start = validate_variant(self.task, self.start, _VALIDATE_SEED)
             self._degenerate_at_start = bool(at_start and at_start.startswith("degenerate"))
         return self._degenerate_at_start
+
+
+def _n_even(sizes: Mapping[str, int]) -> int:
+    return sum(1 for value in sizes.values() if value % 2 == 0)
 
 
 def _fits(task: Task, sizes: Mapping[str, int], budget: _Budget) -> bool:
@@ -360,17 +367,20 @@ def _separate(task: Task, sizes: dict[str, int], floors: Mapping[str, int], budg
         if len(group) < 2:
             continue
         order = sorted(group, key=lambda n: -defaults.get(n, sizes[n]))  # stable: declaration order among ties
-        stuck = []
+        anchor, stuck = order[0], []
         for name in order[1:]:
             moved = _move_apart(task, sizes, [name], floors, budget, usable)
+            if moved is None and anchor == order[0]:  # `name` cannot move (a group count divides it): move the anchor
+                moved = _move_apart(task, sizes, [anchor], floors, budget, usable)
+                anchor = name if moved is not None else anchor
             if moved is None:
                 stuck.append(name)
             else:
                 sizes = moved
-        if len(stuck) > 1:  # coupled among themselves, maybe not with order[0]: try them together
+        if len(stuck) > 1:  # coupled among themselves, maybe not with the anchor: try them together
             sizes = _move_apart(task, sizes, stuck, floors, budget, usable) or sizes
         if stuck:
-            log.debug("task %s: %s kept equal to %s", task.task_id, stuck, order[0])
+            log.debug("task %s: %s kept equal to %s", task.task_id, stuck, anchor)
     return sizes
 
 
@@ -382,6 +392,8 @@ def _move_apart(
     low = max(2, *(floors.get(n, 2) for n in names))
     avoid = _others(sizes, names)
     candidates = [value * a // b for a, b in _APART] + [value - 1, value + 1, value // 2]
+    if value <= 16:  # small values: every value up to twice this one, nearest first, below before above
+        candidates += sorted(range(low, 2 * value + 1), key=lambda c: (abs(c - value), c > value))
     for candidate in dict.fromkeys(candidates):
         if candidate == value or candidate < low or candidate in avoid:
             continue
@@ -421,15 +433,17 @@ def _transformed(
 
 
 def _options(sizes: dict[str, int], group: list[str], target: int, value: int, odd: bool) -> Iterator[dict[str, int]]:
-    """New values for one group of equal sizes, best first: split (one value each), then shared; at `target`, then
+    """New values for one group of equal sizes, best first: split (one value each) before shared; at `target`, then
     below `value`, then above it."""
     others = _others(sizes, group)
-    for goal, down in ((target, target < value), (value - 1, True), (value + 1, False)):
-        if len(group) > 1:
+    goals = ((target, target < value), (value - 1, True), (value + 1, False))
+    if len(group) > 1:
+        for goal, down in goals:
             split: dict[str, int] = {}
             for name in group:
                 split[name] = _pick(goal, others | set(split.values()), odd, down)
             yield split
+    for goal, down in goals:
         shared = _pick(goal, others, odd, down)
         yield {name: shared for name in group}
 
@@ -447,19 +461,27 @@ def _long_axis(task: Task, start: dict[str, int], budget: _Budget) -> dict[str, 
         return None
     long = max(movable, key=lambda n: defaults.get(n, start[n]))  # first of equal defaults
     axis = [name for name in movable if start[name] == start[long]]
-    sizes = dict(start)
     rest = [g for g in _equal_groups(start) if long not in g]
-    for group in sorted(rest, key=lambda g: min(defaults.get(n, start[n]) for n in g)):  # smallest default first
-        current = sizes[group[0]]
-        avoid = _others(sizes, group)
-        for goal in (LONG_AXIS_SMALL, current // 4, current // 2):
-            small = _pick(goal, avoid, odd=True)
-            if small >= current:
-                break
-            trial = {**sizes, **{n: small for n in group}}
-            if _fits(task, trial, budget):
-                sizes = trial
-                break
+    rest.sort(key=lambda g: min(defaults.get(n, start[n]) for n in g))  # smallest default first: 3, then 5, ...
+    small: dict[str, int] = {}
+    for group in [*rest, axis]:  # all at once: the others at 3, 5, 7, ... and the long axis just above them
+        value = _pick(LONG_AXIS_SMALL, set(small.values()), odd=True)
+        small.update({n: value for n in group})
+    if _fits(task, {**start, **small}, budget):
+        sizes = {**start, **small}
+    else:  # one group at a time from `start`, each to the smallest odd value that fits and no other constant has
+        sizes = dict(start)
+        for group in rest:
+            tried: set[int] = set()
+            for _ in range(4):
+                value = _pick(LONG_AXIS_SMALL, _others(sizes, group) | tried, odd=True)
+                if value >= sizes[group[0]]:
+                    break
+                trial = {**sizes, **{n: value for n in group}}
+                if _fits(task, trial, budget):
+                    sizes = trial
+                    break
+                tried.add(value)
 
     def fits_at(value: int) -> bool:
         return _fits(task, {**sizes, **{n: value for n in axis}}, budget)
@@ -503,7 +525,7 @@ def _coverage_notes(shapes: list[tuple[str, dict[str, int]]], any_variant: bool)
             f"sizes kept equal in {', '.join(where)}: {' == '.join(group)} (the reference couples them, or nothing "
             "distinct fit the budget); a kernel that mixes them up passes those shapes"
         )
-    odd = [name for name, sizes in shapes if name != "base" and all(v % 2 or v == 0 for v in sizes.values())]
+    odd = [name for name, sizes in shapes if name != "base" and all(v % 2 for v in sizes.values())]
     if any_variant and not odd:
         notes.append("no variant has every size odd: a kernel that drops an odd tail may pass")
     return notes
