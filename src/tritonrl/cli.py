@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", help="YAML/JSON {name: {VerifyConfig field: value}}")
     p.add_argument("--out", required=True, help="folder for one run per configuration and ablation.md")
     p.set_defaults(func=cmd_ablate)
+    sub.add_parser("train", help="sft | grpo | best-of-n with a preset and YAML config (see `tritonrl train -h`)")
     p = sub.add_parser("tasks", help="list or show tasks")
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("task_id", nargs="?")
@@ -255,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # `tritonrl train sft|grpo|best-of-n ...` has its own parser (train/cli.py)
+        from tritonrl.train.cli import train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from tritonrl.errors import TritonRLError

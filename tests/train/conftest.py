@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("trl")
-pytest.importorskip("peft")
-
 
 class LoraSnapshot:
     """A TrainerCallback that clones every trainable parameter on train begin and end."""

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tritonrl.rewards.client import VerifierClient
-from tritonrl.tasks.loader import builtin_task
-from tritonrl.train.best_of_n import run_best_of_n
-from tritonrl.train.config import LoraSettings, preset
-from tritonrl.verify.config import VerifyConfig
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+from tritonrl.rewards.client import VerifierClient  # noqa: E402
+from tritonrl.tasks.loader import builtin_task  # noqa: E402
+from tritonrl.train.best_of_n import run_best_of_n  # noqa: E402
+from tritonrl.train.config import LoraSettings, preset, to_verify_config  # noqa: E402
+from tritonrl.verify.config import VerifyConfig  # noqa: E402
 
 GARBAGE = "```python\nclass ModelNew:\n    pass  # no kernel, wrong signature\n```"
 
@@ -28,11 +33,13 @@ class StubGenerator:
         return [self.correct, GARBAGE][:k]
 
 
+@pytest.mark.slow
 def test_best_of_n_keeps_the_verified_sample_and_fine_tunes(tiny_model_dir, tmp_path, lora_snapshot):
     relu = builtin_task("relu")
     solution = Path(relu.solution_path).read_text()
     stub = StubGenerator(solution)
-    with VerifierClient({relu.task_id: relu}, VerifyConfig(device="cpu")) as client:
+    verify_cfg = to_verify_config(preset("baseline"), VerifyConfig(device="cpu"))
+    with VerifierClient({relu.task_id: relu}, verify_cfg) as client:
         result = run_best_of_n(
             tiny_model_dir, [relu], tmp_path / "bon", preset("baseline"), rounds=1, n=2, k=1, steps=2, lr=1e-2,
             lora=LoraSettings(r=4, alpha=8), generator_factory=lambda path: stub, client=client,

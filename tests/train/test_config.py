@@ -92,9 +92,9 @@ def test_staged_reward_selects_staged_kind():
 
 def test_calibrated_timing_on_cpu_says_timing_is_unavailable(caplog):
     ext = preset("calibrated_timing_only")
-    assert reward_kinds(ext, "cpu") == ("correct",)
-    assert reward_kinds(ext, "cuda") == ("correct", "speed")
-    assert reward_kinds(preset("baseline"), "cuda") == ("correct",)
+    assert reward_kinds(ext, "cpu") == ("reward",)
+    assert reward_kinds(ext, "cuda") == ("reward", "speed")
+    assert reward_kinds(preset("baseline"), "cuda") == ("reward",)
     with caplog.at_level(logging.WARNING, logger="tritonrl.train.config"):
         to_verify_config(ext, VerifyConfig(device="cpu"))
     assert "timing is unavailable" in caplog.text

@@ -27,14 +27,12 @@ def test_curriculum_waits_for_a_full_window():
 
 def test_curriculum_promotes_by_005_once_the_moving_average_reaches_04():
     c = AdaptiveCurriculum()
-    for x in (0.0, 0.0, 0.0, 0.0, 0.0, 1.0):
-        c.record(x)
-    assert c.l2_fraction == 0.10  # average 0.2
-    assert c.record(1.0) and c.moving_average == pytest.approx(0.4)  # the threshold itself promotes
+    for _ in range(5):
+        assert not c.record(0.3)  # moving average 0.3
+    assert c.record(0.8) and c.moving_average == pytest.approx(0.4)  # (.3, .3, .3, .3, .8): the threshold promotes
     assert c.l2_fraction == pytest.approx(0.15)
-    assert c.record(0.39) and c.l2_fraction == pytest.approx(0.20)  # (0, 0, 1, 1, .39) averages 0.478
-    assert not c.record(0.0) and not c.record(0.0)  # (1, .39, 0, 0, 0)... drops below 0.4
-    assert c.l2_fraction == pytest.approx(0.20)
+    assert not c.record(0.0) and c.moving_average == pytest.approx(0.34)  # fell below: no promotion
+    assert c.l2_fraction == pytest.approx(0.15)
 
 
 def test_curriculum_is_capped_at_fifty_percent():

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tritonrl.tasks.loader import builtin_task
-from tritonrl.train.config import LoraSettings
-from tritonrl.train.sft import run_sft
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+from tritonrl.tasks.loader import builtin_task  # noqa: E402
+from tritonrl.train.config import LoraSettings  # noqa: E402
+from tritonrl.train.sft import run_sft  # noqa: E402
 
 
 def test_sft_two_steps_updates_every_lora_parameter(tiny_model_dir, tmp_path, lora_snapshot):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tritonrl.train.cli import train_main
 
 
@@ -41,7 +43,9 @@ def test_bad_yaml_is_a_usage_error(tmp_path, capsys):
     assert "steps" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sft_through_the_cli(tiny_model_dir, tmp_path, capsys):
+    pytest.importorskip("trl")
     out = tmp_path / "run"
     rc = train_main(["sft", "--model", tiny_model_dir, "--suite", "builtin", "--out", str(out), "--steps", "1",
                      "--device", "cpu", "--log-level", "WARNING"])  # fmt: skip
@@ -50,3 +54,17 @@ def test_sft_through_the_cli(tiny_model_dir, tmp_path, capsys):
     assert json.loads((out / "run_config.json").read_text())["command"] == "sft"
     assert f"done: {out}" in capsys.readouterr().out
     assert Path(out / "train_log.json").is_file()
+
+
+@pytest.mark.slow
+def test_grpo_through_the_cli(tiny_model_dir, tmp_path):
+    pytest.importorskip("trl")
+    out = tmp_path / "run"
+    rc = train_main(["grpo", "--preset", "easy_combo", "--model", tiny_model_dir, "--out", str(out), "--steps", "1",
+                     "--num-generations", "2", "--max-completion-length", "8", "--device", "cpu", "--workers", "1",
+                     "--log-level", "WARNING"])  # fmt: skip
+    assert rc == 0
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["extensions"]["curriculum"] and log["verify"]["n_variants"] > 0  # easy_combo: multi-input on
+    assert "rewards/kernel_staged/mean" in log["log_history"][0]  # easy_combo: staged reward
+    assert (out / "sampler_state.json").is_file()

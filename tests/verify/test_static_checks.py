@@ -230,10 +230,18 @@ def _fixture_id(x) -> str:
 VIOLATIONS = [
     # kernel-escape
     ("pre_run_hook", "add_kernel.add_pre_run_hook(torch.Tensor.relu_)\n", "kernel-escape", K.TAMPERING),
-    ("config_pre_hook_c_callable", "CFG = triton.Config({}, pre_hook=torch.Tensor.zero_)\n", "kernel-escape",
-     K.TAMPERING),
-    ("jit_body_handle", "@triton.jit\ndef peek(x_ptr):\n    v = tl.load(x_ptr)\n    return v.handle.data\n",
-     "kernel-escape", K.TAMPERING),
+    (
+        "config_pre_hook_c_callable",
+        "CFG = triton.Config({}, pre_hook=torch.Tensor.zero_)\n",
+        "kernel-escape",
+        K.TAMPERING,
+    ),
+    (
+        "jit_body_handle",
+        "@triton.jit\ndef peek(x_ptr):\n    v = tl.load(x_ptr)\n    return v.handle.data\n",
+        "kernel-escape",
+        K.TAMPERING,
+    ),
     # import-allowlist, one per category
     ("import_numpy", "import numpy as np\n", "import-allowlist", K.FORBIDDEN_IMPORT),
     ("import_os", "import os\n", "import-allowlist", K.FILE_ACCESS),

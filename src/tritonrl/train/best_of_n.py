@@ -19,7 +19,14 @@ from typing import Any
 from tritonrl.eval.generate import Generator, HFGenerator, SamplingConfig
 from tritonrl.rewards.client import VerifierClient
 from tritonrl.tasks.schema import Task
-from tritonrl.train.config import ExtensionConfig, LoraSettings, reward_kinds, to_reward_config, to_verify_config
+from tritonrl.train.config import (
+    ExtensionConfig,
+    LoraSettings,
+    check_client_config,
+    reward_kinds,
+    to_reward_config,
+    to_verify_config,
+)
 from tritonrl.types import Verdict
 from tritonrl.verify.config import VerifyConfig
 
@@ -115,7 +122,8 @@ def run_best_of_n(
 
     Args:
         generator_factory: model path -> Generator (default: `HFGenerator(path, sampling)` on the current model).
-        client: a VerifierClient to use (and leave open); by default one is made and closed here.
+        client: a VerifierClient to use (and leave open), built with `to_verify_config(ext, base)`; by default one is
+            made and closed here.
         callbacks: passed to every round's SFTTrainer.
     """
     from tritonrl.train.sft import merge_adapter, run_sft, write_log
@@ -124,7 +132,7 @@ def run_best_of_n(
     if unused:
         log.warning("best-of-N ignores %s (GRPO-only extensions)", unused)
     out = Path(out_dir)
-    verify_cfg = to_verify_config(ext, verify_cfg)
+    verify_cfg = check_client_config(ext, client.verify_cfg) if client else to_verify_config(ext, verify_cfg)
     sampling = sampling or SamplingConfig(seed=seed)
     factory = generator_factory or (lambda path: HFGenerator(path, sampling))
     own_client = client is None

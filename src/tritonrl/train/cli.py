@@ -129,20 +129,20 @@ def train_main(argv: list[str] | None = None) -> int:
         notes = describe(cfg.ext, device)
         if args.dry_run:
             resolved = {"command": args.command, "device": device, **cfg.to_dict(), "extension_notes": notes}
-            print(json.dumps(resolved, indent=1))  # noqa: T201
+            print(json.dumps(resolved, indent=1))
             return EXIT_OK
-        print(f"preset {cfg.preset} on {device}: " + "; ".join(notes))  # noqa: T201
+        print(f"preset {cfg.preset} on {device}: " + "; ".join(notes))
         out = _run(args.command, cfg, device)
     except ImportError as exc:
-        print(f"error: {exc}. Training needs the train extra: pip install 'tritonrl[train]'.", file=sys.stderr)  # noqa: T201
+        print(f"error: {exc}. Training needs the train extra: pip install 'tritonrl[train]'.", file=sys.stderr)
         return EXIT_ERROR
     except (TritonRLError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except Exception:  # noqa: BLE001 - a bug of ours: traceback logged, exit 2
         logging.getLogger("tritonrl").exception("internal error")
         return EXIT_ERROR
-    print(f"done: {out}")  # noqa: T201
+    print(f"done: {out}")
     return EXIT_OK
 
 

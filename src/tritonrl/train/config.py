@@ -153,20 +153,30 @@ def to_verify_config(ext: ExtensionConfig, base: VerifyConfig | None = None) -> 
     return dataclasses.replace(base, **overrides)
 
 
+def check_client_config(ext: ExtensionConfig, client_cfg: VerifyConfig) -> VerifyConfig:
+    """The VerifyConfig the flags mean on top of a given client's; raises ConfigError when the client verifies with
+    something else (it would silently ignore the flags). Build clients with `to_verify_config(ext, base)`."""
+    wanted = to_verify_config(ext, client_cfg)
+    if wanted != client_cfg:
+        diff = {f.name: (getattr(client_cfg, f.name), getattr(wanted, f.name)) for f in dataclasses.fields(wanted)
+                if getattr(client_cfg, f.name) != getattr(wanted, f.name)}  # fmt: skip
+        raise ConfigError(f"the VerifierClient's config disagrees with the extensions (field: (client, wanted)): "
+                          f"{diff}. Build the client with to_verify_config(ext, base).")  # fmt: skip
+    return wanted
+
+
 def reward_kinds(ext: ExtensionConfig, device: str) -> tuple[str, ...]:
-    """Which TRL reward functions to build: correctness always, speed only with calibrated timing on a GPU."""
-    return ("correct", "speed") if ext.calibrated_timing and timing_available(device) else ("correct",)
+    """The `rewards.trl_adapter` kinds to build: "reward" (the RewardConfig kind: binary, or staged with
+    staged_reward) always, "speed" only with calibrated timing on a GPU."""
+    return ("reward", "speed") if ext.calibrated_timing and timing_available(device) else ("reward",)
 
 
 def to_reward_config(ext: ExtensionConfig):  # noqa: ANN201 (RewardConfig: imported lazily, owned by rewards/)
-    """The RewardConfig the flags mean: staged partial credit with staged_reward, binary otherwise; the HRD alpha."""
+    """The RewardConfig the flags mean: staged partial credit with staged_reward, binary correctness otherwise.
+    (The speed term is a separate reward function, see `reward_kinds`; HRD's alpha is `ext.hrd_alpha`.)"""
     from tritonrl.rewards.reward import RewardConfig
 
-    kwargs: dict[str, Any] = {"kind": "staged" if ext.staged_reward else "binary"}
-    names = {f.name for f in dataclasses.fields(RewardConfig)}
-    if ext.hrd and "hrd_alpha" in names:
-        kwargs["hrd_alpha"] = ext.hrd_alpha
-    return RewardConfig(**kwargs)
+    return RewardConfig(kind="staged" if ext.staged_reward else "binary")
 
 
 def describe(ext: ExtensionConfig, device: str) -> list[str]:

@@ -32,6 +32,7 @@ from tritonrl.tasks.schema import Task
 from tritonrl.train.config import (
     ExtensionConfig,
     LoraSettings,
+    check_client_config,
     reward_kinds,
     to_reward_config,
     to_verify_config,
@@ -237,8 +238,9 @@ def run_grpo(
         ext: extension flags (verifier layers, reward kind, curriculum / learning zone, HRD).
         steps: optimizer steps (`max_steps`; required for the curriculum stream).
         verify_cfg: the base verifier settings that `ext` switches layers of (default: cpu, hardened).
+        client: a VerifierClient to use (and leave open), built with `to_verify_config(ext, base)`; by default one is
+            made and closed here.
         batch_size: completions per device per step, a multiple of num_generations (default: one group).
-        client: a VerifierClient to use (and leave open); by default one is made and closed here.
         rollout_func: TRL's experimental custom-rollout hook, passed through (tests script completions with it).
     """
     require_local_model(model_path)
@@ -246,9 +248,12 @@ def run_grpo(
     if batch_size % num_generations:
         raise ConfigError(f"batch_size={batch_size} is not a multiple of num_generations={num_generations}; GRPO "
                           "needs whole groups per step (e.g. batch_size=num_generations).")  # fmt: skip
-    verify_cfg = to_verify_config(ext, verify_cfg)
+    if client is not None:
+        verify_cfg = check_client_config(ext, client.verify_cfg)
+    else:
+        verify_cfg = to_verify_config(ext, verify_cfg)
     reward_cfg = to_reward_config(ext)
-    kinds = ("reward", *reward_kinds(ext, verify_cfg.device)[1:])  # "reward" = kernel_binary / kernel_staged
+    kinds = reward_kinds(ext, verify_cfg.device)  # kernel_binary or kernel_staged (+ kernel_speed when timed)
     own_client = client is None
     client = client or VerifierClient({t.task_id: t for t in tasks}, verify_cfg, workers=workers)
     if not own_client:
