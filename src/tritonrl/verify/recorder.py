@@ -153,6 +153,14 @@ DISPATCH_INTERNALS = (
 )
 
 
+def _formatting(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(os.path.join("torch", "_tensor_str.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def guard_dispatch_internals(origin: Origin, report: Any) -> None:
     """Make the torch internals that could hide ops from the Recorder refuse candidate callers.
 
@@ -167,8 +175,13 @@ def guard_dispatch_internals(origin: Origin, report: Any) -> None:
                 continue
 
             def wrapper(*args, _original=original, _name=name, **kwargs):  # noqa: ANN001
-                if origin.of(sys._getframe(1)) == "candidate":
-                    report("tampering", f"{_name} called by candidate code (would hide ops from provenance)")
+                frame = sys._getframe(1)
+                if origin.of(frame) == "candidate":
+                    if _formatting(frame):  # print(tensor) in forward: torch's repr reads values with modes off
+                        report("torch_compute", "a tensor was formatted (print/str/repr) in forward, which reads its "
+                               "values on the host; remove debug prints of tensors")  # fmt: skip
+                    else:
+                        report("tampering", f"{_name} called by candidate code (would hide ops from provenance)")
                     raise PermissionError(f"tritonrl sandbox: {_name} refused")
                 return _original(*args, **kwargs)
 
