@@ -156,6 +156,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tritonrl.eval.pipeline import load_run, write_run_report
 
     summary, meta = load_run(Path(args.run), baseline=args.baseline)
+    if args.jsonl:
+        from tritonrl.eval.store import ResultStore
+
+        with ResultStore(Path(args.run) / "results.sqlite") as store:
+            n = store.export_jsonl(args.jsonl, meta.get("config_hash"), meta.get("device"))
+        print(f"exported {n} records to {args.jsonl}", file=sys.stderr)
     other = load_run(Path(args.other), baseline=args.baseline)[0] if args.other else None
     md, html = write_run_report(Path(args.run), summary, meta, other)
     print(md.read_text())
@@ -238,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("other", nargs="?", help="a second run to compare with")
     p.add_argument("--baseline", choices=["eager", "compile"], default="eager")
+    p.add_argument("--jsonl", metavar="PATH", help="also export every record (one verdict per sample) as JSON lines")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("ablate", help="evaluate one candidate set under a grid of verifier configurations")
     _add_source_options(p)

@@ -105,8 +105,10 @@ def test_cli_eval_and_report(candidates, tmp_path, capsys):
                  "--device", "cpu", "--json"])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["overall"]["n_samples"] == 3
-    assert main(["report", str(run), str(run)]) == 0
+    assert main(["report", str(run), str(run), "--jsonl", str(tmp_path / "records.jsonl")]) == 0
     assert "Evaluation report" in capsys.readouterr().out
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["task_id"] == "relu" for line in lines)
 
 
 def test_toggle_grid_is_the_full_product():

@@ -55,8 +55,14 @@ def test_unknown_preset_names_the_valid_ones():
 def test_multi_input_off_checks_base_shape_native_values_only():
     base, multi = to_verify_config(preset("baseline")), to_verify_config(preset("multi_input_only"))
     assert (base.n_variants, base.distributions) == (0, ("native",))
-    assert (multi.n_variants, multi.distributions) == (VerifyConfig().n_variants, DISTRIBUTIONS)
+    assert (multi.n_variants, multi.distributions) == (VerifyConfig().n_variants, ("native", "normal"))
     assert base != multi
+
+
+def test_numerical_stability_adds_the_extreme_distributions():
+    stable = to_verify_config(preset("baseline", numerical_stability=True))
+    assert stable.distributions == ("native", "wide", "small", "offset") and stable.n_variants == 0
+    assert to_verify_config(preset("all_extensions")).distributions == DISTRIBUTIONS
 
 
 def test_strict_sandbox_switches_static_checks_and_audit_guard():

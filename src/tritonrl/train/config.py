@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = (
     "multi_input",
+    "numerical_stability",
     "staged_reward",
     "curriculum",
     "calibrated_timing",
@@ -37,6 +38,11 @@ class ExtensionConfig:
         default=False,
         metadata={"help": "Check shape-family variants and several value distributions (off: base shape, native "
                           "values only)."},
+    )  # fmt: skip
+    numerical_stability: bool = field(
+        default=False,
+        metadata={"help": "Extreme value distributions: x100 (overflow), x1e-3 (eps matters) and +100 (one-pass "
+                          "variance cancels). Off: native (and, with multi_input, normal) values only."},
     )  # fmt: skip
     staged_reward: bool = field(
         default=False, metadata={"help": "Staged partial credit by funnel stage reached instead of binary reward."}
@@ -138,13 +144,19 @@ def timing_available(device: str) -> bool:
 def to_verify_config(ext: ExtensionConfig, base: VerifyConfig | None = None) -> VerifyConfig:
     """The VerifyConfig the flags mean, starting from `base` (the hardened defaults when None).
 
-    multi_input off -> n_variants=0 and native values only; strict_sandbox off -> no static checks and no audit guard.
+    multi_input off -> n_variants=0 and no `normal` values; numerical_stability off -> no wide/small/offset values
+    (both off: native values only); strict_sandbox off -> no static checks and no audit guard.
     A flag that is on keeps the base's setting. calibrated_timing cannot add a timing stage on cpu: it logs that.
     """
     base = base or VerifyConfig()
     overrides: dict[str, Any] = {}
     if not ext.multi_input:
-        overrides.update(n_variants=0, distributions=("native",))
+        overrides["n_variants"] = 0
+    keep = {"native"} | ({"normal"} if ext.multi_input else set())
+    keep |= {"wide", "small", "offset"} if ext.numerical_stability else set()
+    distributions = tuple(d for d in base.distributions if d in keep) or ("native",)
+    if distributions != base.distributions:
+        overrides["distributions"] = distributions
     if not ext.strict_sandbox:
         overrides.update(static_checks=False, audit_guard=False)
     if ext.calibrated_timing and not timing_available(base.device):
