@@ -164,3 +164,16 @@ def test_yaml_errors_name_the_problem(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_config(path)
+
+
+def test_bundled_yaml_configs_load():
+    from pathlib import Path
+
+    from tritonrl.eval.ablation import load_grid
+    from tritonrl.train.config import load_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    grpo = load_config(root / "grpo.yaml", "easy_combo")
+    assert grpo.ext.hrd and grpo.ext.numerical_stability and grpo.train.num_generations == 8 and grpo.lora.r == 16
+    assert load_config(root / "sft.yaml").train.learning_rate == 2e-4
+    assert set(load_grid(root / "ablation.yaml")) >= {"hardened", "single_input", "no_ghost_replay"}
