@@ -14,6 +14,13 @@ from tritonrl.types import Verdict
 console = Console(width=None if Console().is_terminal else 160)  # pipes and CI logs get wide tables
 
 
+def _progress(disable: bool, *extra: object) -> Progress:
+    """A transient progress line on stderr (stdout stays clean for --json)."""
+    columns = [TextColumn("verifying"), *extra, MofNCompleteColumn(), TextColumn("{task.description}"),
+               TimeElapsedColumn()]  # fmt: skip
+    return Progress(*columns, console=Console(stderr=True), disable=disable, transient=True)
+
+
 def print_verdict(v: Verdict) -> None:
     status = "[bold green]PASSED[/]" if v.passed else "[bold red]REJECTED[/]"
     failure = f" [red]{v.failure.value}[/]" if v.failure else ""
@@ -48,16 +55,7 @@ def demo_progress(disable: bool = False) -> Iterator[Callable]:
     from tritonrl.demo import demo_cases
 
     total = len(demo_cases())
-    with Progress(
-        TextColumn("verifying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=disable,
-        transient=True,
-    ) as progress:
+    with _progress(disable, BarColumn()) as progress:
         bar = progress.add_task("", total=total)
         state = {"ok": 0}
 
@@ -86,15 +84,7 @@ def print_demo(rows) -> None:  # noqa: ANN001
 @contextlib.contextmanager
 def eval_progress(disable: bool = False) -> Iterator[Callable]:
     """A live progress line for `tritonrl eval`: verdicts recorded and how many passed."""
-    with Progress(
-        TextColumn("verifying"),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=disable,
-        transient=True,
-    ) as progress:
+    with _progress(disable) as progress:
         bar = progress.add_task("", total=None)
         state = {"n": 0, "ok": 0}
 
