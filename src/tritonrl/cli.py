@@ -7,6 +7,7 @@ infrastructure error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -87,9 +88,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from tritonrl.tasks.loader import builtin_tasks, load_task_dir
+    from tritonrl.tasks.suites import resolve_suite
 
-    tasks = load_task_dir(args.path) if args.path else builtin_tasks()
+    tasks = resolve_suite(args.path or args.suite)
+    if args.action == "check":
+        return _check_tasks(tasks, args)
     if args.action == "list":
         for t in tasks:
             sizes = ", ".join(f"{k}={v}" for k, v in t.size_constants.items())
@@ -185,6 +188,24 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_tasks(tasks: list, args: argparse.Namespace) -> int:
+    from tritonrl.tasks.check import check_tasks
+
+    def show(r) -> None:  # noqa: ANN001
+        if not args.json:
+            status = "ok  " if r.ok else "FAIL"
+            extra = r.error if not r.ok else "; ".join(n for n in r.notes if n.startswith(("DEGENERATE", "weak")))
+            print(f"{status} {r.task_id:48s} variants={r.n_variants} {r.seconds:5.2f}s {extra[:150]}")
+
+    results = check_tasks(tasks, on_result=show)
+    bad = [r for r in results if not r.ok]
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in results]))
+    else:
+        print(f"{len(results) - len(bad)}/{len(results)} tasks can be verified on the CPU")
+    return EXIT_OK if not bad else EXIT_REJECTED
+
+
 def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="builtin", help="builtin | kernelbench:PATH[:1,2] | a folder of task files")
     p.add_argument("--tasks", help="comma-separated task ids to keep (default: all of the suite)")
@@ -254,10 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for one run per configuration and ablation.md")
     p.set_defaults(func=cmd_ablate)
     sub.add_parser("train", help="sft | grpo | best-of-n with a preset and YAML config (see `tritonrl train -h`)")
-    p = sub.add_parser("tasks", help="list or show tasks")
-    p.add_argument("action", choices=["list", "show"])
+    p = sub.add_parser("tasks", help="list, show or check the tasks of a suite")
+    p.add_argument("action", choices=["list", "show", "check"])
     p.add_argument("task_id", nargs="?")
-    p.add_argument("--path", help="a directory of task files (default: the built-in tasks)")
+    p.add_argument("--suite", default="builtin", help="builtin | kernelbench:PATH[:1,2] | a folder of task files")
+    p.add_argument("--path", help="same as --suite PATH (a folder of task files)")
+    p.add_argument("--json", action="store_true", help="check: print one JSON list")
     p.set_defaults(func=cmd_tasks)
     return parser
 

@@ -1,0 +1,33 @@
+"""tasks/check.py and `tritonrl tasks check`: a per-task report, broken tasks reported (never raised)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tritonrl.cli import main
+from tritonrl.tasks.check import check_task
+from tritonrl.tasks.loader import builtin_task, load_task
+
+BAD = Path(__file__).resolve().parents[1] / "fixtures/tasks/bad"
+
+
+def test_builtin_task_checks_ok():
+    result = check_task(builtin_task("softmax"))
+    assert result.ok and result.n_variants == 2 and result.base
+
+
+def test_a_reference_that_raises_is_reported_not_raised():
+    result = check_task(load_task(BAD / "raises.py"))
+    assert not result.ok and result.error
+
+
+def test_cli_check_exit_codes_and_json(tmp_path, capsys):
+    shutil.copy(BAD / "raises.py", tmp_path / "raises.py")
+    shutil.copy(builtin_task("relu").path, tmp_path / "relu.py")
+    assert main(["tasks", "check", "--suite", str(tmp_path), "--json"]) == 1
+    rows = {r["task_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["relu"]["ok"] and not rows["raises"]["ok"]
+    assert main(["tasks", "check"]) == 0
+    assert "10/10 tasks can be verified" in capsys.readouterr().out
