@@ -8,6 +8,7 @@ distinct values again unless the reference couples them (`cpu_scale`). Variants 
 2. long axis: the constant with the largest default as large as the variant budget allows (at most its default), the
    others at small distinct odd values (3, 5, 7, ...), so a kernel that handles one fixed tile per row fails;
 3. further awkward sizes (other multipliers, primes), still distinct, never multiples of 16.
+This module sets the variant budget; `variants.py` generates the variants within it.
 Sizes are measured on the meta device (`probe`), which allocates nothing even at KernelBench's multi-GB defaults; the
 real reference runs on CPU only at planned sizes (`validate_variant`, from `validate.py`). Some ops have no meta kernel
 (data-dependent shapes, `.item()`): then `probe` reports inputs only (`output_numels=None`) and, on CPU, the planner
@@ -22,7 +23,7 @@ import functools
 import itertools
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 
@@ -31,6 +32,7 @@ from tritonrl.tasks.loader import source_fingerprint
 from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.validate import check_reference, validate_variant  # validate_variant: also shapes' API
+from tritonrl.tasks.variants import awkward_variants, equal_groups, other_values
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +45,6 @@ _PROBE_SEED = 0
 _VALIDATE_SEED = 1234
 WEAK_CHANGED = 0.01  # below this fraction of output elements changing with the input, plans carry a "weak check" note
 
-# Candidate transforms for awkward sizes, tried in order until enough variants pass. Each maps a base value to a new
-# one; `_pick` then keeps it >= 2, off multiples of 16 and off the other constants' values. The first makes the
-# odd-and-distinct variant (every value odd); the long-axis variant follows it (see the module docstring).
-_TRANSFORMS: tuple[tuple[str, Callable[[int], int]], ...] = (
-    ("x1.3+1", lambda v: int(v * 1.3) + 1),
-    ("x0.6+3", lambda v: int(v * 0.6) + 3),
-    ("next prime", lambda v: _next_prime(v + 1)),
-    ("x0.8+1", lambda v: int(v * 0.8) + 1),
-    ("+1", lambda v: v + 1),
-    ("x1.5+3", lambda v: int(v * 1.5) + 3),
-    ("-1", lambda v: v - 1),
-)
-LONG_AXIS_SMALL = 3  # in the long-axis variant the other sizes take the smallest odd values from here (3, 5, 7, ...)
 # Values tried, as fractions of the shared value, to move a constant off a value it shares with another (`_separate`).
 _APART = ((3, 4), (5, 4), (5, 8), (3, 2))
 
@@ -273,33 +262,15 @@ def _halve(
 
 
 def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator[dict[str, int]]:
+    """`variants.awkward_variants` of `base` within the variant budget: `VARIANT_SLACK` x `max_numel`, or with
+    `max_numel=None`, x the base's largest tensor (probed on the meta device only, no real runs)."""
     if max_numel is None:
         at_base = probe(task, base)
         budget = _Budget(VARIANT_SLACK * at_base.max_numel, VARIANT_SLACK * at_base.max_param_numel, real=False)
     else:
         budget = _Budget(VARIANT_SLACK * max_numel, VARIANT_SLACK * PARAM_SLACK * max_numel, real=True)
     usable = _Usable(task, base) if budget.real else None
-    seen = {tuple(sorted(base.items()))}
-
-    def fresh(what: str, variant: dict[str, int] | None) -> bool:
-        key = tuple(sorted(variant.items())) if variant is not None else None
-        if key is None or key in seen:
-            return False
-        seen.add(key)
-        log.debug("task %s: variant %s = %s", task.task_id, what, variant)
-        return True
-
-    for i, (label, transform) in enumerate(_TRANSFORMS):
-        sizes = _transformed(task, base, transform, budget, odd=i == 0, usable=usable)
-        if i == 0 and _n_even(sizes):  # growing used the budget up before every size was odd: try odd values below
-            below = _transformed(task, base, lambda v: v - 1, budget, odd=True, usable=usable)
-            sizes, label = (below, "-1") if _n_even(below) < _n_even(sizes) else (sizes, label)
-        if fresh(f"odd {label}" if i == 0 else label, sizes):
-            yield sizes
-        if i == 0:  # the long axis grows from the odd variant: its values are already distinct and awkward
-            long = _long_axis(task, sizes, budget)
-            if fresh("long axis", long):
-                yield long
+    yield from awkward_variants(task, base, lambda sizes: _fits(task, sizes, budget), usable)
 
 
 class _Usable:
@@ -324,46 +295,15 @@ class _Usable:
         return self._degenerate_at_start
 
 
-def _n_even(sizes: Mapping[str, int]) -> int:
-    return sum(1 for value in sizes.values() if value % 2 == 0)
-
-
 def _fits(task: Task, sizes: Mapping[str, int], budget: _Budget) -> bool:
     return budget.admits(_measure(task, sizes, budget))
-
-
-def _equal_groups(sizes: Mapping[str, int]) -> list[list[str]]:
-    """Names grouped by equal value, largest value first (declaration order within a group); 1s never."""
-    groups: dict[int, list[str]] = {}
-    for name, value in sorted(sizes.items(), key=lambda item: -item[1]):
-        if value > 1:
-            groups.setdefault(value, []).append(name)
-    return list(groups.values())
-
-
-def _others(sizes: Mapping[str, int], names: list[str]) -> set[int]:
-    """The values (> 1) of the constants not in `names`: what a new value for `names` must differ from."""
-    return {value for name, value in sizes.items() if name not in names and value > 1}
-
-
-def _pick(target: int, avoid: set[int], odd: bool, down: bool = False) -> int:
-    """The value nearest `target` (searching down first when `down`, else up) that is >= 2, not in `avoid`, and odd
-    (>= 3) when `odd`, else not a multiple of 16."""
-    low = 3 if odd else 2
-    start = value = max(target, low)
-    step = -1 if down else 1
-    while value in avoid or (value % 2 == 0 if odd else value % 16 == 0):
-        value += step
-        if value < low:
-            value, step = start, 1
-    return value
 
 
 def _separate(task: Task, sizes: dict[str, int], floors: Mapping[str, int], budget: _Budget) -> dict[str, int]:
     """`sizes` with equal values made distinct where the reference allows it (see `cpu_scale`)."""
     defaults = task.free_size_constants
     usable = _Usable(task, sizes)
-    for group in _equal_groups(sizes):
+    for group in equal_groups(sizes):
         if len(group) < 2:
             continue
         order = sorted(group, key=lambda n: -defaults.get(n, sizes[n]))  # stable: declaration order among ties
@@ -390,7 +330,7 @@ def _move_apart(
     """`sizes` with `names` (equal) moved together to a nearby value no other constant has, or None."""
     value = sizes[names[0]]
     low = max(2, *(floors.get(n, 2) for n in names))
-    avoid = _others(sizes, names)
+    avoid = other_values(sizes, names)
     candidates = [value * a // b for a, b in _APART] + [value - 1, value + 1, value // 2]
     if value <= 16:  # small values: every value up to twice this one, nearest first, below before above
         candidates += sorted(range(low, 2 * value + 1), key=lambda c: (abs(c - value), c > value))
@@ -403,121 +343,12 @@ def _move_apart(
     return None
 
 
-def _transformed(
-    task: Task,
-    base: dict[str, int],
-    transform: Callable[[int], int],
-    budget: _Budget,
-    *,
-    odd: bool,
-    usable: _Usable | None,
-) -> dict[str, int]:
-    """`transform` applied to each group of equal base values, largest first, keeping each change that probes ok and
-    fits the budget. Members of a group get distinct values where the reference allows it (checked with a real run
-    when `usable` is given), else one shared value (coupled sizes: HingeLoss needs batch == features). Every new
-    value is awkward (odd when `odd`) and differs from all other constants' current values; where the transformed
-    value does not fit, the nearest such value below the base value is tried, then above it."""
-    sizes = dict(base)
-    for group in _equal_groups(base):
-        value = base[group[0]]
-        for option in _options(sizes, group, transform(value), value, odd):
-            trial = {**sizes, **option}
-            split = len(set(option.values())) > 1
-            if trial == sizes or not _fits(task, trial, budget):
-                continue
-            if split and usable is not None and not usable(trial):
-                continue
-            sizes = trial
-            break
-    return sizes
-
-
-def _options(sizes: dict[str, int], group: list[str], target: int, value: int, odd: bool) -> Iterator[dict[str, int]]:
-    """New values for one group of equal sizes, best first: split (one value each) before shared; at `target`, then
-    below `value`, then above it."""
-    others = _others(sizes, group)
-    goals = ((target, target < value), (value - 1, True), (value + 1, False))
-    if len(group) > 1:
-        for goal, down in goals:
-            split: dict[str, int] = {}
-            for name in group:
-                split[name] = _pick(goal, others | set(split.values()), odd, down)
-            yield split
-    for goal, down in goals:
-        shared = _pick(goal, others, odd, down)
-        yield {name: shared for name in group}
-
-
-def _long_axis(task: Task, start: dict[str, int], budget: _Budget) -> dict[str, int] | None:
-    """`start` with the constant of the largest default (and any constant sharing its value: coupled) as large as
-    the budget allows, at most its default, and every other constant at the smallest odd values that fit (3, 5, ...).
-
-    A kernel that handles one fixed-size tile per row, or never loops over a reduced dimension, fails here even when
-    halving shrank that dimension below its tile. None when no constant can change.
-    """
-    defaults = task.free_size_constants
-    movable = [name for name, value in start.items() if value > 1]
-    if not movable:
-        return None
-    long = max(movable, key=lambda n: defaults.get(n, start[n]))  # first of equal defaults
-    axis = [name for name in movable if start[name] == start[long]]
-    rest = [g for g in _equal_groups(start) if long not in g]
-    rest.sort(key=lambda g: min(defaults.get(n, start[n]) for n in g))  # smallest default first: 3, then 5, ...
-    small: dict[str, int] = {}
-    for group in [*rest, axis]:  # all at once: the others at 3, 5, 7, ... and the long axis just above them
-        value = _pick(LONG_AXIS_SMALL, set(small.values()), odd=True)
-        small.update({n: value for n in group})
-    if _fits(task, {**start, **small}, budget):
-        sizes = {**start, **small}
-    else:  # one group at a time from `start`, each to the smallest odd value that fits and no other constant has
-        sizes = dict(start)
-        for group in rest:
-            tried: set[int] = set()
-            for _ in range(4):
-                value = _pick(LONG_AXIS_SMALL, _others(sizes, group) | tried, odd=True)
-                if value >= sizes[group[0]]:
-                    break
-                trial = {**sizes, **{n: value for n in group}}
-                if _fits(task, trial, budget):
-                    sizes = trial
-                    break
-                tried.add(value)
-
-    def fits_at(value: int) -> bool:
-        return _fits(task, {**sizes, **{n: value for n in axis}}, budget)
-
-    current = sizes[long]
-    cap = max(defaults.get(long, current), current)
-    good, bad = current, None
-    while good < cap:  # double, then bisect the first failure: the largest fitting value, assuming monotony
-        trial = min(2 * good, cap)
-        if not fits_at(trial):
-            bad = trial
-            break
-        good = trial
-    while bad is not None and bad - good > 1:
-        middle = (good + bad) // 2
-        good, bad = (middle, bad) if fits_at(middle) else (good, middle)
-    avoid = _others(sizes, axis)
-    for _ in range(8):  # odd, distinct, off multiples of 16; step down where monotony did not hold
-        value = _pick(good, avoid, odd=True, down=True)
-        if value <= current:
-            value = current
-            break
-        if fits_at(value):
-            break
-        good = value - 1
-    else:
-        value = current
-    return {**sizes, **{n: value for n in axis}}
-
-
 def _coverage_notes(shapes: list[tuple[str, dict[str, int]]], any_variant: bool) -> list[str]:
     """Notes for what the plan could not give: distinct constants at distinct values, a variant with every size odd."""
     notes = []
     equal: dict[tuple[str, ...], list[str]] = {}
     for name, sizes in shapes:
-        for group in _equal_groups(sizes):
+        for group in equal_groups(sizes):
             if len(group) > 1:
                 equal.setdefault(tuple(group), []).append(name)
     for group, where in equal.items():
@@ -565,10 +396,3 @@ def _validated_variants(
         if len(variants) == n:
             break
     return variants
-
-
-def _next_prime(value: int) -> int:
-    candidate = max(value, 2)
-    while any(candidate % d == 0 for d in range(2, int(candidate**0.5) + 1)):
-        candidate += 1
-    return candidate

@@ -126,7 +126,7 @@ def run_best_of_n(
             made and closed here.
         callbacks: passed to every round's SFTTrainer.
     """
-    from tritonrl.train.sft import merge_adapter, run_sft, write_log
+    from tritonrl.train.sft import write_log
 
     unused = [f for f in ("curriculum", "learning_zone", "hrd") if getattr(ext, f)]
     if unused:
@@ -143,28 +143,15 @@ def run_best_of_n(
     try:
         for r in range(rounds):
             round_dir = out / f"round_{r}"
-            generator = factory(current)
-            samples = {t.task_id: generator.generate(t, n) for t in tasks}
-            del generator  # free the sampling model before fine-tuning
-            ids = [t for t, texts in samples.items() for _ in texts]
-            texts = [c for cs in samples.values() for c in cs]
-            verdicts = client.verdicts(ids, texts)
-            scored: dict[str, list[Scored]] = {t: [] for t in samples}
-            for v, text in zip(verdicts, texts, strict=True):
-                scored[v.task_id].append(score(v, text, ext, verify_cfg.device))
-            kept = [s for group in scored.values() for s in top_k(group, k)]
-            round_dir.mkdir(parents=True, exist_ok=True)
-            with open(round_dir / "kept.jsonl", "w") as f:
-                for s in kept:
-                    f.write(json.dumps(dataclasses.asdict(s)) + "\n")
+            scored, kept, n_samples = _sample_and_keep(factory, current, tasks, client, ext, verify_cfg.device, n, k,
+                                                       round_dir)  # fmt: skip
             row = _round_stats(r, scored, kept)
             if kept:
-                adapter = run_sft(current, tasks, round_dir / "adapter", steps=steps, lr=lr, lora=lora,
-                                  batch_size=batch_size, max_length=max_length, seed=seed + r,
-                                  pairs=[(s.task_id, s.completion) for s in kept], callbacks=callbacks)  # fmt: skip
-                current = merge_adapter(current, adapter, round_dir / "model")
+                current = _fine_tune(current, tasks, kept, round_dir, steps=steps, lr=lr, lora=lora,
+                                     batch_size=batch_size, max_length=max_length, seed=seed + r,
+                                     callbacks=callbacks)  # fmt: skip
             else:
-                log.warning("best-of-N round %d: no correct completion among %d samples; no fine-tuning", r, len(texts))
+                log.warning("best-of-N round %d: no correct completion among %d samples; no fine-tuning", r, n_samples)
             stats.append({**row, "trained": bool(kept), "model": current})
             write_log(out, "best_of_n.json", {"base_model": model_path, "n": n, "k": k, "rounds": stats,
                                               "extensions": dataclasses.asdict(ext),
@@ -174,3 +161,43 @@ def run_best_of_n(
         if own_client:
             client.close()
     return BestOfNResult(str(out), current, stats, kept)
+
+
+def _sample_and_keep(
+    factory: Callable[[str], Generator],
+    model: str,
+    tasks: Sequence[Task],
+    client: VerifierClient,
+    ext: ExtensionConfig,
+    device: str,
+    n: int,
+    k: int,
+    round_dir: Path,
+) -> tuple[dict[str, list[Scored]], list[Scored], int]:
+    """Sample `n` completions per task from `model`, verify and score them, keep the top `k` correct per task and
+    write the kept set to `round_dir/kept.jsonl`. Returns (scored per task, kept, number of samples)."""
+    generator = factory(model)
+    samples = {t.task_id: generator.generate(t, n) for t in tasks}
+    del generator  # free the sampling model before fine-tuning
+    ids = [t for t, texts in samples.items() for _ in texts]
+    texts = [c for cs in samples.values() for c in cs]
+    verdicts = client.verdicts(ids, texts)
+    scored: dict[str, list[Scored]] = {t: [] for t in samples}
+    for v, text in zip(verdicts, texts, strict=True):
+        scored[v.task_id].append(score(v, text, ext, device))
+    kept = [s for group in scored.values() for s in top_k(group, k)]
+    round_dir.mkdir(parents=True, exist_ok=True)
+    with open(round_dir / "kept.jsonl", "w") as f:
+        for s in kept:
+            f.write(json.dumps(dataclasses.asdict(s)) + "\n")
+    return scored, kept, len(texts)
+
+
+def _fine_tune(model: str, tasks: Sequence[Task], kept: list[Scored], round_dir: Path, **sft_kwargs: Any) -> str:
+    """SFT a LoRA adapter on `kept` into `round_dir/adapter` (`sft_kwargs`: `run_sft`'s settings) and merge it into
+    `model`; returns the merged model's path."""
+    from tritonrl.train.sft import merge_adapter, run_sft
+
+    pairs = [(s.task_id, s.completion) for s in kept]
+    adapter = run_sft(model, tasks, round_dir / "adapter", pairs=pairs, **sft_kwargs)
+    return merge_adapter(model, adapter, round_dir / "model")

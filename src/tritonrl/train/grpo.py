@@ -263,38 +263,91 @@ def run_grpo(
         funcs = make_reward_funcs(client, reward_cfg, kinds=kinds)
         if sampler is not None:
             funcs[0] = _with_feedback(funcs[0], client, sampler)
-        init_kwargs, precision = precision_kwargs()
-        args = GRPOConfig(
-            output_dir=str(out_dir), max_steps=steps, learning_rate=lr, per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=grad_accum, num_generations=num_generations,
-            max_completion_length=max_completion_length, temperature=temperature, beta=0.0, report_to="none",
-            save_strategy="no", logging_steps=logging_steps, seed=seed, model_init_kwargs=init_kwargs,
-            use_vllm=_use_vllm(use_vllm), shuffle_dataset=sampler is None, remove_unused_columns=False, **precision,
-        )  # fmt: skip
-        train_dataset = sampler.iterable_dataset(rl_row) if sampler is not None else rl_dataset(tasks)
-        trainer_cls: type[GRPOTrainer] = GRPOTrainer
-        extra: dict[str, Any] = {}
-        if ext.hrd:
-            trainer_cls = HRDGRPOTrainer
-            extra = {"code_reward": funcs[0].__name__, "plan_reward": funcs[1].__name__ if len(funcs) > 1 else None,
-                     "alpha": ext.hrd_alpha}  # fmt: skip
-        all_callbacks = [*(callbacks or []), *([SamplerCallback(sampler, out_dir)] if sampler else [])]
-        trainer = trainer_cls(
-            model=model_path, reward_funcs=funcs, args=args, train_dataset=train_dataset,
-            processing_class=load_tokenizer(model_path, padding_side="left"),
-            peft_config=(lora or LoraSettings()).to_peft(), callbacks=all_callbacks, rollout_func=rollout_func, **extra,
-        )  # fmt: skip
+        args = _grpo_config(out_dir, steps=steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+                            num_generations=num_generations, max_completion_length=max_completion_length,
+                            temperature=temperature, logging_steps=logging_steps, seed=seed, use_vllm=use_vllm,
+                            shuffle=sampler is None)  # fmt: skip
+        trainer = _grpo_trainer(model_path, tasks, out_dir, ext, funcs, args, sampler, lora=lora, callbacks=callbacks,
+                                rollout_func=rollout_func)  # fmt: skip
         log.info("GRPO: %d tasks, %d steps, groups of %d, rewards %s, extensions %s", len(tasks), steps,
                  num_generations, [f.__name__ for f in funcs], list(ext.enabled) or "none")  # fmt: skip
-        trainer.train()
-        trainer.save_model(str(out_dir))
-        trainer.processing_class.save_pretrained(str(out_dir))
-        history = list(trainer.state.log_history)
-        ext_d, verify_d = dataclasses.asdict(ext), dataclasses.asdict(verify_cfg)
-        meta = {"base_model": model_path, "extensions": ext_d, "verify": verify_d}
-        write_log(out_dir, "train_log.json", {**meta, "log_history": history})
-        return GRPOResult(str(out_dir), history, client.n_submitted, client.n_cached,
-                          sampler.state_dict() if sampler else None)  # fmt: skip
+        return _train_and_save(trainer, model_path, out_dir, ext, verify_cfg, client, sampler)
     finally:
         if own_client:
             client.close()
+
+
+def _grpo_config(
+    out_dir: str | Path,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    grad_accum: int,
+    num_generations: int,
+    max_completion_length: int,
+    temperature: float,
+    logging_steps: int,
+    seed: int,
+    use_vllm: bool,
+    shuffle: bool,
+) -> GRPOConfig:
+    """TRL's GRPOConfig for `run_grpo`: no KL term (beta=0), no checkpoints, precision from the hardware."""
+    init_kwargs, precision = precision_kwargs()
+    return GRPOConfig(
+        output_dir=str(out_dir), max_steps=steps, learning_rate=lr, per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum, num_generations=num_generations,
+        max_completion_length=max_completion_length, temperature=temperature, beta=0.0, report_to="none",
+        save_strategy="no", logging_steps=logging_steps, seed=seed, model_init_kwargs=init_kwargs,
+        use_vllm=_use_vllm(use_vllm), shuffle_dataset=shuffle, remove_unused_columns=False, **precision,
+    )  # fmt: skip
+
+
+def _grpo_trainer(
+    model_path: str,
+    tasks: Sequence[Task],
+    out_dir: str | Path,
+    ext: ExtensionConfig,
+    funcs: list[Callable],
+    args: GRPOConfig,
+    sampler: TaskSampler | None,
+    *,
+    lora: LoraSettings | None,
+    callbacks: list | None,
+    rollout_func: Callable | None,
+) -> GRPOTrainer:
+    """The trainer (HRDGRPOTrainer with `ext.hrd`) over the task prompts, or the sampler's live stream."""
+    train_dataset = sampler.iterable_dataset(rl_row) if sampler is not None else rl_dataset(tasks)
+    trainer_cls: type[GRPOTrainer] = GRPOTrainer
+    extra: dict[str, Any] = {}
+    if ext.hrd:
+        trainer_cls = HRDGRPOTrainer
+        extra = {"code_reward": funcs[0].__name__, "plan_reward": funcs[1].__name__ if len(funcs) > 1 else None,
+                 "alpha": ext.hrd_alpha}  # fmt: skip
+    all_callbacks = [*(callbacks or []), *([SamplerCallback(sampler, out_dir)] if sampler else [])]
+    return trainer_cls(
+        model=model_path, reward_funcs=funcs, args=args, train_dataset=train_dataset,
+        processing_class=load_tokenizer(model_path, padding_side="left"),
+        peft_config=(lora or LoraSettings()).to_peft(), callbacks=all_callbacks, rollout_func=rollout_func, **extra,
+    )  # fmt: skip
+
+
+def _train_and_save(
+    trainer: GRPOTrainer,
+    model_path: str,
+    out_dir: str | Path,
+    ext: ExtensionConfig,
+    verify_cfg: VerifyConfig,
+    client: VerifierClient,
+    sampler: TaskSampler | None,
+) -> GRPOResult:
+    """Train, save the adapter and tokenizer to `out_dir`, and write `train_log.json`."""
+    trainer.train()
+    trainer.save_model(str(out_dir))
+    trainer.processing_class.save_pretrained(str(out_dir))
+    history = list(trainer.state.log_history)
+    ext_d, verify_d = dataclasses.asdict(ext), dataclasses.asdict(verify_cfg)
+    meta = {"base_model": model_path, "extensions": ext_d, "verify": verify_d}
+    write_log(out_dir, "train_log.json", {**meta, "log_history": history})
+    return GRPOResult(str(out_dir), history, client.n_submitted, client.n_cached,
+                      sampler.state_dict() if sampler else None)  # fmt: skip
