@@ -20,14 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOL = ROOT / "src/tritonrl/tasks/builtin/solutions"
-FIX = ROOT / "tests/fixtures/candidates"
+EXAMPLES = ROOT / "src/tritonrl/tasks/builtin/examples"
 CANDIDATES = [
     ("relu", SOL / "relu.py", "passes"),
     ("softmax", SOL / "softmax.py", "passes"),
     ("layernorm", SOL / "layernorm.py", "passes"),
     ("matmul", SOL / "matmul.py", "passes"),
-    ("relu", FIX / "relu/torch_fallback.py", "rejected at provenance"),
-    ("relu", FIX / "relu/import_os.py", "rejected at static"),
+    ("relu", EXAMPLES / "relu/torch_fallback.py", "rejected at provenance"),
+    ("relu", EXAMPLES / "relu/sandbox_escape.py", "rejected at static"),
 ]
 STAGES = [
     "extract",

@@ -24,7 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def jobs(selector: str) -> list[tuple[str, Path, Expectation]]:
     out = [(t.task_id, Path(t.solution_path), Expectation(True)) for t in builtin_tasks() if t.solution_path]
-    for p in sorted((ROOT / "tests/fixtures/candidates").glob("*/*.*")):
+    for p in sorted(
+        p
+        for r in (ROOT / "tests/fixtures/candidates", ROOT / "src/tritonrl/tasks/builtin/examples")
+        for p in r.glob("*/*.*")
+    ):
         out.append((p.parent.name, p, parse_expectation(p.read_text())))
     return [j for j in out if selector in f"{j[0]}/{j[1].name}"]
 

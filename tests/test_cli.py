@@ -11,7 +11,7 @@ from tritonrl.cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, main
 from tritonrl.tasks.loader import builtin_task, builtin_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH_FALLBACK = ROOT / "tests/fixtures/candidates/relu/torch_fallback.py"
+TORCH_FALLBACK = ROOT / "src/tritonrl/tasks/builtin/examples/relu/torch_fallback.py"
 BUILTIN_IDS = ["cumsum", "layernorm", "leaky_relu", "linear_bias_relu", "matmul", "relu", "rmsnorm", "row_sum",
                "softmax", "vector_add"]  # fmt: skip
 

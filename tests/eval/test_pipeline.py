@@ -29,7 +29,7 @@ def candidates(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cands")
     for task, name, src in [
         ("relu", "0.py", SOL / "relu.py"),
-        ("relu", "1.py", FIX / "relu/torch_fallback.py"),
+        ("relu", "1.py", ROOT / "src/tritonrl/tasks/builtin/examples/relu/torch_fallback.py"),
         ("relu", "2.py", SOL / "relu.py"),
         ("softmax", "0.py", SOL / "softmax.py"),
         ("softmax", "1.py", FIX / "softmax/wrong_axis.py"),

@@ -20,7 +20,12 @@ from tritonrl.verify.funnel import verify
 pytestmark = pytest.mark.gpu
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = sorted(p for p in (ROOT / "tests/fixtures/candidates").glob("*/*") if p.suffix in (".py", ".txt"))
+FIXTURES = sorted(
+    p
+    for r in (ROOT / "tests/fixtures/candidates", ROOT / "src/tritonrl/tasks/builtin/examples")
+    for p in r.glob("*/*")
+    if p.suffix in (".py", ".txt")
+)
 TASK_IDS = sorted(t.task_id for t in builtin_tasks())
 
 

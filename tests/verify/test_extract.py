@@ -16,7 +16,12 @@ from tritonrl.verify.static_checks import run_static_checks
 K = FailureKind
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = sorted((ROOT / "src/tritonrl/tasks/builtin/solutions").glob("*.py"))
-FIXTURES = sorted(p for p in (ROOT / "tests/fixtures/candidates").glob("*/*") if p.suffix in (".py", ".txt"))
+FIXTURES = sorted(
+    p
+    for r in (ROOT / "tests/fixtures/candidates", ROOT / "src/tritonrl/tasks/builtin/examples")
+    for p in r.glob("*/*")
+    if p.suffix in (".py", ".txt")
+)
 _EXPECT = re.compile(r"#\s*expect:\s*stage=(extract|parse)\s+failure=(\w+)")
 EARLY_FIXTURES = [(p, m.group(1), m.group(2)) for p in FIXTURES if (m := _EXPECT.match(p.read_text()))]
 PASSING_COMPLETIONS = [p for p in FIXTURES if p.suffix == ".txt" and p.read_text().startswith("# expect: pass")]

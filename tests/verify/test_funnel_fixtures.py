@@ -21,7 +21,13 @@ from tritonrl.verify.expect import parse_expectation
 from tritonrl.verify.funnel import verify
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = sorted(p for p in (ROOT / "tests/fixtures/candidates").glob("*/*") if p.suffix in (".py", ".txt"))
+# The demo's bundled bad examples are fixtures too (kept once, in the package, so `tritonrl demo` ships them).
+FIXTURES = sorted(
+    p
+    for r in (ROOT / "tests/fixtures/candidates", ROOT / "src/tritonrl/tasks/builtin/examples")
+    for p in r.glob("*/*")
+    if p.suffix in (".py", ".txt")
+)
 TASK_IDS = sorted(t.task_id for t in builtin_tasks())
 
 

@@ -21,7 +21,11 @@ _EXPECT = re.compile(r"#\s*expect:\s*stage=(\w+)\s+failure=(\w+)(.*?)(--|$)", re
 
 def _fixtures(select) -> list[tuple[Path, str]]:
     found = []
-    for path in sorted((ROOT / "tests/fixtures/candidates").glob("*/*.py")):
+    for path in sorted(
+        p
+        for r in (ROOT / "tests/fixtures/candidates", ROOT / "src/tritonrl/tasks/builtin/examples")
+        for p in r.glob("*/*.py")
+    ):
         m = _EXPECT.match(path.read_text())
         if m and select(m.group(1), m.group(3)):
             found.append((path, m.group(2)))
