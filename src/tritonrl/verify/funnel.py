@@ -8,13 +8,12 @@ Verdict; only infrastructure problems (a broken task, a worker that cannot start
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 
 from tritonrl.errors import SandboxError
 from tritonrl.tasks.schema import Task
-from tritonrl.tasks.shapes import ShapePlan, plan_shapes
+from tritonrl.tasks.shapes import ShapePlan, plan_shapes_cached
 from tritonrl.types import FailureKind, Stage, StageOutcome, Verdict, candidate_sha256
 from tritonrl.verify.cases import build_cases, ghost_informative, request_shapes
 from tritonrl.verify.config import VerifyConfig
@@ -27,14 +26,9 @@ from tritonrl.verify.static_checks import run_static_checks
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=512)
-def _plan(task: Task, device: str, n_variants: int, max_numel: int) -> ShapePlan:
-    return plan_shapes(task, device=device, n_variants=n_variants, max_numel=max_numel)
-
-
 def plan_for(task: Task, cfg: VerifyConfig) -> ShapePlan:
     """The (cached) shape plan of a task under this config."""
-    return _plan(task, cfg.device, cfg.n_variants, cfg.max_numel)
+    return plan_shapes_cached(task, device=cfg.device, n_variants=cfg.n_variants, max_numel=cfg.max_numel)
 
 
 class _Clock:

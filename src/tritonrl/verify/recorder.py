@@ -102,8 +102,8 @@ class LaunchLog:
         return bool(code) and os.path.realpath(code.co_filename) == self.candidate_file
 
 
-def patch_triton_launches(log: LaunchLog) -> list[tuple[type, Any]]:
-    """Wrap the kernel-launch entry points; returns the patched (class, wrapper) pairs for integrity checks."""
+def patch_triton_launches(log: LaunchLog) -> None:
+    """Wrap the kernel-launch entry points of JITFunction and InterpretedFunction."""
     import triton.runtime.jit as jit_mod
 
     classes: list[type] = [jit_mod.JITFunction]
@@ -113,7 +113,6 @@ def patch_triton_launches(log: LaunchLog) -> list[tuple[type, Any]]:
         classes.append(InterpretedFunction)
     except ImportError:  # pragma: no cover - very old triton
         pass
-    patched = []
     for cls in classes:
         original = cls.run
 
@@ -132,8 +131,6 @@ def patch_triton_launches(log: LaunchLog) -> list[tuple[type, Any]]:
             return _original(self, *args, **kwargs)
 
         cls.run = run
-        patched.append((cls, run))
-    return patched
 
 
 DISPATCH_INTERNALS = (
@@ -189,7 +186,7 @@ def guard_dispatch_internals(origin: Origin, report: Any) -> None:
 
 
 # Ways data leaves torch without an aten op, after which host Python or numpy can compute unseen by the Recorder.
-HOST_ESCAPES = ("numpy", "tolist", "__array__", "__dlpack__", "untyped_storage", "storage", "__iter__")
+HOST_ESCAPES = ("numpy", "tolist", "__array__", "__dlpack__", "untyped_storage", "storage")
 MAX_ITEM_CALLS = 64  # .item() per forward: a few scalars are fine, an element-by-element Python loop is not
 
 
@@ -213,8 +210,6 @@ def guard_host_escapes(origin: Origin, report: Any) -> None:
         setattr(owner, name, wrapper)
 
     for name in HOST_ESCAPES:
-        if name == "__iter__":
-            continue  # iterating yields tensors (views), which the Recorder sees; kept for documentation
         refusing(torch.Tensor, name, "torch_compute", "tensor data leaves torch, so computing on it is unseen")
     refusing(torch, "from_numpy", "torch_compute", "numpy results come back without a Triton kernel")
     refusing(_thread, "start_new_thread", "process_spawn", "work in another thread escapes the Recorder")
