@@ -70,6 +70,10 @@ class FailureKind(enum.StrEnum):
     UNWRITTEN_OUTPUT = "unwritten_output"
     NONDETERMINISTIC = "nondeterministic"
     INPUT_MUTATION = "input_mutation"
+    # timing (GPU)
+    TIMING_ESCAPE = "timing_escape"  # work ran outside the timed region: side streams, deferred or hidden work
+    IMPLAUSIBLE_SPEED = "implausible_speed"  # timed faster than the speed-of-light floor of the task's work
+    STALE_OUTPUT = "stale_output"  # outputs of timed calls are wrong: cached, replayed or skipped work
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import pytest
 
 from tritonrl.tasks.loader import builtin_task, builtin_tasks
 from tritonrl.tasks.schema import Task
+from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.expect import parse_expectation
 from tritonrl.verify.funnel import verify
 
@@ -47,15 +48,13 @@ def test_fixture_verdict_on_cuda(path: Path):
         pytest.skip(reason)
     text = path.read_text()
     expect = parse_expectation(text)
-    verdict = verify(_task(path.parent.name), text, expect.config(device="cuda"))
+    verdict = verify(_task(path.parent.name), text, expect.config(device="cuda", compile_baseline=False))
     assert expect.met_by(verdict), f"expected {expect.label}, got {verdict.stage}/{verdict.failure}: {verdict.message}"
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_reference_solution_passes_on_cuda(task_id: str):
     task = _task(task_id)
-    verdict = verify(
-        task, Path(task.solution_path).read_text(), parse_expectation("# expect: pass").config(device="cuda")
-    )
+    verdict = verify(task, Path(task.solution_path).read_text(), VerifyConfig(device="cuda", compile_baseline=False))
     assert verdict.passed, f"{verdict.stage}/{verdict.failure}: {verdict.message}"
     assert verdict.extra["sandbox"]["network"] in ("netns", "audit-hook")

@@ -193,3 +193,59 @@ def request_shapes(shapes: list[Shape]) -> list[dict[str, Any]]:
         }
         for s in shapes
     ]
+
+
+@dataclasses.dataclass
+class TimingSets:
+    """Fresh inputs for the timing stage (never seen in correctness), by seed, with their reference outputs and
+    the work the reference does on one set (for the speed-of-light floor)."""
+
+    seeds: list[int]
+    ref_outputs: list[tuple[torch.Tensor, ...]]
+    flops: int  # counted by torch's FlopCounterMode (matmul/conv/attention; elementwise ops count 0)
+    bytes_read: int  # inputs + parameters and buffers, each once
+    bytes_written: int  # outputs, once
+
+
+def timing_cases(task: Task, shape: Shape, cfg: VerifyConfig) -> TimingSets:
+    """Native input sets of the base shape under fresh seeds: `cfg.timing_input_sets` rotate through the timed
+    calls, and `timing_input_sets - 1` more (one per input slot) feed the check round. The worker draws the same
+    inputs from the same seeds (`worker_timing.prepare`), so only seeds travel and outputs can be checked here."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    prog = ReferenceProgram(task, shape.sizes)
+    model = prog.make_model(shape.init_seed).to(cfg.device)
+    params = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    seeds, outputs, flops, n_in, n_out = [], [], 0, 0, 0
+    for i in range(cfg.timing_input_sets + timing_slots(cfg)):
+        seed = _seed()
+        torch.manual_seed(seed)
+        inputs = _moved(prog.get_inputs(), cfg.device)
+        counter = FlopCounterMode(display=False) if i == 0 else contextlib.nullcontext()
+        with torch.no_grad(), counter:
+            outs = prog.run(model, inputs)
+        if i == 0:
+            flops = int(counter.get_total_flops())
+            n_in = sum(x.numel() * x.element_size() for x in inputs if isinstance(x, torch.Tensor))
+            n_out = sum(o.numel() * o.element_size() for o in outs)
+        seeds.append(seed)
+        outputs.append(tuple(o.detach().to("cpu") for o in outs))
+    return TimingSets(seeds, outputs, flops, n_in + params, n_out)
+
+
+def timing_slots(cfg: VerifyConfig) -> int:
+    return max(1, cfg.timing_input_sets - 1)
+
+
+def timing_request(task: Task, shape: Shape, sets: TimingSets, params: dict[str, Any], n_slots: int) -> dict[str, Any]:
+    """The worker's part of the timing stage: how to rebuild the reference and the inputs, never the outputs."""
+    return {
+        "task_source": task.source,
+        "task_id": task.task_id,
+        "roles": {c.name: c.role.value for c in task.constants},
+        "sizes": dict(shape.sizes),
+        "init_seed": shape.init_seed,
+        "seeds": list(sets.seeds),
+        "n_slots": n_slots,
+        "params": params,
+    }

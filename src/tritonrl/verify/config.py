@@ -59,6 +59,33 @@ class VerifyConfig:
         },
     )
 
+    timing: bool = field(
+        default=True,
+        metadata={"help": "On cuda: time a correct candidate against the reference (eager) and set Verdict.speedup."},
+    )
+    timing_budget_s: float = field(
+        default=0.8, metadata={"help": "Measuring time per candidate, both sides together (warm-up excluded)."}
+    )
+    timing_target_rel_err: float = field(
+        default=0.002, metadata={"help": "Stop adding reps when both medians have this relative standard error."}
+    )
+    timing_input_sets: int = field(
+        default=3,
+        metadata={
+            "help": "Value sets rotated through timing_input_sets - 1 input slots (a result cached by address is stale at the slot's next use); as many more feed the check round."
+        },
+    )
+    roofline: bool = field(
+        default=True, metadata={"help": "Reject times under the speed-of-light floor from measured device ceilings."}
+    )
+    compile_baseline: bool = field(
+        default=True,
+        metadata={
+            "help": "Also report the speedup over torch.compile (the reference is compiled once per task and "
+            "GPU, in a trusted process; cached on disk)."
+        },
+    )
+
     def __post_init__(self) -> None:
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"device={self.device!r}: must be 'cpu', 'cuda' or 'cuda:N' (--device auto in the CLI).")
@@ -71,6 +98,12 @@ class VerifyConfig:
             raise ConfigError(f"n_variants={self.n_variants}: must be >= 0 (2 or more recommended).")
         if self.timeout_s <= 0:
             raise ConfigError(f"timeout_s={self.timeout_s}: must be positive; try 60.")
+        if not 0.05 <= self.timing_budget_s <= 60:
+            raise ConfigError(f"timing_budget_s={self.timing_budget_s}: must be in [0.05, 60] seconds; try 0.8.")
+        if not 0 < self.timing_target_rel_err < 0.5:
+            raise ConfigError(f"timing_target_rel_err={self.timing_target_rel_err}: must be in (0, 0.5); try 0.002.")
+        if not 1 <= self.timing_input_sets <= 16:
+            raise ConfigError(f"timing_input_sets={self.timing_input_sets}: must be in [1, 16]; 3 is the default.")
         if self.memory_limit_mb < 512:
             raise ConfigError(f"memory_limit_mb={self.memory_limit_mb}: torch alone needs ~400 MB; use >= 512.")
 
@@ -82,6 +115,11 @@ class VerifyConfig:
     def gpu_index(self) -> int | None:
         """The visible-GPU index of 'cuda:N' (None for 'cuda' and 'cpu')."""
         return int(self.device.split(":")[1]) if ":" in self.device else None
+
+    @property
+    def times(self) -> bool:
+        """Whether a correct candidate reaches the timing stage."""
+        return self.timing and self.is_cuda
 
     @property
     def use_tf32_tolerance(self) -> bool:

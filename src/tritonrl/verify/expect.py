@@ -1,8 +1,8 @@
 """Candidate files that declare the verdict they must get: the format of our adversarial fixtures and demo examples.
 
 Line 1 of such a file is `# expect: pass` or `# expect: stage=<stage> failure=<kind> [static=off] [policy=P]
-[timeout=S]  -- why`. Users can keep their own suites of known-bad kernels in this format and check them with
-`benchmarks/sweep_fixtures.py` or the tests; the options switch defence layers off so one layer is tested alone.
+[timeout=S] [ghost=off]  -- why`. Users can keep their own suites of known-bad kernels in this format and check them
+with `benchmarks/sweep_fixtures.py` or the tests; the options switch defence layers off so one layer is tested alone.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tritonrl.types import FailureKind, Stage, Verdict
 from tritonrl.verify.config import VerifyConfig
 
 _HEADER = re.compile(r"#\s*expect:\s*(?P<body>.*?)\s*(?:--.*)?$")
-OPTIONS = ("static", "policy", "timeout")
+OPTIONS = ("static", "policy", "timeout", "ghost")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -34,6 +34,8 @@ class Expectation:
         kwargs: dict = {}
         if opts.get("static") == "off":
             kwargs["static_checks"] = False
+        if opts.get("ghost") == "off":
+            kwargs["ghost_replay"] = False
         if "policy" in opts:
             kwargs["policy"] = opts["policy"]
         if "timeout" in opts:

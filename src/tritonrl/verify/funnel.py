@@ -1,27 +1,47 @@
 """The verification funnel: extract -> parse -> static -> load -> provenance -> correctness (-> timing on GPU).
 
 Cheap parent-side stages run first and stop at the first failure. Then the worker process is started (its ~1.5 s
-interpreter start overlaps with the parent computing reference outputs), the request is sent, and every frame the
-worker streams back is judged as it arrives; the first certain failure kills the worker. A candidate's failure is a
-Verdict; only infrastructure problems (a broken task, a worker that cannot start) raise.
+interpreter start overlaps with the parent computing reference outputs), or taken warm from a `WorkerPool`, the
+request is sent, and every frame the worker streams back is judged as it arrives; the first certain failure kills the
+worker. On cuda the GPU is held shared through correctness; when every case is judged correct the parent takes the
+GPU exclusively and lets the worker time (`timing.py` in the worker, `timing_stats.py` here). A candidate's failure
+is a Verdict; only infrastructure problems (a broken task, a worker that cannot start) raise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tritonrl.errors import SandboxError
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan, plan_shapes_cached
 from tritonrl.types import FailureKind, Stage, StageOutcome, Verdict, candidate_sha256
-from tritonrl.verify.cases import build_cases, ghost_informative, request_shapes
+from tritonrl.verify import calibration
+from tritonrl.verify.cases import (
+    TimingSets,
+    build_cases,
+    ghost_informative,
+    request_shapes,
+    timing_cases,
+    timing_request,
+    timing_slots,
+)
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.extract import extract_code, parse_candidate, strip_main_guard
+from tritonrl.verify.gpu_lock import GpuLock
 from tritonrl.verify.judge import Failure, Judge
 from tritonrl.verify.provenance import POLICIES
 from tritonrl.verify.sandbox import WorkerProcess
 from tritonrl.verify.static_checks import run_static_checks
+from tritonrl.verify.timing import TimingParams
+from tritonrl.verify.timing_stats import Work, judge_timing
+
+if TYPE_CHECKING:
+    from tritonrl.verify.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +62,9 @@ class _Clock:
         self._t = now
 
 
-def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None) -> Verdict:
-    """Verify one candidate (a .py text or a raw LLM completion) against one task."""
+def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None, *, pool: WorkerPool | None = None) -> Verdict:
+    """Verify one candidate (a .py text or a raw LLM completion) against one task. `pool`: take a pre-started worker
+    from it (`verify/pool.py`; `verify_many` does this for batches)."""
     cfg = cfg or VerifyConfig()
     clock = _Clock()
     digest = candidate_sha256(candidate)
@@ -83,27 +104,75 @@ def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None) -> Verdi
     except (RecursionError, MemoryError):
         why = "the code is nested too deeply to analyse"
         return rejected(StageOutcome(stage, ok=False, failure=FailureKind.FORBIDDEN_CONSTRUCT, message=why))
-    return _run_sandboxed(task, code, cfg, clock, base, warnings)
+    return _run_sandboxed(task, code, cfg, clock, base, warnings, pool)
+
+
+class _GpuHold:
+    """The GPU lock as this verification moves through it: shared for correctness, exclusive for timing."""
+
+    def __init__(self, cfg: VerifyConfig) -> None:
+        self.lock = GpuLock(cfg.device) if cfg.is_cuda else None
+        self.stack = contextlib.ExitStack()
+
+    def shared(self) -> None:
+        if self.lock is not None:
+            self.stack.enter_context(self.lock.shared())
+
+    def exclusive(self) -> float:
+        """Trade the shared hold for an exclusive one; returns the seconds waited."""
+        if self.lock is None:
+            return 0.0
+        self.stack.close()
+        return self.stack.enter_context(self.lock.exclusive())
+
+    def release(self) -> None:
+        self.stack.close()
 
 
 def _run_sandboxed(
-    task: Task, code: str, cfg: VerifyConfig, clock: _Clock, base: dict, warnings: tuple[str, ...]
-) -> Verdict:
-    with WorkerProcess(code, cfg) as proc:  # started first: its interpreter start overlaps our planning
+    task: Task, code: str, cfg: VerifyConfig, clock: _Clock, base: dict, warnings: tuple[str, ...],
+    pool: WorkerPool | None,
+) -> Verdict:  # fmt: skip
+    hold = _GpuHold(cfg)
+    proc = pool.take(code, cfg) if pool is not None else WorkerProcess(code, cfg)
+    try:
+        if proc.proc is None:
+            proc.start()  # started first: its interpreter start overlaps our planning
         clock.lap("spawn")
         plan = plan_for(task, cfg)
         clock.lap("plan")
+        baseline = _baselines(task, plan.base, cfg)  # before any GPU hold: a calibration takes the GPU exclusively
+        clock.lap("calibration")
+        proc.wait_warm()  # its start-up (~4 s on a GPU) overlaps other candidates' GPU work, not under our hold
+        clock.lap("worker_warm")
+        hold.shared()
         shapes, notes, uses_matmul = build_cases(task, plan, cfg)
+        sets = timing_cases(task, shapes[0], cfg) if cfg.times else None
         clock.lap("reference")
         policy = POLICIES[cfg.policy]
         ghost = cfg.ghost_replay and policy.require_dependence and ghost_informative(shapes[0].cases[0])
         if cfg.ghost_replay and not ghost:
             notes.append("ghost replay skipped: on every case some reference output equals an input")
         judge = Judge(shapes, policy, tf32=cfg.use_tf32_tolerance and uses_matmul, ghost=ghost)
-        proc.send_request(_request(proc, cfg, shapes, ghost))
-        failure = _judge_stream(proc, judge, clock)
+        request = _request(proc, cfg, shapes, ghost)
+        if sets is not None:
+            request["timing"] = timing_request(task, shapes[0], sets, _timing_params(cfg), timing_slots(cfg))
+        proc.send_request(request)
+        result: dict = {}
+
+        def on_timing(raw: dict) -> Failure | None:  # judged on arrival: before the post-timing recorded call
+            failure, result["timing"], result["speedup"] = _judge_timing(judge, raw, sets, shapes, baseline)
+            return failure
+
+        failure = _judge_stream(proc, judge, clock, hold, on_timing)
         clock.lap("sandbox")
         stdout, stderr = proc.output("stdout"), proc.output("stderr")
+    finally:
+        hold.release()
+        proc.close()
+    speedup, timing = result.get("speedup"), result.get("timing")
+    if failure is None and cfg.times and timing is None:
+        notes.append("timing did not run: the worker sent no timing results")
     extra = {
         "sandbox": {"network": "netns" if judge.netns else "audit-hook", "audit_guard": cfg.audit_guard},
         "plan": {"base": plan.base, "variants": [dict(v) for v in plan.variants[: cfg.n_variants]]},
@@ -111,6 +180,10 @@ def _run_sandboxed(
         "tf32_tolerance": judge.tf32,
         "config_hash": cfg.config_hash(),
     }
+    if timing is not None:
+        extra["timing"] = timing
+        if "speedup_compile" in timing:
+            extra["speedup_compile"] = timing["speedup_compile"]
     if failure is not None and failure.detail:
         extra["detail"] = failure.detail[-4000:]
     passed = failure is None
@@ -126,8 +199,37 @@ def _run_sandboxed(
         stdout=stdout,
         stderr=stderr,
         stage_times_ms=clock.times,
+        speedup=speedup if passed else None,
         extra=extra,
     )
+
+
+def _timing_params(cfg: VerifyConfig) -> dict:
+    import dataclasses
+
+    params = TimingParams(budget_s=cfg.timing_budget_s, target_rel_err=cfg.timing_target_rel_err)
+    return dataclasses.asdict(params)
+
+
+def _baselines(task: Task, sizes: dict, cfg: VerifyConfig) -> dict:
+    """Device ceilings and the torch.compile ratio for this task (cached; measured on first use)."""
+    if not cfg.times:
+        return {}
+    return {
+        "ceilings": calibration.device_ceilings(cfg) if cfg.roofline else None,
+        "compile_ratio": calibration.compile_ratio(task, sizes, cfg) if cfg.compile_baseline else None,
+    }
+
+
+def _judge_timing(judge: Judge, raw: dict, sets: TimingSets, shapes: list, baseline: dict) -> tuple:
+    set_bytes = sets.bytes_read - sum(t.numel() * t.element_size() for t in shapes[0].state_dict.values())
+    work = Work(sets.flops, sets.bytes_read, sets.bytes_written, set_bytes)
+    tfail, report, speedup = judge_timing(
+        raw, sets.ref_outputs, tf32=judge.tf32, work=work,
+        ceilings=baseline.get("ceilings"), compile_ratio=baseline.get("compile_ratio"),
+    )  # fmt: skip
+    failure = Failure(tfail.stage, tfail.kind, tfail.message) if tfail is not None else None
+    return failure, report, speedup
 
 
 def _request(proc: WorkerProcess, cfg: VerifyConfig, shapes: list, ghost: bool) -> dict:
@@ -148,16 +250,31 @@ def _request(proc: WorkerProcess, cfg: VerifyConfig, shapes: list, ghost: bool) 
     }
 
 
-def _judge_stream(proc: WorkerProcess, judge: Judge, clock: _Clock) -> Failure | None:
+def _judge_stream(
+    proc: WorkerProcess, judge: Judge, clock: _Clock, hold: _GpuHold, on_timing: Callable[[dict], Failure | None]
+) -> Failure | None:
     """Feed the worker's frames to the judge; stop the worker at the first certain failure; classify its exit."""
     failure: Failure | None = None
     for msg in proc.messages():
         if msg.get("t") == "ready":  # interpreter start + torch/triton import + dispatch warm-up
             clock.times["worker_ready_after_spawn"] = round((time.monotonic() - proc.started) * 1e3, 3)
         failure = judge.feed(msg)
+        if msg.get("t") == "timing":
+            clock.lap("timing")
+            hold.release()  # the post-timing recorded call may share the GPU again
+            failure = on_timing(msg)
+            clock.lap("timing_stats")
         if failure is not None:
             proc.kill()
             break
+        if msg.get("t") == "await_timing":  # every case is in and judged correct: time, alone on the GPU
+            go = judge.all_checked()
+            if go:
+                clock.lap("correctness")
+                waited = hold.exclusive()
+                proc.pause_clock(waited)
+                clock.times["gpu_wait"] = round(waited * 1e3, 3)
+            proc.send_control({"go": go})
     if proc.exit is None:  # we stopped early: drain until EOF so the worker is reaped and its exit recorded
         for _ in proc.messages():
             pass

@@ -74,6 +74,8 @@ class Judge:
         self.foreign: set[str] = set()
         self.n_launches = 0
         self.ghost_changed: bool | None = None
+        self.timing_raw: dict[str, Any] | None = None  # the worker's raw timing frame (judged by timing_stats)
+        self.timing_started = False
 
     # --- per frame ---------------------------------------------------------------------------------------------
     def feed(self, msg: dict[str, Any]) -> Failure | None:
@@ -84,8 +86,14 @@ class Judge:
             self.loaded, self.load_ms = True, float(msg.get("ms", 0.0))
         elif t == "done":
             self.done = True
+        elif t == "await_timing":
+            failure = self.run_deferred()
+            self.timing_started = failure is None and self.all_checked()
+            return failure
+        elif t == "timing":
+            self.timing_raw = msg  # judged by the funnel (timing_stats) as it arrives
         elif t == "violation":
-            stage = Stage.PROVENANCE if self.loaded else Stage.LOAD
+            stage = Stage.TIMING if self.timing_started else Stage.PROVENANCE if self.loaded else Stage.LOAD
             return Failure(stage, FailureKind(msg["kind"]), f"sandbox refused: {msg['detail']}")
         elif t == "error":
             return self._error(msg)
@@ -98,6 +106,8 @@ class Judge:
         text = str(msg.get("message", ""))
         if phase in ("load", "construct"):
             return Failure(Stage.LOAD, kind, f"{phase} failed: {_last_line(text)}", text)
+        if phase == "timing":
+            return Failure(Stage.TIMING, kind, f"a timed call failed: {_last_line(text)}", text)
         where = self._case_name(msg)
         return Failure(Stage.CORRECTNESS, kind, f"forward failed on {where}: {_last_line(text)}", text)
 
@@ -193,6 +203,10 @@ class Judge:
         if cmp.failure is not None:
             return Failure(Stage.CORRECTNESS, cmp.failure, f"{where}: {cmp.message}")
         return None
+
+    def all_checked(self) -> bool:
+        """Every correctness case arrived and was judged (failures stop the stream before this is asked)."""
+        return self._deferred is None and len(self.checks) >= sum(len(s.cases) for s in self.shapes)
 
     # --- end of stream -----------------------------------------------------------------------------------------
     def finish(self, exit: ExitInfo) -> Failure | None:

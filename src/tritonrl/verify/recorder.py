@@ -95,6 +95,19 @@ class LaunchLog:
         self.launches: list[tuple[str, bool]] = []
         self.ghost = False
         self.report = report or (lambda kind, detail: None)
+        self.expected_stream: int | None = None  # cuda: the stream the harness called forward on
+
+    def check_stream(self, name: str) -> None:
+        """A launch on another stream escapes the events that time the call (and its outputs may be read before
+        the work finishes): refused."""
+        if self.expected_stream is None:
+            return
+        import torch
+
+        stream = torch.cuda.current_stream().cuda_stream
+        if stream != self.expected_stream:
+            self.report("timing_escape", f"Triton kernel {name} was launched on a side stream")
+            raise PermissionError("tritonrl sandbox: kernels must launch on the stream forward was called on")
 
     def is_candidate(self, kernel: Any) -> bool:
         fn = getattr(kernel, "fn", None)
@@ -120,7 +133,9 @@ def patch_triton_launches(log: LaunchLog) -> None:
             if kwargs.get("warmup"):
                 return _original(self, *args, **kwargs)
             candidate = log.is_candidate(self)
-            log.launches.append((getattr(getattr(self, "fn", None), "__name__", repr(self)), candidate))
+            name = getattr(getattr(self, "fn", None), "__name__", repr(self))
+            log.launches.append((name, candidate))
+            log.check_stream(name)
             if getattr(self, "pre_run_hooks", None):
                 # Hooks run inside Triton's launcher, so their torch ops look like Triton's own; a C callable such
                 # as torch.Tensor.relu_ leaves no candidate frame behind. No honest kernel needs one.
@@ -218,6 +233,8 @@ def guard_host_escapes(origin: Origin, report: Any) -> None:
 
 def integrity_snapshot() -> dict[str, object]:
     """Every public attribute of the objects a timing/correctness cheat would patch."""
+    import time
+
     import triton
     import triton.language as tl
 
@@ -227,6 +244,11 @@ def integrity_snapshot() -> dict[str, object]:
         "torch.nn.functional": torch.nn.functional,
         "torch.nn.Module": torch.nn.Module,
         "torch.cuda": torch.cuda,
+        # what the timing loop calls (verify/timing.py): events, graphs, streams and the host clock
+        "torch.cuda.Event": torch.cuda.Event,
+        "torch.cuda.CUDAGraph": torch.cuda.CUDAGraph,
+        "torch.cuda.Stream": torch.cuda.Stream,
+        "time": time,
         "triton": triton,
         "triton.language": tl,
     }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import queue
 import secrets
@@ -36,8 +37,8 @@ from typing import Any
 import tritonrl
 from tritonrl.errors import SandboxError
 from tritonrl.verify.config import VerifyConfig
-from tritonrl.verify.protocol import ProtocolError, encode, read_frame
-from tritonrl.verify.worker import RESULT_FD_ENV
+from tritonrl.verify.protocol import ProtocolError, encode, read_frame, write_frame
+from tritonrl.verify.worker import CONTROL_FD_ENV, DEVICE_ENV, RESULT_FD_ENV
 
 log = logging.getLogger(__name__)
 
@@ -92,21 +93,29 @@ def _rss_mb(pid: int) -> float:
 class WorkerProcess:
     """One sandboxed worker. Use as a context manager; `messages()` yields decoded frames until the worker ends."""
 
-    def __init__(self, candidate_code: str, cfg: VerifyConfig) -> None:
+    def __init__(self, candidate_code: str | None, cfg: VerifyConfig) -> None:
+        """`candidate_code=None` makes a pre-started worker (`verify/pool.py`): `assign()` code before the request."""
         self.cfg = cfg
         self.key = secrets.token_bytes(32)
         self.root = Path(tempfile.mkdtemp(prefix="tritonrl-"))
         self.workdir = self.root / "work"
         self.workdir.mkdir()
-        (self.workdir / ".triton").mkdir()
+        (self.workdir / ".triton").mkdir()  # per-process Triton cache: a shared cache races between workers
         self.candidate_path = self.root / "candidate.py"
-        self.candidate_path.write_bytes(candidate_code.encode("utf-8", "surrogatepass"))  # lone surrogates too
+        if candidate_code is not None:
+            self.assign(candidate_code)
         self.logs = Path(tempfile.mkdtemp(prefix="tritonrl-logs-"))  # outside the worker's writable dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit: ExitInfo | None = None
         self._frames: queue.Queue[Any] = queue.Queue()
+        self._control_fd: int | None = None
         self.started = 0.0
+        self.requested = 0.0  # when the request was sent (a pre-started worker may idle before that)
         self.ready_at = 0.0  # when the worker's first frame arrived
+        self.deadline = math.inf
+
+    def assign(self, candidate_code: str) -> None:
+        self.candidate_path.write_bytes(candidate_code.encode("utf-8", "surrogatepass"))  # lone surrogates too
 
     def __enter__(self) -> WorkerProcess:
         self.start()
@@ -132,8 +141,11 @@ class WorkerProcess:
         src_dir = str(Path(tritonrl.__file__).resolve().parent.parent)
         bootstrap = f"import sys; sys.path.insert(0, {src_dir!r}); from tritonrl.verify.worker import main; main()"
         read_fd, write_fd = os.pipe()
+        control_r, control_w = os.pipe()  # parent -> worker after the request: "time now" (or not)
         env = self._env()
         env[RESULT_FD_ENV] = str(write_fd)
+        env[CONTROL_FD_ENV] = str(control_r)
+        env[DEVICE_ENV] = "cuda" if self.cfg.is_cuda else "cpu"  # CUDA is initialised before the request arrives
         self._stdout = open(self.logs / "stdout", "wb")  # noqa: SIM115 - closed in close()
         self._stderr = open(self.logs / "stderr", "wb")  # noqa: SIM115
         try:
@@ -144,19 +156,45 @@ class WorkerProcess:
                 stderr=self._stderr,
                 cwd=self.workdir,
                 env=env,
-                pass_fds=(write_fd,),
+                pass_fds=(write_fd, control_r),
                 start_new_session=True,
             )
         except OSError as exc:
+            os.close(control_w)
             raise SandboxError(f"could not start the worker interpreter {sys.executable}: {exc}") from exc
         finally:
             os.close(write_fd)
+            os.close(control_r)
+        self._control_fd = control_w
         self.started = time.monotonic()
         self._read_fd = read_fd
+        try:  # the key now (the worker answers "warm" when started up); the request when the parent is ready
+            self.proc.stdin.write(self.key)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # died at start: the exit status says why
         threading.Thread(target=self._reader, daemon=True).start()
 
+    def wait_warm(self) -> bool:
+        """Block until the worker has imported torch/triton (and initialised CUDA). False if it died or did not
+        get there within STARTUP_TIMEOUT_S (then `messages()` reports why)."""
+        deadline = self.started + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                item = self._frames.get(timeout=POLL_S)
+            except queue.Empty:
+                if self.proc is None or self.proc.poll() is not None:
+                    return False
+                continue
+            if isinstance(item, dict) and item.get("t") == "warm":
+                return True
+            self._frames.put(item)  # EOF or an error: leave it for messages()
+            return False
+        return False
+
     def send_request(self, request: dict[str, Any]) -> None:
-        data = self.key + encode(request, self.key)
+        self.requested = time.monotonic()
+        data = encode(request, self.key)
         proc = self.proc
         assert proc is not None and proc.stdin is not None
 
@@ -168,6 +206,17 @@ class WorkerProcess:
                 pass  # the worker died before reading; its exit status tells why
 
         threading.Thread(target=_write, daemon=True).start()
+
+    def send_control(self, message: dict[str, Any]) -> None:
+        """A frame on the control pipe (read by the worker between phases). A dead worker is not an error here."""
+        try:
+            write_frame(self._control_fd, message, self.key)
+        except (BrokenPipeError, OSError):
+            pass
+
+    def pause_clock(self, seconds: float) -> None:
+        """Give the candidate back time it spent waiting on us (e.g. for exclusive use of the GPU)."""
+        self.deadline += seconds
 
     def _reader(self) -> None:
         try:
@@ -187,7 +236,7 @@ class WorkerProcess:
         The candidate's time limit starts at the worker's first frame ("ready": interpreter, torch, triton and CUDA
         are up, no candidate code has run), so a loaded machine's slow start never counts against a candidate; the
         start itself gets STARTUP_TIMEOUT_S, and missing it is an infrastructure error, not a verdict."""
-        deadline = self.started + STARTUP_TIMEOUT_S
+        self.deadline = (self.requested or self.started) + STARTUP_TIMEOUT_S
         peak, protocol_error, timed_out, memory = 0.0, None, False, False
         while True:
             try:
@@ -199,10 +248,12 @@ class WorkerProcess:
             if isinstance(item, ProtocolError):
                 protocol_error = str(item)
                 break
+            if isinstance(item, dict) and item.get("t") == "warm":
+                continue  # start-up done (see wait_warm); the candidate's clock starts at "ready"
             if item is not ...:
                 if not self.ready_at:
                     self.ready_at = time.monotonic()
-                    deadline = self.ready_at + self.cfg.timeout_s
+                    self.deadline = self.ready_at + self.cfg.timeout_s
                 yield item
                 continue
             rss = _rss_mb(self.proc.pid)
@@ -210,7 +261,7 @@ class WorkerProcess:
             if rss > self.cfg.memory_limit_mb:
                 memory = True
                 break
-            if time.monotonic() > deadline:
+            if time.monotonic() > self.deadline:
                 timed_out = True
                 break
         if protocol_error or timed_out or memory:
@@ -251,6 +302,9 @@ class WorkerProcess:
     def close(self) -> None:
         self.kill()
         self._reap()
+        if self._control_fd is not None:
+            os.close(self._control_fd)
+            self._control_fd = None
         for f in (getattr(self, "_stdout", None), getattr(self, "_stderr", None)):
             if f:
                 f.close()

@@ -4,8 +4,11 @@ Protocol (see `protocol.py`): read a 32-byte key and one request frame from stdi
 import the candidate from its file; for each shape construct `ModelNew(*init_args)` under the reference's seed and
 load the reference's matching state-dict entries; run every input case under the provenance `Recorder`, and send
 one authenticated frame per case (outputs, ops by origin, Triton launches, input mutation, integrity findings).
-Case 0 is also run in ghost mode (candidate kernels skipped) and repeated with the other poison value. The worker
-never sees reference outputs and never decides pass/fail: the parent compares.
+Case 0 is also run in ghost mode (candidate kernels skipped) and repeated with the other poison value. On cuda, when
+the request asks for timing, the worker then says "await_timing" and waits on the control pipe: the parent answers
+once it has judged every case correct and holds the GPU exclusively; the worker times (`worker_timing.py`), sends
+the raw samples, and runs case 0 once more under the recorder ("post_timing"), so a candidate that changes behaviour
+after many calls is caught. The worker never sees reference outputs and never decides pass/fail: the parent does.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import traceback
 from typing import Any
 
 RESULT_FD_ENV = "TRITONRL_RESULT_FD"
+CONTROL_FD_ENV = "TRITONRL_CONTROL_FD"
+DEVICE_ENV = "TRITONRL_WORKER_DEVICE"
 CLONE_NEWNET = 0x40000000
 
 
@@ -80,7 +85,7 @@ def _format_exc(exc: BaseException, limit_chars: int = 4000) -> str:
 
 
 class Worker:
-    def __init__(self, request: dict[str, Any], key: bytes, result_fd: int) -> None:
+    def __init__(self, request: dict[str, Any], key: bytes, result_fd: int, control_fd: int = -1) -> None:
         import torch
 
         from tritonrl.verify.guard import Guard, Origin
@@ -98,6 +103,9 @@ class Worker:
         self.req = request
         self.device = request["device"]
         self._write = lambda msg: write_frame(result_fd, msg, key)
+        self.key = key
+        self.control_fd = control_fd
+        self.timing_ctx: Any = None
         self.origin = Origin()
         self.log = LaunchLog(request["candidate_path"], self._violation)
         patch_triton_launches(self.log)
@@ -180,6 +188,8 @@ class Worker:
 
         dev_inputs = [x.to(self.device).clone() if isinstance(x, torch.Tensor) else x for x in inputs]
         self.log.launches.clear()
+        if self.device == "cuda":  # every candidate launch must go to the stream forward was called on
+            self.log.expected_stream = torch.cuda.current_stream().cuda_stream
         self.log.ghost = mode == "ghost"
         self.recorder.reset(poison)
         t0 = time.perf_counter()
@@ -229,10 +239,12 @@ class Worker:
         model_cls = self.load()
         if model_cls is None:
             return
+        base_model = None
         for i, shape in enumerate(self.req["shapes"]):
             model = self.construct(model_cls, shape, i)
             if model is None:
                 return
+            base_model = model if i == 0 else base_model
             for j, case in enumerate(shape["cases"]):
                 modes = ["normal"]
                 if i == 0 and j == 0:
@@ -257,6 +269,33 @@ class Worker:
                         )
                         return
                     self.send({**msg, "shape": i, "case": j})
+        if self.timing_ctx is not None and base_model is not None:
+            self.time(base_model)
+
+    def time(self, model: Any) -> None:
+        from tritonrl.verify.protocol import read_frame
+        from tritonrl.verify.worker_timing import run_timing
+
+        self.send({"t": "await_timing"})
+        go = read_frame(self.control_fd, self.key)
+        if not (isinstance(go, dict) and go.get("go")):
+            return
+        try:
+            msg = run_timing(self, model, self.timing_ctx)
+        except BaseException as exc:  # noqa: BLE001
+            self.send({"t": "error", "phase": "timing", "kind": _classify(exc), "message": _format_exc(exc)})
+            return
+        msg["tamper"] = self.tampering()
+        msg["threads"] = _thread_count() - self.threads
+        self.send(msg)
+        case = self.req["shapes"][0]["cases"][0]
+        try:
+            post = self.run_case(model, case["inputs"], case["poison"], "post_timing", case["max_output_numel"])
+        except BaseException as exc:  # noqa: BLE001
+            self.send({"t": "error", "phase": "forward", "kind": _classify(exc), "shape": 0, "case": 0,
+                       "mode": "post_timing", "message": _format_exc(exc)})  # fmt: skip
+            return
+        self.send({**post, "shape": 0, "case": 0})
 
 
 def _thread_count() -> int:
@@ -302,6 +341,8 @@ def main() -> None:
     """Entry point (bootstrapped by the parent with `python -P -E -s -u -c ...`)."""
     sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
     result_fd = int(os.environ.pop(RESULT_FD_ENV))
+    control_fd = int(os.environ.pop(CONTROL_FD_ENV, "-1"))
+    device = os.environ.pop(DEVICE_ENV, "cpu")
     import torch  # noqa: F401 - imported before any candidate code, while we are still trusted
     import triton  # noqa: F401
     import triton.language  # noqa: F401
@@ -313,7 +354,14 @@ def main() -> None:
 
         patch_triton_interpreter()
     _warm_up_dispatch()
-    key = read_exact(0, 32)
+    if device == "cuda":  # before the request: a pre-started worker (verify/pool.py) is then fully warm
+        torch.cuda.init()
+        torch.empty(1, device="cuda")
+    key = read_exact(0, 32)  # sent by the parent at spawn; the request follows once the parent is ready for it
+    if key:
+        from tritonrl.verify.protocol import write_frame
+
+        write_frame(result_fd, {"t": "warm"}, key)  # imports and CUDA init done: the parent may take the GPU now
     request = read_frame(0, key) if key else None
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -326,8 +374,12 @@ def main() -> None:
     if request["device"] == "cuda":  # initialise CUDA before the integrity snapshot and before any candidate code
         torch.cuda.init()
         torch.empty(1, device="cuda")
-    worker = Worker(request, key, result_fd)
+    worker = Worker(request, key, result_fd, control_fd)
     worker.send({"t": "ready", "netns": netns})
+    if request.get("timing") and request["device"] == "cuda":  # trusted setup, before the candidate is imported
+        from tritonrl.verify.worker_timing import prepare
+
+        worker.timing_ctx = prepare(torch, request["timing"])
     if request["guard"]:
         worker.guard.install()
     worker.run()

@@ -1,0 +1,80 @@
+"""One timing at a time per GPU, and nothing else on that GPU while it runs.
+
+A reader-writer lock per physical GPU, across threads and processes of one machine: correctness work (reference
+outputs, a worker's checks) holds it shared; timing holds it exclusive. Writers get preference, so a stream of
+correctness work cannot starve timing. Built on `fcntl.flock` over two files per GPU:
+- `gate`: a writer holds it exclusive while it waits for readers to drain; a reader passes it (shared) on entry,
+  so new readers queue behind a waiting writer.
+- `rw`: readers shared, the writer exclusive.
+flock locks belong to an open file description, so each acquisition opens its own descriptors: threads of one
+process exclude each other exactly as processes do. A process that dies releases its locks with its descriptors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def lock_dir() -> Path:
+    path = Path(os.environ.get("TRITONRL_LOCK_DIR") or Path(tempfile.gettempdir()) / "tritonrl-gpu-locks")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def gpu_key(device: str) -> str:
+    """A machine-wide name for the physical GPU behind `device` ('cuda' or 'cuda:N' under CUDA_VISIBLE_DEVICES)."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    index = int(device.split(":")[1]) if ":" in device else 0
+    physical = visible[index] if index < len(visible) else str(index)
+    return hashlib.sha256(physical.encode()).hexdigest()[:12]
+
+
+class GpuLock:
+    """`with lock.shared():` for work that may share the GPU; `with lock.exclusive():` for timing."""
+
+    def __init__(self, device: str, directory: Path | None = None) -> None:
+        base = (directory or lock_dir()) / f"gpu-{gpu_key(device)}"
+        self.gate_path = base.with_suffix(".gate")
+        self.rw_path = base.with_suffix(".rw")
+        for p in (self.gate_path, self.rw_path):
+            p.touch(exist_ok=True)
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with open(self.gate_path) as gate:
+            fcntl.flock(gate, fcntl.LOCK_SH)  # waits while a writer holds the gate
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        with open(self.rw_path) as rw:
+            fcntl.flock(rw, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(rw, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[float]:
+        """Yields the seconds spent waiting (callers pause their candidate's clock for it)."""
+        t0 = time.monotonic()
+        with open(self.gate_path) as gate, open(self.rw_path) as rw:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(rw, fcntl.LOCK_EX)
+            finally:
+                fcntl.flock(gate, fcntl.LOCK_UN)  # queued readers now wait on rw, behind us
+            waited = time.monotonic() - t0
+            if waited > 1.0:
+                log.debug("waited %.1f s for exclusive use of the GPU", waited)
+            try:
+                yield waited
+            finally:
+                fcntl.flock(rw, fcntl.LOCK_UN)

@@ -1,0 +1,179 @@
+"""Judge the worker's raw timing frame (parent side, pure functions over numbers and tensors).
+
+What is decided here, in order:
+1. Structure and launches: every timed candidate call launched a candidate Triton kernel, no tampering, no threads.
+2. Outputs of timed calls (the last call on each rotated input set) match the reference: caching, replay of stale
+   results or skipped work shows up as STALE_OUTPUT.
+3. Wall-clock cross-check: a batch of calls, then a device-wide synchronize. Work the events missed (side streams,
+   deferred launches) must still finish before the synchronize returns, so wall time must not exceed
+   max(host enqueue time, n x event median) by more than the reference's own ratio allows (TIMING_ESCAPE).
+4. Speed-of-light floor: the reference's work (FLOPs, bytes) over the measured device ceilings; a candidate faster
+   than that is impossible (IMPLAUSIBLE_SPEED).
+Then the statistics: medians, CV, a bootstrap 95% interval of the speedup, achieved fractions of the ceilings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from typing import Any
+
+import torch
+
+from tritonrl.types import FailureKind, Stage
+from tritonrl.verify.correctness import compare_outputs
+
+WALL_RATIO_LIMIT = 1.5  # legit runs measured at <= 1.1 (docs/benchmarks.md); hidden work of >= 1/3 exceeds this
+WALL_SLACK_US = 300.0  # synchronize() and Python wake-up latency on one batch
+# The floor uses the best measured ceiling times a headroom: torch's copy reaches ~90% of HBM peak and a read-mostly
+# kernel can beat a copy by a few percent; matmul ceilings are measured at one large size.
+BW_HEADROOM = 1.3
+FLOP_HEADROOM = 1.15
+UNSTABLE_CV = 0.05
+BOOTSTRAP_ROUNDS = 2000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ceilings:
+    """Measured device ceilings (`calibrate.measure_ceilings`)."""
+
+    gpu: str
+    bandwidth_gbs: float  # best of copy (read + write) and read-only reduction, GB/s
+    flops_tflops: float  # best dense matmul rate over fp32/tf32/fp16/bf16, TFLOP/s
+    l2_bytes: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Work:
+    flops: int
+    bytes_read: int
+    bytes_written: int
+    set_bytes: int  # input bytes of one set (decides whether a warm-L2 graph mode can still be bandwidth-floored)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimingFailure:
+    stage: Stage
+    kind: FailureKind
+    message: str
+
+
+def bootstrap_ci(ref: list[float], cand: list[float], rounds: int = BOOTSTRAP_ROUNDS) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of median(ref) / median(cand), resampling each side independently (seeded:
+    the same samples always give the same interval)."""
+    gen = torch.Generator().manual_seed(0)
+    r = torch.tensor(ref, dtype=torch.float64)
+    c = torch.tensor(cand, dtype=torch.float64)
+    rm = r[torch.randint(len(ref), (rounds, len(ref)), generator=gen)].median(dim=1).values
+    cm = c[torch.randint(len(cand), (rounds, len(cand)), generator=gen)].median(dim=1).values
+    ratio = (rm / cm).sort().values
+    return float(ratio[int(0.025 * rounds)]), float(ratio[int(0.975 * rounds) - 1])
+
+
+def cv(samples: list[float]) -> float:
+    mean = statistics.fmean(samples)
+    return statistics.pstdev(samples) / mean if mean > 0 else math.inf
+
+
+def wall_ratio(wall: dict[str, float], median_us: float) -> float:
+    """Wall time of a synchronised batch over what the events and the host explain."""
+    explained = max(wall["host_us"], wall["n"] * median_us)
+    return (wall["wall_us"] - WALL_SLACK_US) / explained if explained > 0 else math.inf
+
+
+def floor_us(work: Work, ceilings: Ceilings, warm_l2: bool, n_sets: int) -> tuple[float, str]:
+    """Speed-of-light time of the reference's work and which resource bounds it."""
+    t_flops = work.flops / (ceilings.flops_tflops * 1e12 * FLOP_HEADROOM) * 1e6
+    # Writes that fit in L2 can complete there before the kernel ends; only the excess must reach DRAM in time.
+    bytes_floor = work.bytes_read + max(0, work.bytes_written - ceilings.l2_bytes)
+    if warm_l2 and n_sets * work.set_bytes <= 2 * ceilings.l2_bytes:
+        bytes_floor = 0  # inputs may sit in L2 between graph replays: no DRAM floor applies
+    t_bytes = bytes_floor / (ceilings.bandwidth_gbs * 1e9 * BW_HEADROOM) * 1e6
+    return max(t_flops, t_bytes), ("compute" if t_flops >= t_bytes else "memory")
+
+
+def judge_timing(
+    raw: dict[str, Any],
+    ref_outputs: list[tuple[torch.Tensor, ...]],
+    *,
+    tf32: bool,
+    work: Work | None,
+    ceilings: Ceilings | None,
+    compile_ratio: float | None,
+) -> tuple[TimingFailure | None, dict[str, Any], float | None]:
+    """Returns (failure or None, the report for Verdict.extra['timing'], the eager speedup or None)."""
+    report: dict[str, Any] = {"mode": raw["mode"], "gpu": raw.get("gpu"), "clock_mhz": raw.get("clock_mhz")}
+
+    def fail(kind: FailureKind, message: str) -> tuple[TimingFailure, dict[str, Any], None]:
+        return TimingFailure(Stage.TIMING, kind, message), report, None
+
+    if raw.get("threads", 0) > 0:
+        return fail(FailureKind.PROCESS_SPAWN, f"timed calls left {raw['threads']} new thread(s) running")
+    if raw.get("tamper"):
+        return fail(FailureKind.TAMPERING, "tampering during timing: " + "; ".join(raw["tamper"]))
+    calls = raw.get("cand_calls", {})
+    if calls.get("without_launch", 0):
+        return fail(
+            FailureKind.NO_TRITON_LAUNCH,
+            f"{calls['without_launch']} of {calls.get('n', '?')} timed calls launched no candidate Triton kernel "
+            "(work skipped or served from a cache)",
+        )
+    checked = raw.get("outputs", [])
+    if not checked:
+        return fail(FailureKind.STALE_OUTPUT, "no outputs of timed calls came back to be checked")
+    for v, outs in checked:
+        if outs is None:
+            return fail(FailureKind.STALE_OUTPUT, f"a timed call on value set {v} returned a non-tensor")
+        cmp = compare_outputs(list(outs), ref_outputs[int(v)], poison=None, tf32=tf32)
+        if cmp.failure is not None:
+            return fail(FailureKind.STALE_OUTPUT, f"outputs of a timed call on value set {v} are wrong (cached, "
+                        f"replayed or skipped work): {cmp.message}")  # fmt: skip
+    ref, cand = list(raw["ref_us"]), list(raw["cand_us"])
+    med_ref, med_cand = statistics.median(ref), statistics.median(cand)
+    ratios = [wall_ratio(w, m) for w, m in zip(raw["wall"], (med_ref, med_cand), strict=True)]
+    limit = max(WALL_RATIO_LIMIT, WALL_RATIO_LIMIT * ratios[0])  # the reference calibrates the check
+    report["wall_check"] = {"ref_ratio": round(ratios[0], 3), "cand_ratio": round(ratios[1], 3), "limit": limit}
+    if ratios[1] > limit:
+        wall = raw["wall"][1]
+        return fail(
+            FailureKind.TIMING_ESCAPE,
+            f"a synchronised batch of {wall['n']} calls took {wall['wall_us'] / wall['n']:.1f} us per call, "
+            f"{ratios[1]:.1f}x what the timed region ({med_cand:.1f} us) and the host explain: work escaped the timing",
+        )
+    speedup = med_ref / med_cand
+    lo, hi = bootstrap_ci(ref, cand)
+    report.update(
+        ref_us=round(med_ref, 3),
+        cand_us=round(med_cand, 3),
+        ref_cv=round(cv(ref), 5),
+        cand_cv=round(cv(cand), 5),
+        speedup=round(speedup, 4),
+        speedup_ci95=[round(lo, 4), round(hi, 4)],
+        n_reps=[len(ref), len(cand)],
+        graph_calls=raw.get("graph_calls", 1),
+        protocol={**raw.get("params", {}), "n_sets": len(ref_outputs), "note": raw.get("note", "")},
+    )
+    if max(report["ref_cv"], report["cand_cv"]) > UNSTABLE_CV:
+        report["unstable"] = True
+    if compile_ratio is not None:
+        report["speedup_compile"] = round(speedup * compile_ratio, 4)  # compile_ratio = compiled_us / eager_us
+    if work is not None and ceilings is not None:
+        floor, bound = floor_us(work, ceilings, raw["mode"] == "cuda_graph", len(ref_outputs))
+        moved = work.bytes_read + work.bytes_written
+        report["roofline"] = {
+            "flops": work.flops,
+            "bytes": moved,
+            "floor_us": round(floor, 3),
+            "bound": bound,
+            "bandwidth_fraction": round(moved / (med_cand * 1e-6) / (ceilings.bandwidth_gbs * 1e9), 4),
+            "flops_fraction": round(work.flops / (med_cand * 1e-6) / (ceilings.flops_tflops * 1e12), 4),
+            "ceilings": dataclasses.asdict(ceilings),
+        }
+        if med_cand < floor:
+            return fail(
+                FailureKind.IMPLAUSIBLE_SPEED,
+                f"timed at {med_cand:.2f} us, under the {bound} floor of {floor:.2f} us for this task's work "
+                f"({work.flops:.3g} FLOP, {moved:.3g} B on {ceilings.gpu})",
+            )
+    return None, report, speedup
