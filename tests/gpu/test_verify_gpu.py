@@ -58,3 +58,16 @@ def test_reference_solution_passes_on_cuda(task_id: str):
     verdict = verify(task, Path(task.solution_path).read_text(), VerifyConfig(device="cuda", compile_baseline=False))
     assert verdict.passed, f"{verdict.stage}/{verdict.failure}: {verdict.message}"
     assert verdict.extra["sandbox"]["network"] in ("netns", "audit-hook")
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_reference_solution_satisfies_the_metamorphic_relations_on_cuda(task_id: str):
+    """cuBLAS/cuDNN references and Triton's tl.dot must keep the permute/scale/swap laws exact (or the parent drops a
+    law): every relation kept on the GPU holds for the bundled solution."""
+    from tritonrl.verify.config import VerifyConfig
+
+    task = _task(task_id)
+    verdict = verify(task, Path(task.solution_path).read_text(), VerifyConfig(device="cuda", metamorphic=True))
+    assert verdict.passed, f"{verdict.stage}/{verdict.failure}: {verdict.message}"
+    kept = [n for n in verdict.extra["notes"] if n.startswith("metamorphic")]
+    assert kept and all(c.passed for c in verdict.checks if c.case.endswith(":relation")), kept

@@ -33,6 +33,7 @@ EXPECTED_FLAGS = {
     "calibrated_timing_only": {"calibrated_timing"},
     "sandbox_only": {"strict_sandbox"},
     "fusion_data_only": {"fusion_data"},
+    "metamorphic_only": {"metamorphic"},
     "easy_combo": {"multi_input", "curriculum", "staged_reward"},
     "all_extensions": set(EXTENSIONS),
 }
@@ -81,6 +82,31 @@ def test_multi_input_catches_identity_on_negatives():
     assert verify(relu, code, to_verify_config(preset("baseline"))).passed
     verdict = verify(relu, code, to_verify_config(preset("multi_input_only")))
     assert (verdict.passed, verdict.stage.value, verdict.failure.value) == (False, "correctness", "wrong_values")
+
+
+def test_numerical_stability_catches_the_unstable_softmax():
+    """exp without the max shift is fine for randn inputs and overflows for the x100 `wide` values."""
+    softmax = builtin_task("softmax")
+    code = (Path(softmax.path).parent / "examples" / "softmax" / "unstable_no_max.py").read_text()
+    assert verify(softmax, code, to_verify_config(preset("multi_input_only"))).passed
+    verdict = verify(softmax, code, to_verify_config(preset("baseline", numerical_stability=True)))
+    assert (verdict.passed, verdict.failure.value) == (False, "nonfinite_mismatch")
+
+
+def test_metamorphic_flag_sets_the_verifier_layer():
+    assert not to_verify_config(preset("baseline")).metamorphic
+    assert to_verify_config(preset("metamorphic_only")).metamorphic
+    assert to_verify_config(preset("all_extensions")).metamorphic
+    assert not to_verify_config(preset("baseline"), VerifyConfig(metamorphic=True)).metamorphic  # off means off
+
+
+def test_metamorphic_catches_a_fingerprint_memo():
+    """Memoising on (max, min) of the input passes fresh-input cases; a row permutation gets the stale output."""
+    relu, code = builtin_task("relu"), (FIXTURES / "metamorphic_memo_by_fingerprint.py").read_text()
+    assert verify(relu, code, to_verify_config(preset("baseline"))).passed
+    verdict = verify(relu, code, to_verify_config(preset("metamorphic_only")))
+    assert (verdict.passed, verdict.failure.value) == (False, "wrong_values")
+    assert "relation permute_rows violated" in verdict.message
 
 
 def test_strict_sandbox_off_really_lets_a_file_read_through():

@@ -26,6 +26,37 @@ def test_dry_run_says_timing_is_unavailable_on_cpu(capsys):
     assert any(n.startswith("calibrated_timing: on (timing unavailable on cpu") for n in notes)
 
 
+def test_dry_run_metamorphic_preset_turns_the_verifier_layer_on(capsys):
+    assert train_main(["grpo", "--preset", "metamorphic_only", "--device", "cpu", "--dry-run"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ext"]["metamorphic"] and "metamorphic: on" in out["extension_notes"]
+
+
+def test_dry_run_takes_the_new_flags(capsys):
+    argv = ["best-of-n", "--device", "cuda:1", "--rollouts", "scripted", "--temperature", "0.5", "--grad-accum", "2",
+            "--max-length", "1024", "--logging-steps", "5", "--dry-run"]  # fmt: skip
+    assert train_main(argv) == 0
+    train = json.loads(capsys.readouterr().out)["train"]
+    assert (train["device"], train["rollouts"], train["temperature"]) == ("cuda:1", "scripted", 0.5)
+    assert (train["grad_accum"], train["max_length"], train["logging_steps"]) == (2, 1024, 5)
+
+
+def test_bad_device_is_a_usage_error(capsys):
+    assert train_main(["grpo", "--device", "gpu", "--dry-run"]) == 2
+    assert "cuda:N" in capsys.readouterr().err
+
+
+def test_tiny_model_command_writes_a_loadable_model(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from transformers import AutoConfig, AutoTokenizer
+
+    assert train_main(["tiny-model", "--out", str(tmp_path / "m")]) == 0
+    assert f"done: {tmp_path / 'm'}" in capsys.readouterr().out
+    assert AutoConfig.from_pretrained(tmp_path / "m").num_hidden_layers == 2
+    assert AutoTokenizer.from_pretrained(tmp_path / "m").chat_template
+    assert train_main(["tiny-model"]) == 2 and "--out" in capsys.readouterr().err
+
+
 def test_missing_model_is_a_usage_error(tmp_path, capsys):
     assert train_main(["sft", "--device", "cpu", "--out", str(tmp_path)]) == 2
     assert "--model" in capsys.readouterr().err

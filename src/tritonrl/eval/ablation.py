@@ -18,7 +18,7 @@ from tritonrl.errors import ConfigError
 from tritonrl.eval.metrics import Summary
 from tritonrl.verify.config import VerifyConfig
 
-# name -> (overrides when on, overrides when off). "on" is the hardened default.
+# name -> (overrides when on, overrides when off). "on" is the hardened default, except metamorphic (off by default).
 TOGGLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "multi_input": ({}, {"n_variants": 0, "distributions": ("native",)}),
     "static_checks": ({"static_checks": True}, {"static_checks": False}),
@@ -26,6 +26,7 @@ TOGGLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "poison_outputs": ({"poison_outputs": True}, {"poison_outputs": False}),
     "audit_guard": ({"audit_guard": True}, {"audit_guard": False}),
     "strict_policy": ({"policy": "strict"}, {"policy": "partial"}),
+    "metamorphic": ({"metamorphic": True}, {"metamorphic": False}),
 }
 
 

@@ -2,7 +2,8 @@
 
 Precedence: the preset, then the YAML recipe (`--config`, sections extensions/train/lora), then flags. Heavy imports
 (torch, transformers, TRL) happen only after parsing, and not at all with `--dry-run`, which prints the resolved
-configuration and what each extension does on this device. Exit codes: 0 success, 2 usage or infrastructure error.
+configuration and what each extension does on this device. `tritonrl train tiny-model --out DIR` writes the random
+tiny model that plumbing runs train (`train/tiny.py`). Exit codes: 0 success, 2 usage or infrastructure error.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from tritonrl.errors import TritonRLError
 
 EXIT_OK, EXIT_ERROR = 0, 2
-COMMANDS = ("sft", "grpo", "best-of-n")
+COMMANDS = ("sft", "grpo", "best-of-n", "tiny-model")
 
 # flag dest -> TrainSettings field
 _FLAG_FIELDS = {
@@ -25,6 +26,8 @@ _FLAG_FIELDS = {
     "device": "device", "workers": "workers", "num_generations": "num_generations",
     "max_completion_length": "max_completion_length", "rounds": "rounds", "n": "n", "k": "k",
     "fusion_dir": "fusion_dir", "pairs": "pairs", "use_vllm": "use_vllm", "seed": "seed", "batch_size": "batch_size",
+    "temperature": "temperature", "grad_accum": "grad_accum", "max_length": "max_length",
+    "logging_steps": "logging_steps", "rollouts": "rollouts",
 }  # fmt: skip
 
 
@@ -33,19 +36,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="tritonrl train", description=__doc__.splitlines()[0])
     p.add_argument("command", choices=COMMANDS, help="sft: LoRA SFT on verified solutions; grpo: GRPO on verified "
-                                                      "rewards; best-of-n: expert iteration")  # fmt: skip
+                                                      "rewards; best-of-n: expert iteration; tiny-model: write a "
+                                                      "random tiny model to --out (plumbing runs)")  # fmt: skip
     p.add_argument("--preset", choices=sorted(PRESETS), help="extension preset (default: the YAML's, else baseline)")
     p.add_argument("--config", help="YAML recipe with extensions:/train:/lora: sections")
     p.add_argument("--model", help="local model directory")
     p.add_argument("--suite", help="task suite: builtin, kernelbench:PATH[:1,2] or a folder of task files")
     p.add_argument("--out", help="output directory")
-    p.add_argument("--steps", type=int, help="optimizer steps (per round for best-of-n)")
+    p.add_argument("--steps", type=int, help="optimizer steps, i.e. max steps (per round for best-of-n)")
     p.add_argument("--lr", type=float, help="learning rate (default 2e-4 SFT / best-of-n, 1e-5 GRPO)")
     p.add_argument("--batch-size", type=int, help="per-device batch (GRPO: completions, a multiple of the group)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="verifier device")
+    p.add_argument("--device", help="verifier device: auto, cpu, cuda or cuda:N (the trainer uses the GPU when "
+                                     "there is one, whatever this says)")  # fmt: skip
     p.add_argument("--workers", type=int, help="parallel verifier processes")
     p.add_argument("--num-generations", type=int, help="GRPO group size")
     p.add_argument("--max-completion-length", type=int, help="tokens generated per completion")
+    p.add_argument("--max-length", type=int, help="SFT and best-of-n fine-tuning: longest prompt + completion")
+    p.add_argument("--temperature", type=float, help="sampling temperature (GRPO and best-of-n)")
+    p.add_argument("--grad-accum", type=int, help="gradient accumulation steps")
+    p.add_argument("--logging-steps", type=int, help="log every N steps")
+    p.add_argument("--rollouts", choices=["policy", "scripted"],
+                   help="GRPO / best-of-n completions: sample the policy (default), or answer each group with the "
+                        "bundled solution and a wrong answer (real verdicts; a plumbing check)")  # fmt: skip
     p.add_argument("--rounds", type=int, help="best-of-n rounds")
     p.add_argument("--n", type=int, help="best-of-n: samples per task")
     p.add_argument("--k", type=int, help="best-of-n: correct samples kept per task")
@@ -95,25 +107,43 @@ def _run(command: str, cfg, device: str) -> str:  # noqa: ANN001
         return run_sft(t.model, tasks, out, steps=t.steps, lr=t.learning_rate or 2e-4, lora=cfg.lora,
                        batch_size=t.batch_size or 2, grad_accum=t.grad_accum, max_length=t.max_length, pairs=pairs,
                        seed=t.seed, logging_steps=t.logging_steps)  # fmt: skip
+    scripted = t.rollouts == "scripted"
     if command == "grpo":
         from tritonrl.train.grpo import run_grpo
+        from tritonrl.train.scripted import scripted_rollout
 
         return run_grpo(
             t.model, tasks, out, cfg.ext, steps=t.steps, num_generations=t.num_generations,
             max_completion_length=t.max_completion_length, verify_cfg=verify_base, lr=t.learning_rate or 1e-5,
             lora=cfg.lora, batch_size=t.batch_size,
             grad_accum=t.grad_accum, temperature=t.temperature, use_vllm=t.use_vllm, seed=t.seed, workers=t.workers,
-            logging_steps=t.logging_steps,
+            logging_steps=t.logging_steps, rollout_func=scripted_rollout(tasks) if scripted else None,
         ).out_dir  # fmt: skip
     from tritonrl.eval.generate import SamplingConfig
     from tritonrl.train.best_of_n import run_best_of_n
+    from tritonrl.train.scripted import ScriptedGenerator
 
     sampling = SamplingConfig(max_new_tokens=t.max_completion_length, temperature=t.temperature, seed=t.seed)
     return run_best_of_n(
         t.model, tasks, out, cfg.ext, rounds=t.rounds, n=t.n, k=t.k, steps=t.steps, lr=t.learning_rate or 2e-4,
         lora=cfg.lora, batch_size=t.batch_size or 2, max_length=t.max_length, verify_cfg=verify_base, sampling=sampling,
-        workers=t.workers, seed=t.seed,
+        workers=t.workers, seed=t.seed, generator_factory=(lambda _: ScriptedGenerator(tasks)) if scripted else None,
     ).out_dir  # fmt: skip
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    if not args.out:
+        print("error: tiny-model needs --out DIR (where the tokenizer and model are written).", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        from tritonrl.train.tiny import build_tiny_model
+
+        path = build_tiny_model(args.out, seed=args.seed or 0)
+    except ImportError as exc:
+        print(f"error: {exc}. The tiny model needs the train extra: pip install 'tritonrl[train]'.", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"done: {path}")
+    return EXIT_OK
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -123,6 +153,8 @@ def train_main(argv: list[str] | None = None) -> int:
     from tritonrl.train.config import describe
 
     setup_logging(args.log_level)
+    if args.command == "tiny-model":
+        return _tiny_model(args)
     try:
         cfg = resolve(args)
         device = _device(cfg.train.device)

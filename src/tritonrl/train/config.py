@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ EXTENSIONS = (
     "fusion_data",
     "learning_zone",
     "hrd",
+    "metamorphic",
 )
 
 
@@ -68,6 +70,12 @@ class ExtensionConfig:
         default=False,
         metadata={"help": "Hierarchical reward decomposition: plan tokens and code tokens get separate advantages."},
     )
+    metamorphic: bool = field(
+        default=False,
+        metadata={"help": "Metamorphic relations: extra cases with rows permuted, inputs scaled by 2^10 or swapped, "
+                          "where the reference satisfies the law exactly; the candidate must satisfy it against "
+                          "itself (verify/metamorphic.py). ~30% more verifier forward calls."},
+    )  # fmt: skip
     curriculum_start: float = field(default=0.10, metadata={"help": "Initial fraction of L2 tasks."})
     curriculum_step: float = field(default=0.05, metadata={"help": "L2 fraction added per promotion."})
     curriculum_max: float = field(default=0.50, metadata={"help": "Largest L2 fraction."})
@@ -124,6 +132,7 @@ PRESETS: dict[str, dict[str, bool]] = {
     "calibrated_timing_only": {"calibrated_timing": True},
     "sandbox_only": {"strict_sandbox": True},
     "fusion_data_only": {"fusion_data": True},
+    "metamorphic_only": {"metamorphic": True},
     "easy_combo": {"multi_input": True, "curriculum": True, "staged_reward": True},
     "all_extensions": _ALL,
 }
@@ -145,8 +154,9 @@ def to_verify_config(ext: ExtensionConfig, base: VerifyConfig | None = None) -> 
     """The VerifyConfig the flags mean, starting from `base` (the hardened defaults when None).
 
     multi_input off -> n_variants=0 and no `normal` values; numerical_stability off -> no wide/small/offset values
-    (both off: native values only); strict_sandbox off -> no static checks and no audit guard.
-    A flag that is on keeps the base's setting. calibrated_timing cannot add a timing stage on cpu: it logs that.
+    (both off: native values only); strict_sandbox off -> no static checks and no audit guard; metamorphic on/off ->
+    VerifyConfig.metamorphic on/off (a layer the hardened base leaves off). Any other flag that is on keeps the base's
+    setting. calibrated_timing cannot add a timing stage on cpu: it logs that.
     """
     base = base or VerifyConfig()
     overrides: dict[str, Any] = {}
@@ -159,6 +169,8 @@ def to_verify_config(ext: ExtensionConfig, base: VerifyConfig | None = None) -> 
         overrides["distributions"] = distributions
     if not ext.strict_sandbox:
         overrides.update(static_checks=False, audit_guard=False)
+    if ext.metamorphic != base.metamorphic:
+        overrides["metamorphic"] = ext.metamorphic
     if ext.calibrated_timing and not timing_available(base.device):
         log.warning("calibrated_timing: timing is unavailable on device=%s (it needs a GPU); no speed reward.",
                     base.device)  # fmt: skip
@@ -225,6 +237,9 @@ class LoraSettings:
                           target_modules=self.target_modules, task_type="CAUSAL_LM")  # fmt: skip
 
 
+ROLLOUTS = ("policy", "scripted")
+
+
 @dataclasses.dataclass
 class TrainSettings:
     model: str | None = field(default=None, metadata={"help": "Local model directory (never downloaded)."})
@@ -256,8 +271,18 @@ class TrainSettings:
     n: int = field(default=10, metadata={"help": "Best-of-N: completions sampled per task (the seeds use 10)."})
     k: int = field(default=3, metadata={"help": "Best-of-N: correct completions kept per task (the seeds use 3)."})
     logging_steps: int = field(default=1, metadata={"help": "Log every N steps."})
+    rollouts: str = field(
+        default="policy",
+        metadata={"help": "GRPO and best-of-N completions: 'policy' samples the model; 'scripted' answers each group "
+                          "with the bundled solution and a wrong answer (real verdicts; a plumbing check, "
+                          "train/scripted.py)."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
+        if self.rollouts not in ROLLOUTS:
+            raise ConfigError(f"train.rollouts={self.rollouts!r}: choose one of {ROLLOUTS}.")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"train.device={self.device!r}: must be auto, cpu, cuda or cuda:N.")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"train.batch_size={self.batch_size}: must be >= 1 (or null for the default).")
         for name in ("steps", "grad_accum", "num_generations", "max_completion_length", "max_length",

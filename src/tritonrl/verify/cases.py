@@ -54,6 +54,7 @@ class Case:
     ref_outputs: tuple[torch.Tensor, ...]
     ref_mutated: list[bool]
     ref_container: str = "tensor"  # "tensor", "tuple" or "list": what forward returned
+    relation: Any = None  # a metamorphic.Relation when this case is a transformed copy of an earlier case
 
 
 @dataclasses.dataclass
@@ -141,6 +142,12 @@ def build_shape(task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig)
                           prog.last_container))  # fmt: skip
     if name == "base":
         cases.sort(key=lambda c: not ghost_informative(c))  # stable: the first informative case leads
+    if cfg.metamorphic:  # imported here: metamorphic builds on this module's Case
+        from tritonrl.verify.metamorphic import derive_cases, reference_runner
+
+        derived, derived_notes = derive_cases(name, cases, reference_runner(prog, model, cfg.device))
+        cases += derived
+        notes += derived_notes
     for i, case in enumerate(cases):  # alternate poison so NaN- and sentinel-filled runs both occur per shape
         case.poison = ("sentinel" if i % 2 == 0 else "nan") if cfg.poison_outputs else None
     return Shape(name, dict(sizes), init_args, init_seed, state, cases), notes, ops

@@ -48,6 +48,14 @@ class VerifyConfig:
     audit_guard: bool = field(
         default=True, metadata={"help": "Install the in-worker audit hook that blocks file/network/process access."}
     )
+    metamorphic: bool = field(
+        default=False,
+        metadata={
+            "help": "Metamorphic relations (verify/metamorphic.py): per shape, re-run the candidate on inputs with "
+            "rows permuted, scaled by 2^10 or swapped, wherever the reference satisfies the relation exactly, and "
+            "check it against itself and the reference. Off by default: ~30% more forward calls per verification."
+        },
+    )
     timeout_s: float = field(default=60.0, metadata={"help": "Wall-clock limit for the sandboxed worker."})
     memory_limit_mb: int = field(default=4096, metadata={"help": "Resident-memory limit of the worker (watchdog)."})
     max_output_bytes: int = field(default=64 * 1024, metadata={"help": "Candidate stdout/stderr kept per stream."})
@@ -72,7 +80,8 @@ class VerifyConfig:
     timing_input_sets: int = field(
         default=3,
         metadata={
-            "help": "Value sets rotated through timing_input_sets - 1 input slots (a result cached by address is stale at the slot's next use); as many more feed the check round."
+            "help": "Value sets rotated through timing_input_sets - 1 input slots (a result cached by address is "
+            "stale at the slot's next use); as many more feed the check round."
         },
     )
     roofline: bool = field(

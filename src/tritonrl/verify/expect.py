@@ -1,8 +1,9 @@
 """Candidate files that declare the verdict they must get: the format of our adversarial fixtures and demo examples.
 
 Line 1 of such a file is `# expect: pass` or `# expect: stage=<stage> failure=<kind> [static=off] [policy=P]
-[timeout=S] [ghost=off]  -- why`. Users can keep their own suites of known-bad kernels in this format and check them
-with `benchmarks/sweep_fixtures.py` or the tests; the options switch defence layers off so one layer is tested alone.
+[timeout=S] [ghost=off] [metamorphic=on]  -- why`. Users can keep their own suites of known-bad kernels in this
+format and check them with `benchmarks/sweep_fixtures.py` or the tests; the options switch defence layers off so one
+layer is tested alone (or the optional metamorphic layer on).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from tritonrl.types import FailureKind, Stage, Verdict
 from tritonrl.verify.config import VerifyConfig
 
 _HEADER = re.compile(r"#\s*expect:\s*(?P<body>.*?)\s*(?:--.*)?$")
-OPTIONS = ("static", "policy", "timeout", "ghost")
+OPTIONS = ("static", "policy", "timeout", "ghost", "metamorphic")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class Expectation:
             kwargs["policy"] = opts["policy"]
         if "timeout" in opts:
             kwargs["timeout_s"] = float(opts["timeout"])
+        if "metamorphic" in opts:
+            kwargs["metamorphic"] = opts["metamorphic"] == "on"
         return VerifyConfig(**{**kwargs, **overrides})
 
     def met_by(self, verdict: Verdict) -> bool:

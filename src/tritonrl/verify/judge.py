@@ -19,6 +19,7 @@ import torch
 from tritonrl.types import CheckResult, FailureKind, ProvenanceReport, Stage
 from tritonrl.verify.cases import Shape
 from tritonrl.verify.correctness import compare_outputs
+from tritonrl.verify.metamorphic import RelationChecker
 from tritonrl.verify.provenance import ProvenancePolicy, judge_call
 from tritonrl.verify.sandbox import ExitInfo
 
@@ -76,6 +77,7 @@ class Judge:
         self.ghost_changed: bool | None = None
         self.timing_raw: dict[str, Any] | None = None  # the worker's raw timing frame (judged by timing_stats)
         self.timing_started = False
+        self.relations = RelationChecker(shapes, tf32=tf32)
 
     # --- per frame ---------------------------------------------------------------------------------------------
     def feed(self, msg: dict[str, Any]) -> Failure | None:
@@ -200,6 +202,10 @@ class Judge:
             max_rel_err=_finite(cmp.max_rel_err), first_bad_index=cmp.first_bad_index, atol=cmp.atol, rtol=cmp.rtol,
         )  # fmt: skip
         self.checks.append(check)
+        if (related := self.relations.check(msg, outputs)) is not None:  # a violated relation explains more
+            self.checks.append(related)
+            if not related.passed:
+                return Failure(Stage.CORRECTNESS, related.failure, related.message)
         if cmp.failure is not None:
             return Failure(Stage.CORRECTNESS, cmp.failure, f"{where}: {cmp.message}")
         return None
