@@ -39,6 +39,14 @@ def test_verify_rejected_candidate_returns_rejected(capsys):
     assert (verdict["stage"], verdict["failure"]) == ("provenance", "torch_compute")
 
 
+def test_verify_several_candidates_uses_the_batch_path(capsys, relu_solution):
+    code = main(["verify", "relu", relu_solution, str(TORCH_FALLBACK), "--device", "cpu", "--jobs", "2", "--json"])
+    verdicts = json.loads(capsys.readouterr().out)
+    assert code == EXIT_REJECTED  # one of them is rejected
+    assert [v["passed"] for v in verdicts] == [True, False]
+    assert verdicts[1]["failure"] == "torch_compute"
+
+
 def test_verify_nonexistent_reference_file_returns_error(capsys, relu_solution, tmp_path):
     missing = tmp_path / "no_such_reference.py"
     code = main(["verify", str(missing), relu_solution, "--device", "cpu"])

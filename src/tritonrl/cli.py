@@ -48,22 +48,36 @@ def _config(args: argparse.Namespace):  # noqa: ANN202
     from tritonrl.verify.config import VerifyConfig
 
     return VerifyConfig(
-        device=_device(args.device), policy=args.policy, timeout_s=args.timeout_s, static_checks=not args.no_static
+        device=_device(args.device),
+        policy=args.policy,
+        timeout_s=args.timeout_s,
+        static_checks=not args.no_static,
+        timing=not args.no_timing,
+        compile_baseline=not args.no_compile_baseline,
     )
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from tritonrl.verify.funnel import verify
+    from tritonrl.verify.pool import verify_many
 
     task = _load_reference(args.reference)
-    verdict = verify(task, _read_candidate(args.candidate), _config(args))
+    texts = [_read_candidate(c) for c in args.candidate]
+    cfg = _config(args)
+    if len(texts) == 1:
+        verdicts = [verify(task, texts[0], cfg)]
+    else:  # warm workers, several at a time; on a GPU timing still runs alone
+        verdicts = verify_many([(task, t) for t in texts], cfg, jobs=args.jobs)
     if args.json:
-        print(verdict.to_json())
+        print(verdicts[0].to_json() if len(verdicts) == 1 else json.dumps([v.to_dict() for v in verdicts]))
     else:
         from tritonrl.cli_display import print_verdict
 
-        print_verdict(verdict)
-    return EXIT_OK if verdict.passed else EXIT_REJECTED
+        for path, verdict in zip(args.candidate, verdicts, strict=True):
+            if len(verdicts) > 1:
+                print(f"== {path}")
+            print_verdict(verdict)
+    return EXIT_OK if all(v.passed for v in verdicts) else EXIT_REJECTED
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -239,6 +253,12 @@ def _add_verify_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--timeout-s", type=float, default=60.0, help="wall-clock limit for the sandboxed worker")
     p.add_argument("--no-static", action="store_true", help="skip the AST pre-filter (runtime layers still apply)")
+    p.add_argument("--no-timing", action="store_true", help="on cuda: stop after correctness (no speedup)")
+    p.add_argument(
+        "--no-compile-baseline",
+        action="store_true",
+        help="on cuda: skip the speedup over torch.compile (its first use per task compiles the reference: 5-60 s)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -246,9 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tritonrl", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="WARNING")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("verify", help="verify one candidate against one reference")
+    p = sub.add_parser("verify", help="verify candidates against one reference")
     p.add_argument("reference", help="KernelBench-format reference file, or a built-in task id")
-    p.add_argument("candidate", help="candidate .py file or raw LLM completion; '-' reads stdin")
+    p.add_argument("candidate", nargs="+", help="candidate .py files or raw LLM completions; '-' reads stdin")
+    p.add_argument("--jobs", type=int, default=4, help="with several candidates: verified at once (warm workers)")
     _add_verify_options(p)
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("demo", help="verify the bundled tasks' solutions and bundled bad candidates")

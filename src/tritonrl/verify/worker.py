@@ -379,7 +379,7 @@ def main() -> None:
     if request.get("timing") and request["device"] == "cuda":  # trusted setup, before the candidate is imported
         from tritonrl.verify.worker_timing import prepare
 
-        worker.timing_ctx = prepare(torch, request["timing"])
+        worker.timing_ctx = prepare(torch, request["timing"], request["shapes"][0]["state_dict"])
     if request["guard"]:
         worker.guard.install()
     worker.run()

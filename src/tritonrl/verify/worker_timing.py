@@ -22,14 +22,16 @@ class TimingContext:
     params: TimingParams
 
 
-def prepare(torch: Any, spec: dict[str, Any]) -> TimingContext:
+def prepare(torch: Any, spec: dict[str, Any], state_dict: dict[str, Any]) -> TimingContext:
     """Build the reference model and the value sets (trusted: no candidate code has run yet)."""
     from tritonrl.tasks.loader import load_task
     from tritonrl.tasks.reference import ReferenceProgram
 
     task = load_task(spec["task_source"], task_id=spec["task_id"], roles=spec["roles"])
     prog = ReferenceProgram(task, spec["sizes"])
-    reference = prog.make_model(spec["init_seed"]).to("cuda").eval()
+    reference = prog.make_model(spec["init_seed"])
+    reference.load_state_dict(state_dict)  # the parameters the parent's reference and the candidate have
+    reference = reference.to("cuda").eval()
     values = []
     for seed in spec["seeds"]:
         torch.manual_seed(seed)  # the parent drew these inputs the same way (`cases.timing_cases`)
