@@ -203,3 +203,10 @@ def test_bundled_yaml_configs_load():
     assert grpo.ext.hrd and grpo.ext.numerical_stability and grpo.train.num_generations == 8 and grpo.lora.r == 16
     assert load_config(root / "sft.yaml").train.learning_rate == 2e-4
     assert set(load_grid(root / "ablation.yaml")) >= {"hardened", "single_input", "no_ghost_replay"}
+
+
+def test_calibrated_timing_flag_switches_the_timing_stage():
+    gpu = VerifyConfig(device="cuda")
+    assert to_verify_config(preset("calibrated_timing_only"), gpu).times
+    off = to_verify_config(preset("baseline"), gpu)
+    assert not off.timing and not off.times

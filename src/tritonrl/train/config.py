@@ -155,8 +155,9 @@ def to_verify_config(ext: ExtensionConfig, base: VerifyConfig | None = None) -> 
 
     multi_input off -> n_variants=0 and no `normal` values; numerical_stability off -> no wide/small/offset values
     (both off: native values only); strict_sandbox off -> no static checks and no audit guard; metamorphic on/off ->
-    VerifyConfig.metamorphic on/off (a layer the hardened base leaves off). Any other flag that is on keeps the base's
-    setting. calibrated_timing cannot add a timing stage on cpu: it logs that.
+    VerifyConfig.metamorphic on/off (a layer the hardened base leaves off); calibrated_timing off -> timing=False (on:
+    the GPU timing stage, which cannot exist on cpu: it logs that). Any other flag that is on keeps the base's
+    setting.
     """
     base = base or VerifyConfig()
     overrides: dict[str, Any] = {}
@@ -171,6 +172,8 @@ def to_verify_config(ext: ExtensionConfig, base: VerifyConfig | None = None) -> 
         overrides.update(static_checks=False, audit_guard=False)
     if ext.metamorphic != base.metamorphic:
         overrides["metamorphic"] = ext.metamorphic
+    if not ext.calibrated_timing and base.timing:
+        overrides["timing"] = False  # no timing stage at all: no speedup, no speed reward, faster verdicts
     if ext.calibrated_timing and not timing_available(base.device):
         log.warning("calibrated_timing: timing is unavailable on device=%s (it needs a GPU); no speed reward.",
                     base.device)  # fmt: skip
