@@ -250,13 +250,14 @@ def _check_tasks(tasks: list, args: argparse.Namespace) -> int:
     def show(r) -> None:  # noqa: ANN001
         if not args.json:
             status = "ok  " if r.ok else "FAIL"
-            extra = r.error if not r.ok else "; ".join(n for n in r.notes if n.startswith(("DEGENERATE", "weak")))
-            print(f"{status} {r.task_id:48s} variants={r.n_variants} {r.seconds:5.2f}s {extra[:150]}")
+            flagged = ("DEGENERATE", "weak", "single shape")
+            extra = r.reason if not r.ok else "; ".join(n for n in r.notes if n.startswith(flagged))
+            print(f"{status} {r.task_id:48s} variants={r.n_variants} {r.seconds:5.2f}s {extra[:240]}")
 
     results = check_tasks(tasks, on_result=show)
     bad = [r for r in results if not r.ok]
     if args.json:
-        print(json.dumps([dataclasses.asdict(r) for r in results]))
+        print(json.dumps([{**dataclasses.asdict(r), "reason": r.reason} for r in results]))
     else:
         print(f"{len(results) - len(bad)}/{len(results)} tasks can be verified on the CPU")
     return EXIT_OK if not bad else EXIT_REJECTED
