@@ -60,3 +60,10 @@ def test_augment_checks_variants_and_keeps_the_family():
     assert {e.task_id for e in kept} | {d[0] for d in dropped} == {"relu+bfloat16", "cumsum+bfloat16"}
     assert all(e.family == e.task_id.split("+")[0] and e.variant == "bfloat16" and e.solution for e in kept)
     assert "relu+bfloat16" in {e.task_id for e in kept}
+
+
+def test_a_variant_identical_to_its_task_is_dropped():
+    entry = next(e for e in load_suite("builtin").entries if e.task_id == "relu")
+    once, _ = augment([entry], dtypes=("float16",), usable=lambda task: "")
+    again, dropped = augment(once, dtypes=("float16",), usable=lambda task: "")
+    assert again == [] and dropped == [("relu+float16+float16", "nothing to vary")]

@@ -111,8 +111,9 @@ def augment(
             except (TaskError, SyntaxError, ValueError) as e:
                 task, why = None, f"conversion failed: {e}"
             else:
-                why = "nothing to vary" if task is None else usable(task)
-            if task is None or why:
+                same = task is None or task.source == item.task.source  # e.g. float16 asked of a float16 task
+                why = "nothing to vary" if same else usable(task)
+            if why:
                 dropped.append((vid, why))
                 if on_variant:
                     on_variant(None)

@@ -9,6 +9,7 @@ Specs (`load_suite(spec)` returns a `Suite`; `resolve_suite(spec)` only its task
                                 each task's solution is its ported Inductor code (unverified until curated)
     fusion:N[:SEED]             N generated L2 fusion tasks (`tasks/fusion.py`), each with a verified solution
     PATH                        a KernelBench checkout, an export folder (manifest.json), or a folder of task files
+                                (with solutions/<id>.py where a task ships a solution)
     SPEC@train|@val|@test       only the tasks of one split
 Levels: 1 a single op, 2 a fusion of ops, 3 a model. Splits are assigned per family (`splits.py`): leak-free.
 """
@@ -119,7 +120,7 @@ def entry(task: Task, origin: str, **fields) -> SuiteTask:  # noqa: ANN003
 
 def _load(spec: str) -> Suite:
     if spec == "builtin":
-        return make_suite("builtin", [_builtin_entry(t) for t in builtin_tasks()])
+        return make_suite("builtin", [_with_solution(t, "builtin") for t in builtin_tasks()])
     kind, _, rest = spec.partition(":")
     if kind == "kernelbench" and rest:
         path, levels = _split_levels(rest)
@@ -139,7 +140,7 @@ def _load(spec: str) -> Suite:
     if path.is_dir() and checkout_root(path) is not None:
         return make_suite("kernelbench", [entry(t, "kernelbench") for t in load_checkout(path)])
     if path.is_dir():
-        return make_suite(f"folder:{path.name}", [entry(t, "folder") for t in load_task_dir(path)])
+        return make_suite(f"folder:{path.name}", [_with_solution(t, "folder") for t in load_task_dir(path)])
     raise TaskError(
         f"suite {spec!r}: expected 'builtin', 'kernelbench:PATH[:1,2]', 'kernelbench-hf:SRC[:1,2]', "
         "'kernelbook:SRC', 'fusion:N[:SEED]', an export folder or a folder of task files; add @train/@val/@test "
@@ -159,9 +160,10 @@ def _split_levels(rest: str) -> tuple[str, list[int] | None]:
     return path, levels or None
 
 
-def _builtin_entry(task: Task) -> SuiteTask:
+def _with_solution(task: Task, origin: str) -> SuiteTask:
+    """An entry whose solution is the task's `solutions/<id>.py` file, when it has one."""
     solution = Path(task.solution_path).read_text() if task.solution_path else None
-    return entry(task, "builtin", solution=solution)
+    return entry(task, origin, solution=solution)
 
 
 def _kernelbook(source: str) -> Suite:
