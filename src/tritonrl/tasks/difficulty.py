@@ -75,7 +75,7 @@ def profile(task: Task) -> Profile:
     forward = next((n for n in model.body if isinstance(n, ast.FunctionDef) and n.name == "forward"), None)
     ops: list[str] = []
     loops = False
-    for node in ast.walk(forward) if forward else ():
+    for node in _postorder(forward) if forward else ():  # evaluation order: relu(fc(x)) gives linear, relu
         loops |= isinstance(node, ast.For | ast.While)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             ops.append(_BINOPS[type(node.op)])
@@ -161,6 +161,18 @@ def _layers(model: ast.ClassDef) -> dict[str, str]:
                 if isinstance(target, ast.Attribute) and _dotted_self(target):
                     out[target.attr] = kind
     return out
+
+
+def _postorder(node: ast.AST):  # noqa: ANN202 (Iterator[ast.AST])
+    """Children before their parent, left to right: the order Python evaluates nested calls and operators."""
+    stack: list[tuple[ast.AST, bool]] = [(node, False)]
+    while stack:
+        current, expanded = stack.pop()
+        if expanded:
+            yield current
+            continue
+        stack.append((current, True))
+        stack.extend((child, False) for child in reversed(list(ast.iter_child_nodes(current))))
 
 
 def _dotted_self(target: ast.Attribute) -> bool:

@@ -140,10 +140,11 @@ def plan_section(e: SuiteTask, policy: str) -> str:
                and any("jit" in ast.unparse(d) or "autotune" in ast.unparse(d) for d in n.decorator_list)]  # fmt: skip
     ops = list(dict.fromkeys(profile(e.task).ops))[:6]
     doc = (ast.get_docstring(tree) or "").strip().split("\n")[0]
+    doc = doc.split(":", 1)[1].strip() if ":" in doc else doc  # "Triton solution for `relu`: flat 1-D grid."
     what = doc or f"port `Model.forward` ({', '.join(ops) or 'its computation'}) to Triton."
     names = ", ".join(f"`{k}`" for k in kernels) or "one Triton kernel"
-    tiling = "one program per block of output elements, tails masked" if len(kernels) <= 1 else "one launch each"
-    plan = f"Plan: {what} Kernels: {names} ({tiling}), launched from `ModelNew.forward`."
+    tiling = "" if doc else " (each program handles one block of elements, tails masked)"  # no docstring: generic
+    plan = f"Plan: {what} Kernels: {names}{tiling}, launched from `ModelNew.forward`."
     if policy == "partial":
         return plan + " PyTorch still computes part of forward (e.g. the GEMM/conv): a partial port."
     return plan + " PyTorch only allocates outputs and makes views."
