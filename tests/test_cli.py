@@ -12,6 +12,7 @@ from tritonrl.tasks.loader import builtin_task, builtin_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_FALLBACK = ROOT / "src/tritonrl/tasks/builtin/examples/relu/torch_fallback.py"
+KERNELBOOK = ROOT / "tests/fixtures/kernelbook/sample.jsonl"
 BUILTIN_IDS = ["cumsum", "layernorm", "leaky_relu", "linear_bias_relu", "matmul", "relu", "rmsnorm", "row_sum",
                "softmax", "vector_add"]  # fmt: skip
 
@@ -73,6 +74,46 @@ def test_tasks_list_lists_the_builtin_tasks(capsys):
     assert main(["tasks", "list"]) == EXIT_OK
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == BUILTIN_IDS == [t.task_id for t in builtin_tasks()]
+
+
+def test_tasks_list_shows_level_split_and_difficulty(capsys):
+    assert main(["tasks", "list", "--suite", "builtin"]) == EXIT_OK
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("linear_bias_relu"))
+    assert row.split()[1:4] == ["L2", "train", "medium"]
+
+
+def test_tasks_list_of_kernelbook_reports_skipped_rows(capsys):
+    assert main(["tasks", "list", "--suite", f"kernelbook:{KERNELBOOK}"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "kernelbook/101_ShiftedReLU" in captured.out and "skipped kernelbook/106_Attention" in captured.err
+
+
+def test_tasks_curate_json_reports_a_status_per_solution(tmp_path, capsys):
+    rows = [line for line in KERNELBOOK.read_text().splitlines() if json.loads(line)["uuid"] in (106, 107, 108)]
+    (tmp_path / "rows.jsonl").write_text("\n".join(rows) + "\n")
+    assert main(["tasks", "curate", "--suite", f"kernelbook:{tmp_path / 'rows.jsonl'}", "--device", "cpu",
+                 "--json"]) == EXIT_OK  # fmt: skip
+    statuses = {r["task_id"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert statuses == {"kernelbook/107_ErfGELU": "needs_gpu", "kernelbook/108_RowNorm": "blocked"}
+
+
+def test_tasks_export_writes_rows_and_a_manifest(tmp_path, capsys):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for name in ("relu", "softmax"):
+        (folder / f"{name}.py").write_text(builtin_task(name).source)
+    out = tmp_path / "out"
+    assert main(["tasks", "export", str(folder), "--out", str(out), "--device", "cpu", "--json"]) == EXIT_OK
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["counts"]["rl"]["total"] == 2 and manifest["counts"]["sft"]["total"] == 0  # no solutions
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert main(["tasks", "list", "--suite", str(out)]) == EXIT_OK  # the export is a suite
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["relu", "softmax"]
+
+
+def test_tasks_export_bad_split_fractions_is_a_usage_error(tmp_path, capsys):
+    code = main(["tasks", "export", "builtin", "--out", str(tmp_path), "--split-fractions", "1,1", "--json"])
+    assert code == EXIT_ERROR and "three numbers" in json.loads(capsys.readouterr().out)["message"]
 
 
 def test_tasks_show_prints_the_source(capsys):

@@ -107,3 +107,36 @@ def eval_progress(disable: bool = False) -> Iterator[Callable]:
             progress.update(bar, completed=state["n"], description=f"{state['ok']} passed")
 
         yield advance
+
+
+@contextlib.contextmanager
+def stage_progress(disable: bool = False) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress line for multi-stage work (`tasks export`, `tasks curate`): call it with (stage, done, total)."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True), disable=disable, transient=True) as progress:
+        bars: dict[str, object] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=total)
+            progress.update(bars[stage], completed=done, total=total)
+
+        yield update
+
+
+def print_curation(results, skipped) -> None:  # noqa: ANN001
+    """One row per curated task, then the counts per status and the rows that never became tasks."""
+    table = Table(title="curation")
+    for col in ("task", "status", "policy", "seconds"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("reason", overflow="ellipsis", max_width=90)
+    for r in results:
+        color = {"verified": "green", "partial_port": "yellow"}.get(r.status.value, "red")
+        table.add_row(r.task_id, f"[{color}]{r.status.value}[/]", r.policy, f"{r.seconds:.1f}", r.reason)
+    console.print(table)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    console.print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing to curate")
+    for item, why in skipped:
+        console.print(f"[dim]skipped {item}: {why}[/]", highlight=False)

@@ -66,3 +66,29 @@ def test_solution_completion_is_none_without_solution():
     import dataclasses
 
     assert solution_completion(dataclasses.replace(builtin_task("relu"), solution_path=None)) is None
+
+
+def test_export_dataset_reads_a_tasks_export(tmp_path):
+    """`tritonrl tasks export` output is trainer-ready: verified SFT pairs and RL prompts of one split."""
+    import shutil
+
+    from tritonrl.tasks.export import ExportConfig, export
+    from tritonrl.tasks.suites import load_suite
+    from tritonrl.train.data import export_dataset
+    from tritonrl.verify.config import VerifyConfig
+
+    folder = tmp_path / "tasks"
+    (folder / "solutions").mkdir(parents=True)
+    relu = builtin_task("relu")
+    shutil.copy(relu.path, folder / "relu.py")
+    shutil.copy(relu.solution_path, folder / "solutions" / "relu.py")
+    out = tmp_path / "out"
+    export([load_suite(str(folder))], ExportConfig(out=str(out)), VerifyConfig(device="cpu"))
+    split = next(s for s in ("train", "val", "test") if (out / "rl" / f"{s}.jsonl").read_text())  # relu's split
+    (row,) = export_dataset(out, "sft", split)
+    assert row["task_id"] == "relu" and row["prompt"] == build_messages(relu)
+    code, _ = extract_code(row["completion"][0]["content"])
+    assert code.strip() == Path(relu.solution_path).read_text().strip()
+    assert export_dataset(out, "rl", split)["task_id"] == ["relu"]
+    with pytest.raises(ConfigError, match="'sft' or 'rl'"):
+        export_dataset(out, "dpo", split)

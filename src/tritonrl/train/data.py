@@ -3,7 +3,8 @@
 SFT completions are "plan, then one ```python block", the answer shape `train/prompts.py` asks for and
 `verify/extract.py` reads. They come from verified pairs (a JSONL export of {task_id, completion}, or best-of-N's
 kept set) or, for tasks that ship one, the bundled known-correct solution with a plan taken from its docstring.
-`select_tasks` applies the `fusion_data` extension to a suite. Nothing here verifies: pairs must already be verified.
+`select_tasks` applies the `fusion_data` extension to a suite. `export_dataset` reads a `tritonrl tasks export`
+folder (its `sft/<split>.jsonl` rows are verified pairs). Nothing here verifies: pairs must already be verified.
 """
 
 from __future__ import annotations
@@ -142,3 +143,16 @@ def select_tasks(tasks: Sequence[Task], *, fusion_data: bool, fusion_dir: str | 
     fused = [dataclasses.replace(t, task_id=FUSION_PREFIX + t.task_id) for t in load_task_dir(fusion_dir, level=2)]
     log.info("fusion_data: added %d L2 fusion tasks from %s", len(fused), fusion_dir)
     return out + fused
+
+
+def export_dataset(path: str | Path, kind: str = "sft", split: str = "train", tokenizer: Any | None = None):  # noqa: ANN201
+    """A trainer-ready `datasets.Dataset` from a `tritonrl tasks export` folder: the split's tasks (the folder is a
+    suite, `PATH@split`) with its verified SFT pairs (`kind="sft"`) or as GRPO prompt rows (`kind="rl"`)."""
+    from tritonrl.tasks.suites import resolve_suite
+
+    if kind not in ("sft", "rl"):
+        raise ConfigError(f"kind={kind!r}: must be 'sft' or 'rl'.")
+    tasks = resolve_suite(f"{path}@{split}")
+    if kind == "rl":
+        return rl_dataset(tasks)
+    return sft_dataset(tasks, tokenizer, pairs=load_pairs(Path(path) / "sft" / f"{split}.jsonl"))

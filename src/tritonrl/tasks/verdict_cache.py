@@ -1,0 +1,64 @@
+"""A JSONL cache of verdicts for (task, solution, verifier config), so rerunning a curation or an export does not
+verify the same solution again.
+
+The key is sha256 of the task fingerprint (id, source, constant roles), the candidate's sha256 and
+`VerifyConfig.config_hash()`: any change to the task, the code or a verdict-relevant setting misses the cache.
+Each line is {"key", "task_id", "policy", "verdict": Verdict.to_dict()}; the file is appended to, never rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from tritonrl.tasks.loader import source_fingerprint
+from tritonrl.tasks.schema import Task
+from tritonrl.types import Verdict, candidate_sha256
+from tritonrl.verify.config import VerifyConfig
+
+log = logging.getLogger(__name__)
+
+
+def cache_key(task: Task, candidate: str, cfg: VerifyConfig) -> str:
+    payload = f"{source_fingerprint(task)}\0{candidate_sha256(candidate)}\0{cfg.config_hash()}"
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class VerdictCache:
+    """Verdicts by key, backed by an append-only JSONL file (or memory only when `path` is None)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else None
+        self._verdicts: dict[str, Verdict] = {}
+        self.hits = 0
+        self.misses = 0
+        if self.path and self.path.is_file():
+            for n, line in enumerate(self.path.read_text().splitlines(), 1):
+                try:
+                    row = json.loads(line)
+                    self._verdicts[row["key"]] = Verdict.from_dict(row["verdict"])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    log.warning("%s:%d: unreadable cache line skipped", self.path, n)
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+    def verify(self, task: Task, candidate: str, cfg: VerifyConfig) -> Verdict:
+        """The cached verdict, or a fresh `verify(...)` (stored before returning)."""
+        key = cache_key(task, candidate, cfg)
+        if key in self._verdicts:
+            self.hits += 1
+            return self._verdicts[key]
+        from tritonrl.verify.funnel import verify
+
+        self.misses += 1
+        verdict = verify(task, candidate, cfg)
+        self._verdicts[key] = verdict
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps({"key": key, "task_id": task.task_id, "policy": cfg.policy,
+                                    "verdict": verdict.to_dict()}) + "\n")  # fmt: skip
+        return verdict
