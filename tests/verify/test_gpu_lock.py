@@ -72,3 +72,32 @@ def test_gpu_key_follows_visible_devices(monkeypatch):
     assert gpu_key("cuda:1") == gpu_key("cuda:1") != gpu_key("cuda:0")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
     assert gpu_key("cuda") == gpu_key("cuda:0")
+
+
+def test_queued_timings_of_one_process_share_one_exclusive_window(tmp_path):
+    """A reader that arrives while one timing runs and another is queued must wait for both timings."""
+    lock = GpuLock("cuda:7", tmp_path)
+    order: list[str] = []
+    first_in = threading.Event()
+
+    def timing(name: str, delay: float) -> None:
+        time.sleep(delay)
+        with lock.exclusive():
+            order.append(f"{name} in")
+            first_in.set()
+            time.sleep(0.3)
+            order.append(f"{name} out")
+
+    def reader() -> None:
+        first_in.wait(5)
+        time.sleep(0.05)
+        with lock.shared():
+            order.append("reader")
+
+    threads = [threading.Thread(target=timing, args=("t1", 0.0)), threading.Thread(target=timing, args=("t2", 0.1)),
+               threading.Thread(target=reader)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert order == ["t1 in", "t1 out", "t2 in", "t2 out", "reader"]

@@ -8,6 +8,10 @@ correctness work cannot starve timing. Built on `fcntl.flock` over two files per
 - `rw`: readers shared, the writer exclusive.
 flock locks belong to an open file description, so each acquisition opens its own descriptors: threads of one
 process exclude each other exactly as processes do. A process that dies releases its locks with its descriptors.
+
+Exclusive holders of one process share a window: when a timing ends while another thread of the same process already
+waits to time, the GPU stays exclusive and passes to it, so the drain of concurrent correctness work (seconds, on a
+busy GPU) is paid once per queue of timings rather than once per timing (docs/benchmarks.md 4b).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +44,20 @@ def gpu_key(device: str) -> str:
     return hashlib.sha256(physical.encode()).hexdigest()[:12]
 
 
+class _Window:
+    """This process's exclusive hold on one GPU, handed from one timing thread to the next while any waits."""
+
+    def __init__(self) -> None:
+        self.turn = threading.Lock()  # one timing at a time inside the window
+        self.count = threading.Lock()
+        self.waiting = 0
+        self.files: tuple | None = None  # (gate, rw) while the flock is held
+
+
+_windows: dict[str, _Window] = {}
+_windows_lock = threading.Lock()
+
+
 class GpuLock:
     """`with lock.shared():` for work that may share the GPU; `with lock.exclusive():` for timing."""
 
@@ -48,6 +67,8 @@ class GpuLock:
         self.rw_path = base.with_suffix(".rw")
         for p in (self.gate_path, self.rw_path):
             p.touch(exist_ok=True)
+        with _windows_lock:
+            self.window = _windows.setdefault(str(self.rw_path), _Window())
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
@@ -65,16 +86,34 @@ class GpuLock:
     def exclusive(self) -> Iterator[float]:
         """Yields the seconds spent waiting (callers pause their candidate's clock for it)."""
         t0 = time.monotonic()
-        with open(self.gate_path) as gate, open(self.rw_path) as rw:
-            fcntl.flock(gate, fcntl.LOCK_EX)
-            try:
-                fcntl.flock(rw, fcntl.LOCK_EX)
-            finally:
-                fcntl.flock(gate, fcntl.LOCK_UN)  # queued readers now wait on rw, behind us
+        window = self.window
+        with window.count:
+            window.waiting += 1
+        window.turn.acquire()
+        try:
+            if window.files is None:
+                window.files = self._acquire_exclusive()
             waited = time.monotonic() - t0
             if waited > 1.0:
                 log.debug("waited %.1f s for exclusive use of the GPU", waited)
-            try:
-                yield waited
-            finally:
+            yield waited
+        finally:
+            with window.count:
+                window.waiting -= 1
+                last = window.waiting == 0
+            if last and window.files is not None:  # nobody of ours queued: give the GPU back to shared work
+                gate, rw = window.files
+                window.files = None
                 fcntl.flock(rw, fcntl.LOCK_UN)
+                rw.close()
+                gate.close()
+            window.turn.release()
+
+    def _acquire_exclusive(self) -> tuple:
+        gate, rw = open(self.gate_path), open(self.rw_path)  # noqa: SIM115 - kept open while the window lasts
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(rw, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)  # queued readers now wait on rw, behind us
+        return gate, rw
