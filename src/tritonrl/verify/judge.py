@@ -75,7 +75,6 @@ class Judge:
         self.foreign: set[str] = set()
         self.n_launches = 0
         self.ghost_changed: bool | None = None
-        self.timing_raw: dict[str, Any] | None = None  # the worker's raw timing frame (judged by timing_stats)
         self.timing_started = False
         self.relations = RelationChecker(shapes, tf32=tf32)
 
@@ -92,8 +91,6 @@ class Judge:
             failure = self.run_deferred()
             self.timing_started = failure is None and self.all_checked()
             return failure
-        elif t == "timing":
-            self.timing_raw = msg  # judged by the funnel (timing_stats) as it arrives
         elif t == "violation":
             stage = Stage.TIMING if self.timing_started else Stage.PROVENANCE if self.loaded else Stage.LOAD
             return Failure(stage, FailureKind(msg["kind"]), f"sandbox refused: {msg['detail']}")
