@@ -75,29 +75,36 @@ def test_gpu_key_follows_visible_devices(monkeypatch):
 
 
 def test_queued_timings_of_one_process_share_one_exclusive_window(tmp_path):
-    """A reader that arrives while one timing runs and another is queued must wait for both timings."""
+    """A reader that asked during one timing gets the GPU only after a second timing of the same process that queued
+    later: the first hands its exclusive window over instead of letting correctness work in between."""
     lock = GpuLock("cuda:7", tmp_path)
     order: list[str] = []
-    first_in = threading.Event()
+    t1_in, reader_asking = threading.Event(), threading.Event()
 
-    def timing(name: str, delay: float) -> None:
-        time.sleep(delay)
+    def first() -> None:
         with lock.exclusive():
-            order.append(f"{name} in")
-            first_in.set()
-            time.sleep(0.3)
-            order.append(f"{name} out")
+            order.append("t1 in")
+            t1_in.set()
+            deadline = time.monotonic() + 5
+            while lock.window.waiting < 2 and time.monotonic() < deadline:  # t2 is queued
+                time.sleep(0.01)
+            order.append("t1 out")
+
+    def second() -> None:
+        reader_asking.wait(5)
+        time.sleep(0.1)  # the reader is already blocked on the lock (past the gate) when t2 queues
+        with lock.exclusive():
+            order.append("t2")
 
     def reader() -> None:
-        first_in.wait(5)
-        time.sleep(0.05)
+        t1_in.wait(5)
+        reader_asking.set()
         with lock.shared():
             order.append("reader")
 
-    threads = [threading.Thread(target=timing, args=("t1", 0.0)), threading.Thread(target=timing, args=("t2", 0.1)),
-               threading.Thread(target=reader)]  # fmt: skip
+    threads = [threading.Thread(target=f) for f in (first, second, reader)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
-    assert order == ["t1 in", "t1 out", "t2 in", "t2 out", "reader"]
+    assert order == ["t1 in", "t1 out", "t2", "reader"]
