@@ -121,7 +121,7 @@ class GeneratedTask:
     source: str  # the task file's text (KernelBench format)
     solution: str  # a `ModelNew` candidate file built from templates (proven by benchmarks/fusion_verify.py)
     spec: dict = dataclasses.field(hash=False)  # FusionSpec.to_dict() plus "features" (difficulty inputs)
-    difficulty: str = "medium"  # "easy" | "medium" | "hard", from `difficulty(ops)`
+    difficulty: str  # "easy" | "medium" | "hard", from `difficulty(ops)`
 
 
 def difficulty_features(ops: Sequence[str]) -> dict[str, int | bool]:
@@ -270,8 +270,9 @@ def generate_fusion_tasks(n: int, seed: int = 0) -> list[GeneratedTask]:
     rng = random.Random(f"tritonrl-fusion-{seed}")
     seen: set[str] = set()
     out: list[GeneratedTask] = []
-    for _ in range(MAX_ATTEMPTS_PER_TASK * max(n, 1)):
+    for draws in range(MAX_ATTEMPTS_PER_TASK * max(n, 1)):
         if len(out) == n:
+            log.debug("fusion generator: %d distinct tasks from %d draws (seed %d)", n, draws, seed)
             return out
         spec = sample_spec(rng)
         key = normalized_source(task_source(spec))
