@@ -27,3 +27,17 @@ def test_spans_follow_utf8_columns():
 def test_overlapping_edits_are_refused():
     with pytest.raises(ValueError, match="overlapping"):
         apply_edits("abcdef", [(0, 3, "x"), (2, 4, "y")])
+
+
+def test_dotted_names_attribute_chains():
+    import ast
+
+    from tritonrl.tasks.edits import dotted
+
+    def expr(text: str) -> ast.AST:
+        return ast.parse(text, mode="eval").body
+
+    assert dotted(expr("torch.nn.functional.relu")) == "torch.nn.functional.relu"
+    assert dotted(expr("f().x.y")) == "x.y"
+    assert dotted(expr("f().x.y"), partial=False) == ""
+    assert dotted(expr("1 + 2")) == "" and dotted(None) == ""

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from tritonrl.errors import TaskError
-from tritonrl.tasks.edits import Edit, LineIndex, apply_edits, top_level
+from tritonrl.tasks.edits import Edit, LineIndex, apply_edits, dotted, top_level
 from tritonrl.tasks.loader import LITERAL_PREFIX, constant_bindings, input_literals, load_task
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.suites import SuiteTask
@@ -69,7 +69,7 @@ def dtype_variant(task: Task, dtype: str) -> Task | None:
         if given is None:
             close = index.offset(call.end_lineno, call.end_col_offset) - 1
             edits.append((close, close, f"{', ' if call.args or call.keywords else ''}dtype=torch.{dtype}"))
-        elif _callee_expr(given.value).split(".")[-1] in _FLOAT_NAMES:
+        elif dotted(given.value).split(".")[-1] in _FLOAT_NAMES:
             edits.append((*index.span(given.value), f"torch.{dtype}"))
     if not edits:
         return None
@@ -174,14 +174,4 @@ def _builds_parameters(init: ast.FunctionDef) -> bool:
 
 
 def _callee(call: ast.Call) -> str:
-    return _callee_expr(call.func)
-
-
-def _callee_expr(node: ast.AST) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return ".".join(reversed(parts))
+    return dotted(call.func)

@@ -13,6 +13,7 @@ import ast
 import dataclasses
 from collections.abc import Iterable, Mapping
 
+from tritonrl.tasks.edits import dotted
 from tritonrl.tasks.schema import Task
 
 LEVELS = (1, 2, 3)
@@ -180,13 +181,7 @@ def _dotted_self(target: ast.Attribute) -> bool:
 
 
 def _callee(call: ast.Call) -> str:
-    parts, node = [], call.func
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return ".".join(reversed(parts))
+    return dotted(call.func)
 
 
 def _op_name(call: ast.Call, layers: Mapping[str, str]) -> str | None:

@@ -2,7 +2,8 @@
 
 Converters (KernelBook rows, Inductor idioms, shape and dtype variants) locate what to change with `ast` and apply
 the change to the text with `apply_edits`, so a converted file reads like the original. `rename` renames an
-identifier token by token (strings and comments untouched). Pure text; nothing here executes code.
+identifier token by token (strings and comments untouched); `dotted` names a Name/Attribute chain. Pure text;
+nothing here executes code.
 """
 
 from __future__ import annotations
@@ -84,3 +85,17 @@ def top_level(tree: ast.Module | ast.ClassDef, kind: type, name: str) -> ast.AST
         if isinstance(node, kind) and getattr(node, "name", None) == name:
             found = node
     return found
+
+
+def dotted(node: ast.AST | None, *, partial: bool = True) -> str:
+    """`torch.nn.functional.relu` for a Name/Attribute chain. A chain not rooted at a name (`f().x.y`) gives its
+    attribute part (`x.y`), or '' with `partial=False`; anything else gives ''."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    elif not partial:
+        return ""
+    return ".".join(reversed(parts))

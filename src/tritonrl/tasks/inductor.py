@@ -27,7 +27,7 @@ import io
 import re
 import tokenize
 
-from tritonrl.tasks.edits import Edit, LineIndex, apply_edits
+from tritonrl.tasks.edits import Edit, LineIndex, apply_edits, dotted
 
 _HELPER_CALLS = {  # triton_helpers.<name> -> (replacement function, extra keyword text)
     "maximum": ("tl.maximum", ", propagate_nan=tl.PropagateNan.ALL"),
@@ -96,24 +96,13 @@ def port_inductor(code: str) -> Port:
                 uses_libdevice)  # fmt: skip
 
 
-def _dotted(node: ast.AST) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return ""
-
-
 def _rewrite_calls(code: str, tree: ast.Module, rewrites: list, extern: list, blockers: list) -> str:
     index = LineIndex(code)
     edits: list[Edit] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        name = _dotted(node.func)
+        name = dotted(node.func, partial=False)
         func_span = index.span(node.func)
         if name in ("empty_strided_cuda", "empty_strided_cpu"):
             args = [index.text(a) for a in node.args] + [index.text(k) for k in node.keywords]
@@ -155,9 +144,9 @@ def _rewrite_calls(code: str, tree: ast.Module, rewrites: list, extern: list, bl
 def _is_dropped(stmt: ast.stmt) -> bool:
     """`assert_size_stride(...)`, `get_raw_stream(0)`, `torch.cuda.set_device(0)`, `stream0 = get_raw_stream(0)`."""
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-        return _dotted(stmt.value.func) in _DROPPED_CALLS
+        return dotted(stmt.value.func, partial=False) in _DROPPED_CALLS
     return (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)
-            and _dotted(stmt.value.func) == "get_raw_stream")  # fmt: skip
+            and dotted(stmt.value.func, partial=False) == "get_raw_stream")  # fmt: skip
 
 
 def _drop_glue_statements(code: str, rewrites: list) -> str:
@@ -174,7 +163,7 @@ def _drop_glue_statements(code: str, rewrites: list) -> str:
             dropped = dropped[:-1]
         for stmt in dropped:
             edits.append((*index.line_span(stmt), ""))
-            rewrites.append(_dotted(stmt.value.func))
+            rewrites.append(dotted(stmt.value.func, partial=False))
             if isinstance(stmt, ast.Assign):
                 streams.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
     for node in ast.walk(tree):  # `stream=stream0` arguments of launches lose their stream
@@ -192,8 +181,8 @@ def _unwrap_device_guards(code: str, rewrites: list) -> str:
     while True:
         tree = ast.parse(code)
         guard = next((n for n in ast.walk(tree) if isinstance(n, ast.With) and len(n.items) == 1
-                      and _dotted(getattr(n.items[0].context_expr, "func", None)) == "torch.cuda._DeviceGuard"),
-                     None)  # fmt: skip
+                      and dotted(getattr(n.items[0].context_expr, "func", None), partial=False)
+                      == "torch.cuda._DeviceGuard"), None)  # fmt: skip
         if guard is None:
             return code
         lines = code.splitlines(keepends=True)
@@ -216,9 +205,9 @@ def _rewrite_module_level(code: str, rewrites: list, blockers: list) -> str:
             if replacement is not None:
                 edits.append((*index.line_span(stmt), replacement))
         elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            if stmt.targets[0].id in _GUARD_NAMES and _dotted(stmt.value).startswith("torch._C."):
+            if stmt.targets[0].id in _GUARD_NAMES and dotted(stmt.value, partial=False).startswith("torch._C."):
                 edits.append((*index.line_span(stmt), ""))
-    uses_grid = any(isinstance(n, ast.Call) and _dotted(n.func) == "grid" for n in ast.walk(tree))
+    uses_grid = any(isinstance(n, ast.Call) and dotted(n.func, partial=False) == "grid" for n in ast.walk(tree))
     call = next((s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "call"), None)
     if uses_grid and not any(isinstance(s, ast.FunctionDef) and s.name == "grid" for s in tree.body):
         at = index.line_span(last_import)[1] if last_import else 0
