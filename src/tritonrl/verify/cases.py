@@ -23,6 +23,7 @@ from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.timing_stats import Work
 
 MATMUL_OPS = frozenset(
     {
@@ -223,9 +224,7 @@ class TimingSets:
 
     seeds: list[int]
     ref_outputs: list[tuple[torch.Tensor, ...]]
-    flops: int  # counted by torch's FlopCounterMode (matmul/conv/attention; elementwise ops count 0)
-    bytes_read: int  # inputs + parameters and buffers, each once
-    bytes_written: int  # outputs, once
+    work: Work  # FLOPs by torch's FlopCounterMode (matmul/conv/attention; elementwise ops count 0), bytes moved
 
 
 def timing_cases(task: Task, shape: Shape, cfg: VerifyConfig) -> TimingSets:
@@ -253,7 +252,7 @@ def timing_cases(task: Task, shape: Shape, cfg: VerifyConfig) -> TimingSets:
             n_out = sum(o.numel() * o.element_size() for o in outs)
         seeds.append(seed)
         outputs.append(tuple(o.detach().to("cpu") for o in outs))
-    return TimingSets(seeds, outputs, flops, n_in + params, n_out)
+    return TimingSets(seeds, outputs, Work(flops, bytes_read=n_in + params, bytes_written=n_out, set_bytes=n_in))
 
 
 def timing_slots(cfg: VerifyConfig) -> int:

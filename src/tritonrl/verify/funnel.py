@@ -11,6 +11,7 @@ is a Verdict; only infrastructure problems (a broken task, a worker that cannot 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from tritonrl.verify.provenance import POLICIES
 from tritonrl.verify.sandbox import WorkerProcess
 from tritonrl.verify.static_checks import run_static_checks
 from tritonrl.verify.timing import TimingParams
-from tritonrl.verify.timing_stats import Work, judge_timing
+from tritonrl.verify.timing_stats import judge_timing
 
 if TYPE_CHECKING:
     from tritonrl.verify.pool import WorkerPool
@@ -161,7 +162,7 @@ def _run_sandboxed(
         result: dict = {}
 
         def on_timing(raw: dict) -> Failure | None:  # judged on arrival: before the post-timing recorded call
-            failure, result["timing"], result["speedup"] = _judge_timing(judge, raw, sets, shapes, baseline)
+            failure, result["timing"], result["speedup"] = _judge_timing(judge, raw, sets, baseline)
             return failure
 
         failure = _judge_stream(proc, judge, clock, hold, on_timing)
@@ -205,8 +206,6 @@ def _run_sandboxed(
 
 
 def _timing_params(cfg: VerifyConfig) -> dict:
-    import dataclasses
-
     params = TimingParams(budget_s=cfg.timing_budget_s, target_rel_err=cfg.timing_target_rel_err)
     return dataclasses.asdict(params)
 
@@ -221,11 +220,9 @@ def _baselines(task: Task, sizes: dict, cfg: VerifyConfig) -> dict:
     }
 
 
-def _judge_timing(judge: Judge, raw: dict, sets: TimingSets, shapes: list, baseline: dict) -> tuple:
-    set_bytes = sets.bytes_read - sum(t.numel() * t.element_size() for t in shapes[0].state_dict.values())
-    work = Work(sets.flops, sets.bytes_read, sets.bytes_written, set_bytes)
+def _judge_timing(judge: Judge, raw: dict, sets: TimingSets, baseline: dict) -> tuple:
     tfail, report, speedup = judge_timing(
-        raw, sets.ref_outputs, tf32=judge.tf32, work=work,
+        raw, sets.ref_outputs, tf32=judge.tf32, work=sets.work,
         ceilings=baseline.get("ceilings"), compile_ratio=baseline.get("compile_ratio"),
     )  # fmt: skip
     failure = Failure(tfail.stage, tfail.kind, tfail.message) if tfail is not None else None

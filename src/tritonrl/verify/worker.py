@@ -270,9 +270,9 @@ class Worker:
                         return
                     self.send({**msg, "shape": i, "case": j})
         if self.timing_ctx is not None and base_model is not None:
-            self.time(base_model)
+            self.time_phase(base_model)
 
-    def time(self, model: Any) -> None:
+    def time_phase(self, model: Any) -> None:
         from tritonrl.verify.protocol import read_frame
         from tritonrl.verify.worker_timing import run_timing
 
