@@ -83,6 +83,23 @@ def _signature(name: str, params: list[str]) -> list[str]:
     return ["@triton.jit", f"def {name}(", *_indent(wrap(params), 4), "):"]
 
 
+def _tile_epilogue(
+    feat: str, bound: str, out_offs: str, omask: str, head: list[str], rounding: str, ops: tuple, half: bool
+) -> list[str]:
+    """The shared tail of the GEMM and conv kernels: `y` from the accumulator (`head`), PyTorch's rounding of the
+    main op's output in half precision, the fused elementwise chain, one masked store of the output tile."""
+    return [
+        f"feat = {feat}[None, :]",
+        f"fmask = feat < {bound}",
+        f"out_offs = {out_offs}",
+        f"omask = {omask}",
+        *head,
+        *([rounding] if half else []),
+        *_chain(ops, half),
+        "tl.store(out_ptr + out_offs, y.to(out_ptr.dtype.element_ty), mask=omask)",
+    ]
+
+
 def gemm_kernel(spec: FusionSpec) -> str:
     half = spec.dtype in HALF_DTYPES
     extra = [k for k, _ in kernel_args(spec.pre)]
@@ -104,16 +121,13 @@ def gemm_kernel(spec: FusionSpec) -> str:
         "    b_mask = (offs_n[None, :] < N) & (ks[:, None] < K)",
         "    b = tl.load(w_ptr + offs_n[None, :] * stride_wn + ks[:, None] * stride_wk, mask=b_mask, other=0.0)",
         *_indent(_dot(spec.dtype), 4),
-        "feat = offs_n[None, :]",
-        "fmask = feat < N",
-        "out_offs = offs_m[:, None] * N + feat",
-        "omask = (offs_m[:, None] < M) & fmask",
-        "y = acc",
-        *(["y = y + tl.load(b_ptr + feat, mask=fmask, other=0.0).to(tl.float32)"] if spec.main_bias else []),
-        *(["y = _round(y)  # the Linear output as PyTorch materialises it"] if half else []),
-        *_chain(spec.pre, half),
-        "tl.store(out_ptr + out_offs, y.to(out_ptr.dtype.element_ty), mask=omask)",
-    ]
+        *_tile_epilogue(
+            "offs_n", "N", "offs_m[:, None] * N + feat", "(offs_m[:, None] < M) & fmask",
+            ["y = acc"] + (["y = y + tl.load(b_ptr + feat, mask=fmask, other=0.0).to(tl.float32)"]
+                           if spec.main_bias else []),
+            "y = _round(y)  # the Linear output as PyTorch materialises it", spec.pre, half,
+        ),
+    ]  # fmt: skip
     return "\n".join(_signature("fused_linear_kernel", params) + _indent(body, 4))
 
 
@@ -178,15 +192,9 @@ def conv_kernel(spec: FusionSpec) -> str:
         "    b_ptrs = w_ptr + offs_co[None, :] * stride_wo + ci[:, None] * stride_wc + kh[:, None] * stride_wh",
         "    b = tl.load(b_ptrs + kw[:, None] * stride_ww, mask=b_mask, other=0.0)",
         *_indent(_dot(spec.dtype), 4),
-        "feat = offs_co[None, :]",
-        "fmask = feat < C_out",
-        "out_offs = n[:, None] * (C_out * hw_out) + feat * hw_out + pix[:, None]",
-        "omask = p_mask[:, None] & fmask",
-        *epilogue,
-        *(["y = _round(y)"] if half else []),
-        *_chain(rest, half),
-        "tl.store(out_ptr + out_offs, y.to(out_ptr.dtype.element_ty), mask=omask)",
-    ]
+        *_tile_epilogue("offs_co", "C_out", "n[:, None] * (C_out * hw_out) + feat * hw_out + pix[:, None]",
+                        "p_mask[:, None] & fmask", epilogue, "y = _round(y)", rest, half),
+    ]  # fmt: skip
     return "\n".join(_signature("fused_conv2d_kernel", params) + _indent(body, 4))
 
 
