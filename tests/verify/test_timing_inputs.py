@@ -10,7 +10,7 @@ import torch
 from tritonrl.tasks.loader import builtin_task
 from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.verify import calibration
-from tritonrl.verify.cases import build_cases, seeded_inputs, timing_cases, timing_slots
+from tritonrl.verify.cases import build_cases, timing_cases, timing_slots
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.funnel import plan_for
 from tritonrl.verify.worker_timing import TimingContext, _Slots
@@ -29,7 +29,7 @@ def test_timing_sets_count_the_work_and_match_a_redraw_from_their_seeds():
     assert sets.work.bytes_written == 4 * m * n
     # what the worker does with a seed alone (worker_timing.prepare) gives inputs whose reference is what we hold
     prog = ReferenceProgram(task, base.sizes)
-    a, b = seeded_inputs(prog, sets.seeds[2])
+    a, b = prog.inputs(sets.seeds[2])
     torch.testing.assert_close(a @ b, sets.ref_outputs[2][0])
 
 

@@ -14,6 +14,7 @@ import ast
 import copy
 import functools
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +25,12 @@ from tritonrl.tasks.loader import LITERAL_PREFIX, constant_bindings, input_liter
 from tritonrl.tasks.schema import Task
 
 log = logging.getLogger(__name__)
+
+
+# torch.manual_seed and the draws after it use one process-wide generator. Threads of one process (verify_many runs
+# verifications in threads) must not interleave there: the inputs drawn for a seed would depend on the other thread,
+# while the worker redraws timing inputs from the seed alone (an 8-thread GPU batch rejected 5/30 honest candidates).
+RNG_LOCK = threading.RLock()
 
 
 class ReferenceProgram:
@@ -48,6 +55,12 @@ class ReferenceProgram:
         """The task's `get_inputs()` (uses the global torch RNG; seed it first for reproducible inputs)."""
         return list(self._call("get_inputs", self.namespace["get_inputs"]))
 
+    def inputs(self, seed: int) -> list:
+        """`get_inputs()` under `torch.manual_seed(seed)`, atomically with respect to other threads."""
+        with RNG_LOCK:
+            torch.manual_seed(seed)
+            return self.get_inputs()
+
     def get_init_inputs(self) -> list:
         """The task's `get_init_inputs()`."""
         return list(self._call("get_init_inputs", self.namespace["get_init_inputs"]))
@@ -55,8 +68,9 @@ class ReferenceProgram:
     def make_model(self, seed: int) -> torch.nn.Module:
         """`torch.manual_seed(seed)`, then `Model(*get_init_inputs())`."""
         init_inputs = self.get_init_inputs()
-        torch.manual_seed(seed)
-        return self._call("Model(*get_init_inputs())", lambda: self.namespace["Model"](*init_inputs))
+        with RNG_LOCK:
+            torch.manual_seed(seed)
+            return self._call("Model(*get_init_inputs())", lambda: self.namespace["Model"](*init_inputs))
 
     def run(self, model: torch.nn.Module, inputs: list) -> tuple[torch.Tensor, ...]:
         """`model(*inputs)` without autograd; a single tensor comes back as a 1-tuple.

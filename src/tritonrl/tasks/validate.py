@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import torch
 
 from tritonrl.errors import TaskError
-from tritonrl.tasks.reference import ReferenceProgram
+from tritonrl.tasks.reference import RNG_LOCK, ReferenceProgram
 from tritonrl.tasks.schema import Task
 
 
@@ -55,10 +55,10 @@ def check_reference(task: Task, sizes: Mapping[str, int], seed: int, *, forward_
 
 
 def _run(program: ReferenceProgram, model: torch.nn.Module, input_seed: int, forward_seed: int) -> tuple[list, tuple]:
-    torch.manual_seed(input_seed)
-    inputs = program.get_inputs()
-    torch.manual_seed(forward_seed)
-    return inputs, program.run(model, inputs)
+    with RNG_LOCK:  # the forward seed too: forward_rng asks whether forward itself draws random numbers
+        inputs = program.inputs(input_seed)
+        torch.manual_seed(forward_seed)
+        return inputs, program.run(model, inputs)
 
 
 def _problem(out_a: tuple, out_b: tuple, same_inputs: bool, seed: int) -> str | None:

@@ -68,8 +68,7 @@ def compile_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     compiled = torch.compile(model)
     sets = []
     for seed in range(3):
-        torch.manual_seed(seed)
-        sets.append([x.to("cuda") if isinstance(x, torch.Tensor) else x for x in prog.get_inputs()])
+        sets.append([x.to("cuda") if isinstance(x, torch.Tensor) else x for x in prog.inputs(seed)])
     with torch.no_grad():
         compiled(*sets[0])  # compile outside the timing
         raw = measure_pair(torch, (lambda j: model(*sets[j]), lambda j: compiled(*sets[j])), len(sets),

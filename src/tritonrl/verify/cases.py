@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import secrets
-import threading
 from typing import Any
 
 import torch
@@ -83,19 +82,6 @@ class _OpNames(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-# torch.manual_seed and the draws after it use one process-wide generator: verifications running in threads of one
-# process (verify_many) must not interleave there, or the inputs drawn for a seed depend on the other thread, and
-# the worker, which redraws timing inputs from the seed alone, would time and be checked on different values.
-SEEDED = threading.Lock()
-
-
-def seeded_inputs(prog: ReferenceProgram, seed: int) -> list[Any]:
-    """`get_inputs()` under `torch.manual_seed(seed)`, atomically with respect to other threads."""
-    with SEEDED:
-        torch.manual_seed(seed)
-        return prog.get_inputs()
-
-
 def _seed() -> int:
     return secrets.randbits(31)  # fresh per run: the candidate cannot know the inputs in advance
 
@@ -134,13 +120,12 @@ def build_shape(task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig)
     prog = ReferenceProgram(task, sizes)
     init_seed = _seed()
     init_args = prog.get_init_inputs()
-    with SEEDED:
-        model = prog.make_model(init_seed).to(cfg.device)
+    model = prog.make_model(init_seed).to(cfg.device)
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     cases, notes, ops = [], [], set()
     for distribution in cfg.distributions:
         seed = _seed()
-        inputs = distribute(seeded_inputs(prog, seed), distribution, seed)
+        inputs = distribute(prog.inputs(seed), distribution, seed)
         ref_inputs = _moved(_clone(inputs), cfg.device)
         recorder = _OpNames()
         with torch.no_grad(), recorder if cfg.use_tf32_tolerance else contextlib.nullcontext():
@@ -234,15 +219,14 @@ def timing_cases(task: Task, shape: Shape, cfg: VerifyConfig) -> TimingSets:
     from torch.utils.flop_counter import FlopCounterMode
 
     prog = ReferenceProgram(task, shape.sizes)
-    with SEEDED:
-        model = prog.make_model(shape.init_seed)
+    model = prog.make_model(shape.init_seed)
     model.load_state_dict(shape.state_dict)  # exactly the parameters the candidate got
     model = model.to(cfg.device)
     params = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     seeds, outputs, flops, n_in, n_out = [], [], 0, 0, 0
     for i in range(cfg.timing_input_sets + timing_slots(cfg)):
         seed = _seed()
-        inputs = _moved(seeded_inputs(prog, seed), cfg.device)
+        inputs = _moved(prog.inputs(seed), cfg.device)
         counter = FlopCounterMode(display=False) if i == 0 else contextlib.nullcontext()
         with torch.no_grad(), counter:
             outs = prog.run(model, inputs)
