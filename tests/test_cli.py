@@ -130,3 +130,13 @@ def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["no_such_command"])
     assert exc.value.code == 2
+
+
+def test_timing_flags_reach_the_verify_config():
+    from tritonrl.cli import _config, build_parser
+
+    args = build_parser().parse_args(["verify", "relu", "x.py", "--device", "cuda", "--no-compile-baseline"])
+    cfg = _config(args)
+    assert cfg.times and not cfg.compile_baseline
+    args = build_parser().parse_args(["verify", "relu", "x.py", "--device", "cuda", "--no-timing"])
+    assert not _config(args).times
