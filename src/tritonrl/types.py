@@ -90,6 +90,17 @@ class StageOutcome:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """Why the sandboxed stages (load, provenance, correctness, timing) rejected a candidate; becomes the Verdict's
+    stage/failure/message."""
+
+    stage: Stage
+    kind: FailureKind
+    message: str  # one line
+    detail: str = ""  # e.g. the candidate's traceback
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class CheckResult:
     """One correctness check: one forward of the candidate on one input case, compared with the reference."""
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from tritonrl.errors import SandboxError
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan, plan_shapes_cached
-from tritonrl.types import FailureKind, Stage, StageOutcome, Verdict, candidate_sha256
+from tritonrl.types import Failure, FailureKind, Stage, StageOutcome, Verdict, candidate_sha256
 from tritonrl.verify import calibration
 from tritonrl.verify.cases import (
     TimingSets,
@@ -34,7 +34,7 @@ from tritonrl.verify.cases import (
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.extract import extract_code, parse_candidate, strip_main_guard
 from tritonrl.verify.gpu_lock import GpuLock
-from tritonrl.verify.judge import Failure, Judge
+from tritonrl.verify.judge import Judge
 from tritonrl.verify.provenance import POLICIES
 from tritonrl.verify.sandbox import WorkerProcess
 from tritonrl.verify.static_checks import run_static_checks
@@ -221,12 +221,10 @@ def _baselines(task: Task, sizes: dict, cfg: VerifyConfig) -> dict:
 
 
 def _judge_timing(judge: Judge, raw: dict, sets: TimingSets, baseline: dict) -> tuple:
-    tfail, report, speedup = judge_timing(
+    return judge_timing(
         raw, sets.ref_outputs, tf32=judge.tf32, work=sets.work,
         ceilings=baseline.get("ceilings"), compile_ratio=baseline.get("compile_ratio"),
     )  # fmt: skip
-    failure = Failure(tfail.stage, tfail.kind, tfail.message) if tfail is not None else None
-    return failure, report, speedup
 
 
 def _request(proc: WorkerProcess, cfg: VerifyConfig, shapes: list, ghost: bool) -> dict:

@@ -9,14 +9,13 @@ PROVENANCE; failing to produce the right outputs (exceptions, crashes, timeouts,
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 import re
 from typing import Any
 
 import torch
 
-from tritonrl.types import CheckResult, FailureKind, ProvenanceReport, Stage
+from tritonrl.types import CheckResult, Failure, FailureKind, ProvenanceReport, Stage
 from tritonrl.verify.cases import Shape
 from tritonrl.verify.correctness import compare_outputs
 from tritonrl.verify.metamorphic import RelationChecker
@@ -24,14 +23,6 @@ from tritonrl.verify.provenance import ProvenancePolicy, judge_call
 from tritonrl.verify.sandbox import ExitInfo
 
 _POISON = {"nan": float("nan")}
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Failure:
-    stage: Stage
-    kind: FailureKind
-    message: str  # one line
-    detail: str = ""  # e.g. the candidate's traceback
 
 
 def _poison_for(kind: str | None, dtype: torch.dtype) -> float | int | None:

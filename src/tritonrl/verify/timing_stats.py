@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from tritonrl.types import FailureKind, Stage
+from tritonrl.types import Failure, FailureKind, Stage
 from tritonrl.verify.correctness import compare_outputs
 
 WALL_RATIO_LIMIT = 1.5  # legit runs measured at <= 1.1 (docs/benchmarks.md); hidden work of >= 1/3 exceeds this
@@ -50,13 +50,6 @@ class Work:
     bytes_read: int
     bytes_written: int
     set_bytes: int  # input bytes of one set (decides whether a warm-L2 graph mode can still be bandwidth-floored)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TimingFailure:
-    stage: Stage
-    kind: FailureKind
-    message: str
 
 
 def bootstrap_ci(ref: list[float], cand: list[float], rounds: int = BOOTSTRAP_ROUNDS) -> tuple[float, float]:
@@ -101,12 +94,12 @@ def judge_timing(
     work: Work | None,
     ceilings: Ceilings | None,
     compile_ratio: float | None,
-) -> tuple[TimingFailure | None, dict[str, Any], float | None]:
+) -> tuple[Failure | None, dict[str, Any], float | None]:
     """Returns (failure or None, the report for Verdict.extra['timing'], the eager speedup or None)."""
     report: dict[str, Any] = {"mode": raw["mode"], "gpu": raw.get("gpu"), "clock_mhz": raw.get("clock_mhz")}
 
-    def fail(kind: FailureKind, message: str) -> tuple[TimingFailure, dict[str, Any], None]:
-        return TimingFailure(Stage.TIMING, kind, message), report, None
+    def fail(kind: FailureKind, message: str) -> tuple[Failure, dict[str, Any], None]:
+        return Failure(Stage.TIMING, kind, message), report, None
 
     if raw.get("threads", 0) > 0:
         return fail(FailureKind.PROCESS_SPAWN, f"timed calls left {raw['threads']} new thread(s) running")
