@@ -95,7 +95,10 @@ def distribute(inputs: list[Any], distribution: str, seed: int) -> list[Any]:
     out = []
     for x in inputs:
         if isinstance(x, torch.Tensor) and x.is_floating_point():
-            x = (torch.randn(x.shape, generator=gen, dtype=torch.float64) * scale + offset).to(x.dtype)
+            # drawn in float32 (float64 only for float64 inputs): half the host time of a float64 draw, and every
+            # scale/offset above is exact enough in float32 for fp32/fp16/bf16 inputs
+            work = torch.float64 if x.dtype == torch.float64 else torch.float32
+            x = (torch.randn(x.shape, generator=gen, dtype=work) * scale + offset).to(x.dtype)
         out.append(x)
     return out
 
@@ -109,23 +112,49 @@ def _moved(xs: list[Any], device: str) -> list[Any]:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Bitwise equal (NaN equals NaN), compared on `b`'s device (the GPU's comparison of a KernelBench-size input
+    costs microseconds; the host's, milliseconds)."""
     if not isinstance(a, torch.Tensor):
         return True
-    b = b.to("cpu")
+    a = a.to(b.device)
     return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all()) if a.is_floating_point() else torch.equal(a, b)
 
 
-def build_shape(task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig) -> tuple[Shape, list[str], set[str]]:
-    """Cases for one shape. Returns the shape, notes about dropped cases, and the aten ops the reference ran."""
+@dataclasses.dataclass
+class DrawnShape:
+    """One shape's seeds, parameters and inputs, drawn on the CPU (`draw_shape`) before the GPU is held: drawing is
+    host work (seconds for KernelBench-size inputs), and work under the GPU hold delays every queued timing."""
+
+    prog: ReferenceProgram
+    name: str
+    sizes: dict[str, int]
+    init_seed: int
+    init_args: list[Any]
+    model: torch.nn.Module  # on the CPU until `run_shape` moves it
+    state_dict: dict[str, torch.Tensor]
+    draws: list[tuple[str, int, list[Any]]]  # (distribution, seed, inputs on the CPU)
+
+
+def draw_shape(task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig) -> DrawnShape:
+    """Seeds, the reference model's parameters and every case's inputs for one shape (CPU only)."""
     prog = ReferenceProgram(task, sizes)
     init_seed = _seed()
-    init_args = prog.get_init_inputs()
-    model = prog.make_model(init_seed).to(cfg.device)
-    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    cases, notes, ops = [], [], set()
+    model = prog.make_model(init_seed)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    draws = []
     for distribution in cfg.distributions:
         seed = _seed()
-        inputs = distribute(prog.inputs(seed), distribution, seed)
+        draws.append((distribution, seed, distribute(prog.inputs(seed), distribution, seed)))
+    return DrawnShape(prog, name, dict(sizes), init_seed, prog.get_init_inputs(), model, state, draws)
+
+
+def run_shape(drawn: DrawnShape, cfg: VerifyConfig) -> tuple[Shape, list[str], set[str]]:
+    """The reference's outputs for a drawn shape, on `cfg.device` (the GPU work of case building). Returns the
+    shape, notes about dropped cases, and the aten ops the reference ran."""
+    prog, name = drawn.prog, drawn.name
+    model = drawn.model.to(cfg.device)
+    cases, notes, ops = [], [], set()
+    for distribution, seed, inputs in drawn.draws:
         ref_inputs = _moved(_clone(inputs), cfg.device)
         recorder = _OpNames()
         with torch.no_grad(), recorder if cfg.use_tf32_tolerance else contextlib.nullcontext():
@@ -150,7 +179,7 @@ def build_shape(task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig)
         notes += derived_notes
     for i, case in enumerate(cases):  # alternate poison so NaN- and sentinel-filled runs both occur per shape
         case.poison = ("sentinel" if i % 2 == 0 else "nan") if cfg.poison_outputs else None
-    return Shape(name, dict(sizes), init_args, init_seed, state, cases), notes, ops
+    return Shape(name, drawn.sizes, drawn.init_args, drawn.init_seed, drawn.state_dict, cases), notes, ops
 
 
 def ghost_informative(case: Case) -> bool:
@@ -167,16 +196,26 @@ def ghost_informative(case: Case) -> bool:
     return True
 
 
-def build_cases(task: Task, plan: ShapePlan, cfg: VerifyConfig) -> tuple[list[Shape], list[str], bool]:
-    """All shapes and cases. Returns (shapes, notes, reference_uses_matmul)."""
-    shapes, notes, ops = [], list(plan.notes), set()
+def draw_cases(task: Task, plan: ShapePlan, cfg: VerifyConfig) -> list[DrawnShape]:
+    """Every shape's seeds, parameters and inputs (CPU only: call it before holding the GPU)."""
     named = [("base", plan.base)] + [(f"variant{i + 1}", v) for i, v in enumerate(plan.variants[: cfg.n_variants])]
-    for name, sizes in named:
-        shape, shape_notes, shape_ops = build_shape(task, name, sizes, cfg)
+    return [draw_shape(task, name, sizes, cfg) for name, sizes in named]
+
+
+def run_cases(drawn: list[DrawnShape], plan: ShapePlan, cfg: VerifyConfig) -> tuple[list[Shape], list[str], bool]:
+    """The reference outputs of every drawn case (GPU work). Returns (shapes, notes, reference_uses_matmul)."""
+    shapes, notes, ops = [], list(plan.notes), set()
+    for one in drawn:
+        shape, shape_notes, shape_ops = run_shape(one, cfg)
         shapes.append(shape)
         notes += shape_notes
         ops |= shape_ops
     return shapes, notes, bool(ops & MATMUL_OPS)
+
+
+def build_cases(task: Task, plan: ShapePlan, cfg: VerifyConfig) -> tuple[list[Shape], list[str], bool]:
+    """All shapes and cases, drawn and run in one go (the funnel does the two halves apart)."""
+    return run_cases(draw_cases(task, plan, cfg), plan, cfg)
 
 
 def request_shapes(shapes: list[Shape]) -> list[dict[str, Any]]:
@@ -212,24 +251,41 @@ class TimingSets:
     work: Work  # FLOPs by torch's FlopCounterMode (matmul/conv/attention; elementwise ops count 0), bytes moved
 
 
-def timing_cases(task: Task, shape: Shape, cfg: VerifyConfig) -> TimingSets:
+@dataclasses.dataclass
+class DrawnTiming:
+    """The timing stage's seeds and inputs, drawn on the CPU before the GPU is held (see `DrawnShape`)."""
+
+    prog: ReferenceProgram
+    model: torch.nn.Module  # the base shape's parameters, on the CPU until `run_timing` moves it
+    draws: list[tuple[int, list[Any]]]  # (seed, native inputs on the CPU)
+
+
+def draw_timing(task: Task, base: Shape | DrawnShape, cfg: VerifyConfig) -> DrawnTiming:
     """Native input sets of the base shape under fresh seeds: `cfg.timing_input_sets` rotate through the timed
     calls, and `timing_input_sets - 1` more (one per input slot) feed the check round. The worker draws the same
     inputs from the same seeds (`worker_timing.prepare`), so only seeds travel and outputs can be checked here."""
+    prog = ReferenceProgram(task, base.sizes)
+    model = prog.make_model(base.init_seed)
+    model.load_state_dict(base.state_dict)  # exactly the parameters the candidate got
+    draws = []
+    for _ in range(cfg.timing_input_sets + timing_slots(cfg)):
+        seed = _seed()
+        draws.append((seed, prog.inputs(seed)))
+    return DrawnTiming(prog, model, draws)
+
+
+def run_timing(drawn: DrawnTiming, cfg: VerifyConfig) -> TimingSets:
+    """The reference outputs of every timing set on `cfg.device`, and the work of one set."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    prog = ReferenceProgram(task, shape.sizes)
-    model = prog.make_model(shape.init_seed)
-    model.load_state_dict(shape.state_dict)  # exactly the parameters the candidate got
-    model = model.to(cfg.device)
+    model = drawn.model.to(cfg.device)
     params = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     seeds, outputs, flops, n_in, n_out = [], [], 0, 0, 0
-    for i in range(cfg.timing_input_sets + timing_slots(cfg)):
-        seed = _seed()
-        inputs = _moved(prog.inputs(seed), cfg.device)
+    for i, (seed, cpu_inputs) in enumerate(drawn.draws):
+        inputs = _moved(cpu_inputs, cfg.device)
         counter = FlopCounterMode(display=False) if i == 0 else contextlib.nullcontext()
         with torch.no_grad(), counter:
-            outs = prog.run(model, inputs)
+            outs = drawn.prog.run(model, inputs)
         if i == 0:
             flops = int(counter.get_total_flops())
             n_in = sum(x.numel() * x.element_size() for x in inputs if isinstance(x, torch.Tensor))
@@ -237,6 +293,11 @@ def timing_cases(task: Task, shape: Shape, cfg: VerifyConfig) -> TimingSets:
         seeds.append(seed)
         outputs.append(tuple(o.detach().to("cpu") for o in outs))
     return TimingSets(seeds, outputs, Work(flops, bytes_read=n_in + params, bytes_written=n_out, set_bytes=n_in))
+
+
+def timing_cases(task: Task, base: Shape | DrawnShape, cfg: VerifyConfig) -> TimingSets:
+    """Draw and run the timing sets in one go (the funnel does the two halves apart)."""
+    return run_timing(draw_timing(task, base, cfg), cfg)
 
 
 def timing_slots(cfg: VerifyConfig) -> int:
