@@ -29,8 +29,8 @@ def _raw(ref_us: float = 100.0, cand_us: float = 50.0, **over) -> dict:
         "ref_us": _samples(ref_us, seed=1),
         "cand_us": _samples(cand_us, seed=2),
         "wall": [
-            {"n": 200, "host_us": 2000.0, "wall_us": 200 * ref_us},
-            {"n": 400, "host_us": 4000.0, "wall_us": 400 * cand_us},
+            [{"n": 200, "host_us": 2000.0, "wall_us": 200 * ref_us}] * 3,
+            [{"n": 400, "host_us": 4000.0, "wall_us": 400 * cand_us}] * 3,
         ],
         "cand_calls": {"n": 300, "without_launch": 0},
         "outputs": [[0, [REF[0][0].clone()]], [1, [REF[1][0].clone()]]],
@@ -87,17 +87,27 @@ def test_each_timing_defence_rejects(over: dict, kind: FailureKind):
 
 def test_work_hidden_from_events_is_a_timing_escape():
     # events say 5 us per call, but a synchronised batch of 400 calls needs 400 us each: side-stream work
-    raw = _raw(cand_us=5.0, wall=[{"n": 200, "host_us": 2000.0, "wall_us": 20000.0},
-                                  {"n": 400, "host_us": 4000.0, "wall_us": 160000.0}])  # fmt: skip
+    raw = _raw(cand_us=5.0, wall=[[{"n": 200, "host_us": 2000.0, "wall_us": 20000.0}] * 3,
+                                  [{"n": 400, "host_us": 4000.0, "wall_us": 160000.0}] * 3])  # fmt: skip
     failure, report, _ = _judge(raw)
     assert failure.kind is FailureKind.TIMING_ESCAPE and report["wall_check"]["cand_ratio"] > 30
 
 
 def test_launch_bound_candidate_is_not_an_escape():
     # host-bound: 20 us of Python per call, 3 us of GPU: wall follows the host, which the check accounts for
-    raw = _raw(cand_us=3.0, wall=[{"n": 200, "host_us": 2000.0, "wall_us": 20000.0},
-                                  {"n": 400, "host_us": 8000.0, "wall_us": 8300.0}])  # fmt: skip
+    raw = _raw(cand_us=3.0, wall=[[{"n": 200, "host_us": 2000.0, "wall_us": 20000.0}] * 3,
+                                  [{"n": 400, "host_us": 8000.0, "wall_us": 8300.0}] * 3])  # fmt: skip
     assert _judge(raw)[0] is None
+
+
+def test_one_stalled_wall_batch_is_not_an_escape_but_escape_in_every_batch_is():
+    # the candidate's second batch stalled 1.6x (another process started a CUDA context): its best batch decides
+    ok = {"n": 400, "host_us": 4000.0, "wall_us": 400 * 50.0}
+    stalled = {**ok, "wall_us": 1.6 * 400 * 50.0 * 1.5}
+    ref = [{"n": 200, "host_us": 2000.0, "wall_us": 200 * 100.0}] * 3
+    assert _judge(_raw(wall=[ref, [ok, stalled, ok]]))[0] is None
+    failure, report, _ = _judge(_raw(wall=[ref, [stalled] * 3]))
+    assert failure.kind is FailureKind.TIMING_ESCAPE and report["wall_check"]["batches"] == 3
 
 
 def test_reference_ratio_calibrates_the_wall_check():
