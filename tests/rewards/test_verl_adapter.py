@@ -12,6 +12,7 @@ from tritonrl.errors import ConfigError, TaskError
 from tritonrl.rewards import verl_adapter
 from tritonrl.rewards.verl_adapter import compute_score, compute_score_async
 from tritonrl.tasks.loader import BUILTIN_DIR, builtin_task
+from tritonrl.verify.config import VerifyConfig
 
 RELU = builtin_task("relu")
 SOLUTION = Path(RELU.solution_path).read_text()
@@ -50,6 +51,8 @@ def test_one_client_per_process_is_reused() -> None:
     again = asyncio.run(compute_score_async("kernelbench", SOLUTION, "relu", None, **REWARD_KWARGS))
     assert again["score"] == 1.0
     assert client.n_submitted == submitted and len(verl_adapter._CLIENTS) == 1
+    # rewards never pay for the torch.compile baseline (a reporting number; minutes per task on first use)
+    assert client.verify_cfg == VerifyConfig.for_rewards("cpu") and not client.verify_cfg.compile_baseline
 
 
 def test_ground_truth_may_be_the_reference_source() -> None:

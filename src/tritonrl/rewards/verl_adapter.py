@@ -81,7 +81,7 @@ def _prepare(
     if options.get("reward_kind"):
         fields["kind"] = options["reward_kind"]
     cfg = RewardConfig(**fields)
-    verify_cfg = VerifyConfig(device=str(options.get("device", "cpu")))
+    verify_cfg = VerifyConfig.for_rewards(str(options.get("device", "cpu")))
     if cfg.needs_timing and not verify_cfg.is_cuda:
         raise ConfigError(
             f"reward_kind={cfg.kind!r} needs timing, but device={verify_cfg.device!r} does not time kernels; "

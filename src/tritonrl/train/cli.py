@@ -96,7 +96,7 @@ def _run(command: str, cfg, device: str) -> str:  # noqa: ANN001
     if not t.model:
         raise TritonRLError("no model: pass --model PATH or set train.model in the YAML.")
     tasks = select_tasks(resolve_suite(t.suite), fusion_data=cfg.ext.fusion_data, fusion_dir=t.fusion_dir)
-    verify_base = VerifyConfig(device=device)
+    verify_base = VerifyConfig.for_rewards(device)
     out = Path(t.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run_config.json").write_text(json.dumps({"command": command, **cfg.to_dict()}, indent=1))

@@ -116,6 +116,13 @@ class VerifyConfig:
         if self.memory_limit_mb < 512:
             raise ConfigError(f"memory_limit_mb={self.memory_limit_mb}: torch alone needs ~400 MB; use >= 512.")
 
+    @classmethod
+    def for_rewards(cls, device: str) -> VerifyConfig:
+        """The hardened defaults on `device`, without the torch.compile baseline: rewards use the speedup over eager,
+        and compiling each task's reference for a reporting number costs seconds to minutes per task on first use
+        (`tritonrl verify` and `tritonrl eval` keep it)."""
+        return cls(device=device, compile_baseline=False)
+
     @property
     def is_cuda(self) -> bool:
         return self.device.startswith("cuda")
