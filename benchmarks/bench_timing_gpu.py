@@ -1,23 +1,28 @@
 """GPU timing benchmarks (issue 3): precision, A/A bias, throughput, timing cost. Run on a CUDA machine:
 
     python benchmarks/bench_timing_gpu.py precision --processes 8
-    python benchmarks/bench_timing_gpu.py throughput --copies 6 --jobs 8
+    python benchmarks/bench_timing_gpu.py throughput --n 60 --jobs 8
 
 precision: for a ~4 us, a ~50 us and a ~1 ms problem, in N fresh processes each: (1) the speedup of the built-in
 Triton solution over the PyTorch reference and (2) A/A, the solution timed against itself, both with the timing
 code the sandboxed worker runs (`timing.measure_pair`: interleaved, flushed, adaptive reps, CUDA graphs when
 launch-bound). Reports mean, CV and worst |1 - x| over processes; A/A's ideal is 1.000.
 throughput: a mixed batch (built-in solutions reaching timing, known-bad fixtures failing early) through
-`verify_many` on one GPU: candidates per minute and where the time goes (median of each stage).
+`verify_many` on one GPU: candidates per minute and where the time goes (median of each stage, and a lock timeline:
+seconds the GPU was held exclusive/shared/not at all, thread-seconds waiting, timings per exclusive window, the
+parent's most-sampled frames).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import logging
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,18 +47,18 @@ sys.path.insert(0, sys.argv[1] + "/src")
 from tritonrl.tasks.loader import load_task
 from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.verify.timing import TimingParams, measure_pair
-task = load_task(sys.argv[2], task_id=sys.argv[3]); sol = sys.argv[4]
+task = load_task(sys.argv[2], task_id=sys.argv[3]); sol = sys.argv[4]; n_sets = int(sys.argv[5])
 spec = importlib.util.spec_from_file_location("sol", sol); mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)
 prog = ReferenceProgram(task); ref = prog.make_model(0).cuda(); cand = mod.ModelNew(*prog.get_init_inputs()).cuda()
 sets = []
-for s in range(3):
+for s in range(n_sets):
     torch.manual_seed(s); sets.append([x.cuda() for x in prog.get_inputs()])
 out = {}
 with torch.no_grad():
     for name, fns in (("pair", (ref, cand)), ("aa", (cand, cand))):
         t0 = time.perf_counter()
-        raw = measure_pair(torch, (lambda j: fns[0](*sets[j]), lambda j: fns[1](*sets[j])), 3, TimingParams())
+        raw = measure_pair(torch, (lambda j: fns[0](*sets[j]), lambda j: fns[1](*sets[j])), n_sets, TimingParams())
         out[name] = statistics.median(raw["ref_us"]) / statistics.median(raw["cand_us"])
         out[name + "_s"] = time.perf_counter() - t0
         out[name + "_us"] = statistics.median(raw["cand_us"]); out["mode"] = raw["mode"]
@@ -82,10 +87,21 @@ def precision(args: argparse.Namespace) -> dict:
     verifier's protocol (`timing.measure_pair`, the code the worker runs)."""
     out = {}
     for label, task_id, sizes in PROBLEMS:
+        if args.only and args.only not in label:
+            continue
         task, _ = sized_task(task_id, sizes)
         runs = []
         for _ in range(args.processes):
-            cmd = [sys.executable, "-c", CHILD, str(ROOT), task.source, task_id, str(SOL / f"{task_id}.py")]
+            cmd = [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(ROOT),
+                task.source,
+                task_id,
+                str(SOL / f"{task_id}.py"),
+                str(args.sets),
+            ]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
         out[label] = {
@@ -95,9 +111,83 @@ def precision(args: argparse.Namespace) -> dict:
             "timing_s_per_pair_median": round(statistics.median(r["pair_s"] for r in runs), 3),
             "aa_ratio": summarise([r["aa"] for r in runs]),
             "aa_bias_pct": round(100 * (statistics.fmean(r["aa"] for r in runs) - 1), 3),
+            "input_sets": args.sets,
         }
         print(label, json.dumps(out[label]), flush=True)
     return out
+
+
+LOGGERS = ("tritonrl.verify.funnel", "tritonrl.verify.gpu_lock")
+
+
+class Timeline(logging.Handler):
+    """Collects the funnel's "gpu hold: ..." debug records (time, thread, state) and samples every thread's stack
+    every 50 ms, to say where a batch's wall time goes: holding the GPU shared or exclusive, waiting, or neither."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.events: list[tuple[float, int, str]] = []
+        self.windows: list[tuple[float, str]] = []  # gpu_lock's "window opens for N timings" / "window closes"
+        self.samples: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith("gpu hold: "):
+            self.events.append((record.created, record.thread, msg[10:]))
+        elif msg.startswith("window "):
+            self.windows.append((record.created, msg))
+
+    def __enter__(self) -> Timeline:
+        for name in LOGGERS:
+            logging.getLogger(name).setLevel(logging.DEBUG)
+            logging.getLogger(name).addHandler(self)
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for name in LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+    def _sample(self) -> None:
+        me = threading.get_ident()
+        while not self._stop.wait(0.05):
+            for tid, frame in sys._current_frames().items():  # noqa: SLF001 - a sampling profiler's one way in
+                if tid != me:
+                    code = frame.f_code
+                    self.samples[f"{Path(code.co_filename).name}:{code.co_name}"] += 1
+
+    def summary(self, t0: float, t1: float) -> dict:
+        """Seconds of the batch with the GPU held exclusive, held shared (only), and free; seconds threads spent
+        waiting for each kind of hold; the 15 most-sampled innermost frames."""
+        state: dict[int, str] = {}
+        spans = {"exclusive": 0.0, "shared_only": 0.0, "free": 0.0}
+        waits = {"asking": 0.0, "waiting": 0.0}
+        last = t0
+        for t, thread, what in sorted(self.events) + [(t1, 0, "end")]:
+            dt = max(0.0, t - last)
+            held = set(state.values())
+            spans["exclusive" if "exclusive" in held else "shared_only" if "shared" in held else "free"] += dt
+            for kind in waits:
+                waits[kind] += dt * sum(1 for s in state.values() if s == kind)
+            last = t
+            if what in ("released", "end"):
+                state.pop(thread, None)
+            else:
+                state[thread] = what
+        opened = [int(m.split()[3]) for _, m in self.windows if m.startswith("window opens")]
+        return {
+            "gpu_s": {k: round(v, 1) for k, v in spans.items()},
+            "thread_wait_s": {"for_shared": round(waits["asking"], 1), "for_exclusive": round(waits["waiting"], 1)},
+            "exclusive_grants": sum(1 for e in self.events if e[2] == "exclusive"),
+            "windows": len(opened),
+            "timings_queued_at_window_open": opened,
+            "events": [(round(t - t0, 3), thread % 100000, what) for t, thread, what in sorted(self.events)],
+            "window_events": [(round(t - t0, 3), m) for t, m in sorted(self.windows)],
+            "top_frames": self.samples.most_common(15),
+        }
 
 
 def throughput(args: argparse.Namespace) -> dict:
@@ -111,10 +201,23 @@ def throughput(args: argparse.Namespace) -> dict:
     items = (good * args.copies)[: args.n // 2] + bad[: args.n - args.n // 2]
     cfg = VerifyConfig(device="cuda", compile_baseline=False)
     verify(*good[0], cfg)  # ceilings calibrated once (cached on disk), outside the measured batch
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     done = []
-    verdicts = verify_many(items, cfg, jobs=args.jobs, on_verdict=lambda i, v: done.append(time.perf_counter() - t0))
+
+    def progress(index: int, verdict) -> None:  # noqa: ANN001
+        done.append(time.perf_counter() - t0)
+        print(f"[{done[-1]:6.1f} s] {len(done)}/{len(items)} {verdict.task_id}: {verdict.stage.value}", flush=True)
+
+    with Timeline() as timeline:
+        wall0 = time.time()
+        try:
+            verdicts = verify_many(items, cfg, jobs=args.jobs, on_verdict=progress)
+        except KeyboardInterrupt:  # cut by a time limit: say where the time went so far
+            print(json.dumps(timeline.summary(wall0, time.time()), indent=1), flush=True)
+            raise
+        wall1 = time.time()
     wall = time.perf_counter() - t0
+    parent_cpu_s = time.process_time() - cpu0
     stages: dict[str, list[float]] = {}
     for v in verdicts:
         for k, ms in v.stage_times_ms.items():
@@ -130,6 +233,8 @@ def throughput(args: argparse.Namespace) -> dict:
             for v in verdicts[: args.n // 2]
             if not v.passed
         ],
+        "parent_cpu_s": round(parent_cpu_s, 1),
+        "timeline": timeline.summary(wall0, wall1),
         "timing_ms_per_timed_candidate": round(statistics.median([v.stage_times_ms["timing"] for v in timed]), 1)
         if timed else None,
     }  # fmt: skip
@@ -142,6 +247,8 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("precision")
     p.add_argument("--processes", type=int, default=8)
+    p.add_argument("--sets", type=int, default=3, help="input sets, each at its own address, cycled through")
+    p.add_argument("--only", default="", help="only the problems whose label contains this")
     t = sub.add_parser("throughput")
     t.add_argument("--n", type=int, default=120, help="candidates in the batch (half honest, half failing)")
     t.add_argument("--copies", type=int, default=6)

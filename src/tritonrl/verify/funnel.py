@@ -3,8 +3,9 @@
 Cheap parent-side stages run first and stop at the first failure. Then the worker process is started (its ~1.5 s
 interpreter start overlaps with the parent computing reference outputs), or taken warm from a `WorkerPool`, the
 request is sent, and every frame the worker streams back is judged as it arrives; the first certain failure kills the
-worker. On cuda the GPU is held shared through correctness; when every case is judged correct the parent takes the
-GPU exclusively and lets the worker time (`timing.py` in the worker, `timing_stats.py` here). A candidate's failure
+worker. On cuda, inputs are drawn on the host first; the GPU is then held shared through the reference runs and
+correctness; when every case is judged correct the parent takes the GPU exclusively and lets the worker time
+(`timing.py` in the worker, `timing_stats.py` here), holding it until the worker has exited. A candidate's failure
 is a Verdict; only infrastructure problems (a broken task, a worker that cannot start) raise.
 """
 
@@ -24,10 +25,12 @@ from tritonrl.types import Failure, FailureKind, Stage, StageOutcome, Verdict, c
 from tritonrl.verify import calibration
 from tritonrl.verify.cases import (
     TimingSets,
-    build_cases,
+    draw_cases,
+    draw_timing,
     ghost_informative,
     request_shapes,
-    timing_cases,
+    run_cases,
+    run_timing,
     timing_request,
     timing_slots,
 )
@@ -109,25 +112,39 @@ def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None, *, pool:
 
 
 class _GpuHold:
-    """The GPU lock as this verification moves through it: shared for correctness, exclusive for timing."""
+    """The GPU lock as this verification moves through it: shared for correctness, exclusive for timing. Each
+    transition is logged at debug level ("gpu hold: ..."): benchmarks/bench_timing_gpu.py draws the lock timeline
+    from these records."""
 
     def __init__(self, cfg: VerifyConfig) -> None:
         self.lock = GpuLock(cfg.device) if cfg.is_cuda else None
         self.stack = contextlib.ExitStack()
+        self.held: str | None = None
 
     def shared(self) -> None:
         if self.lock is not None:
+            log.debug("gpu hold: asking")
             self.stack.enter_context(self.lock.shared())
+            self._now("shared")
 
     def exclusive(self) -> float:
         """Trade the shared hold for an exclusive one; returns the seconds waited."""
         if self.lock is None:
             return 0.0
-        self.stack.close()
-        return self.stack.enter_context(self.lock.exclusive())
+        self.release()
+        log.debug("gpu hold: waiting")
+        waited = self.stack.enter_context(self.lock.exclusive())
+        self._now("exclusive")
+        return waited
 
     def release(self) -> None:
         self.stack.close()
+        if self.held is not None:
+            self._now(None)
+
+    def _now(self, held: str | None) -> None:
+        self.held = held
+        log.debug("gpu hold: %s", held or "released")
 
 
 def _run_sandboxed(
@@ -144,11 +161,19 @@ def _run_sandboxed(
         clock.lap("plan")
         baseline = _baselines(task, plan.base, cfg)  # before any GPU hold: a calibration takes the GPU exclusively
         clock.lap("calibration")
+        # Seeds, parameters and inputs are drawn on the host before the GPU is held: under the hold they would
+        # lengthen the drain every queued timing waits for (on the H100 batch of docs/benchmarks.md 4b, drawing
+        # took ~2 s per candidate and the GPU sat held shared for 85% of the batch).
+        drawn = draw_cases(task, plan, cfg)
+        drawn_timing = draw_timing(task, drawn[0], cfg) if cfg.times else None
+        clock.lap("draw")
         proc.wait_warm()  # its start-up (~4 s on a GPU) overlaps other candidates' GPU work, not under our hold
         clock.lap("worker_warm")
         hold.shared()
-        shapes, notes, uses_matmul = build_cases(task, plan, cfg)
-        sets = timing_cases(task, shapes[0], cfg) if cfg.times else None
+        clock.lap("gpu_wait_shared")
+        shapes, notes, uses_matmul = run_cases(drawn, plan, cfg)
+        sets = run_timing(drawn_timing, cfg) if drawn_timing is not None else None
+        del drawn, drawn_timing
         clock.lap("reference")
         policy = POLICIES[cfg.policy]
         ghost = cfg.ghost_replay and policy.require_dependence and ghost_informative(shapes[0].cases[0])
@@ -256,7 +281,8 @@ def _judge_stream(
         failure = judge.feed(msg)
         if msg.get("t") == "timing":
             clock.lap("timing")
-            hold.release()  # the post-timing recorded call may share the GPU again
+            # the hold stays exclusive through the post-timing recorded call (~0.1 s): its GPU work would
+            # otherwise overlap the next candidate's timing
             failure = on_timing(msg)
             clock.lap("timing_stats")
         if failure is not None:

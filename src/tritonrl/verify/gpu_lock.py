@@ -50,7 +50,7 @@ class _Window:
     def __init__(self) -> None:
         self.turn = threading.Lock()  # one timing at a time inside the window
         self.count = threading.Lock()
-        self.waiting = 0
+        self.waiting = 0  # threads of this process in exclusive() (queued or timing)
         self.files: tuple | None = None  # (gate, rw) while the flock is held
 
 
@@ -93,6 +93,7 @@ class GpuLock:
         try:
             if window.files is None:
                 window.files = self._acquire_exclusive()
+                log.debug("window opens for %d timings", window.waiting)  # queued by the end of the drain
             waited = time.monotonic() - t0
             if waited > 1.0:
                 log.debug("waited %.1f s for exclusive use of the GPU", waited)
@@ -102,6 +103,7 @@ class GpuLock:
                 window.waiting -= 1
                 last = window.waiting == 0
             if last and window.files is not None:  # nobody of ours queued: give the GPU back to shared work
+                log.debug("window closes")
                 gate, rw = window.files
                 window.files = None
                 fcntl.flock(rw, fcntl.LOCK_UN)
