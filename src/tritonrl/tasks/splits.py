@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
 
 from tritonrl.errors import ConfigError
 
@@ -52,9 +51,3 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
     if len(values) != 3:
         raise ConfigError(f"split fractions {text!r}: expected three numbers (train,val,test) like 0.8,0.1,0.1.")
     return values  # type: ignore[return-value]
-
-
-def check_split_name(name: str, known: Sequence[str] = SPLITS) -> str:
-    if name not in known:
-        raise ConfigError(f"split {name!r}: must be one of {list(known)}.")
-    return name
