@@ -10,7 +10,7 @@ import torch
 from tritonrl.tasks.loader import builtin_task
 from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.verify import calibration
-from tritonrl.verify.cases import build_cases, timing_cases, timing_slots
+from tritonrl.verify.cases import draw_cases, draw_timing, run_timing, timing_slots
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.funnel import plan_for
 from tritonrl.verify.worker_timing import TimingContext, _Slots
@@ -19,9 +19,8 @@ from tritonrl.verify.worker_timing import TimingContext, _Slots
 def test_timing_sets_count_the_work_and_match_a_redraw_from_their_seeds():
     cfg = VerifyConfig(timing_input_sets=3)
     task = builtin_task("matmul")
-    shapes, _, _ = build_cases(task, plan_for(task, cfg), cfg)
-    base = shapes[0]
-    sets = timing_cases(task, base, cfg)
+    base = draw_cases(task, plan_for(task, cfg), cfg)[0]
+    sets = run_timing(draw_timing(base, cfg), cfg)
     assert len(sets.seeds) == cfg.timing_input_sets + timing_slots(cfg) == 5
     m, k, n = base.sizes["M"], base.sizes["K"], base.sizes["N"]
     assert sets.work.flops == 2 * m * n * k
@@ -31,6 +30,20 @@ def test_timing_sets_count_the_work_and_match_a_redraw_from_their_seeds():
     prog = ReferenceProgram(task, base.sizes)
     a, b = prog.inputs(sets.seeds[2])
     torch.testing.assert_close(a @ b, sets.ref_outputs[2][0])
+
+
+def test_timing_model_has_the_parameters_the_candidate_gets():
+    """The timing sets' reference is a copy of the drawn base model: the state dict sent to the worker, exactly."""
+    cfg = VerifyConfig()
+    task = builtin_task("linear_bias_relu")
+    base = draw_cases(task, plan_for(task, cfg), cfg)[0]
+    timing = draw_timing(base, cfg)
+    assert timing.model is not base.model
+    state = timing.model.state_dict()
+    assert state.keys() == base.state_dict.keys()
+    assert all(torch.equal(state[k], v) for k, v in base.state_dict.items())
+    fresh = ReferenceProgram(task, base.sizes).make_model(0)  # another seed: other parameters, to show it matters
+    assert not torch.equal(fresh.state_dict()["linear.weight"], state["linear.weight"])
 
 
 def _ctx(n_values: int, n_slots: int) -> TimingContext:

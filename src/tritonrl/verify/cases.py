@@ -11,6 +11,7 @@ Cases whose reference output is entirely NaN/Inf (e.g. log of negative inputs) a
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import secrets
 from typing import Any
@@ -260,13 +261,14 @@ class DrawnTiming:
     draws: list[tuple[int, list[Any]]]  # (seed, native inputs on the CPU)
 
 
-def draw_timing(task: Task, base: Shape | DrawnShape, cfg: VerifyConfig) -> DrawnTiming:
+def draw_timing(base: DrawnShape, cfg: VerifyConfig) -> DrawnTiming:
     """Native input sets of the base shape under fresh seeds: `cfg.timing_input_sets` rotate through the timed
     calls, and `timing_input_sets - 1` more (one per input slot) feed the check round. The worker draws the same
-    inputs from the same seeds (`worker_timing.prepare`), so only seeds travel and outputs can be checked here."""
-    prog = ReferenceProgram(task, base.sizes)
-    model = prog.make_model(base.init_seed)
-    model.load_state_dict(base.state_dict)  # exactly the parameters the candidate got
+    inputs from the same seeds (`worker_timing.prepare`), so only seeds travel and outputs can be checked here.
+    Call it before `run_shape(base)`: the model is a copy of the base's, still on the CPU, with exactly the
+    parameters the candidate got."""
+    prog = base.prog
+    model = copy.deepcopy(base.model)
     draws = []
     for _ in range(cfg.timing_input_sets + timing_slots(cfg)):
         seed = _seed()
@@ -293,11 +295,6 @@ def run_timing(drawn: DrawnTiming, cfg: VerifyConfig) -> TimingSets:
         seeds.append(seed)
         outputs.append(tuple(o.detach().to("cpu") for o in outs))
     return TimingSets(seeds, outputs, Work(flops, bytes_read=n_in + params, bytes_written=n_out, set_bytes=n_in))
-
-
-def timing_cases(task: Task, base: Shape | DrawnShape, cfg: VerifyConfig) -> TimingSets:
-    """Draw and run the timing sets in one go (the funnel does the two halves apart)."""
-    return run_timing(draw_timing(task, base, cfg), cfg)
 
 
 def timing_slots(cfg: VerifyConfig) -> int:

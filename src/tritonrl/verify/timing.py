@@ -211,10 +211,11 @@ def measure_pair(
     # batch, while a one-off stall (another process starting its CUDA context, this host thread descheduled on a
     # loaded machine) slows one. A single batch once read an honest matmul 1.6x slow in a 16-thread batch on the
     # H100 (docs/benchmarks.md 4b).
+    medians = [statistics.median(ref), statistics.median(cand)]
     wall: list[list[dict[str, float]]] = [[], []]
     for _ in range(max(1, params.wall_repeats)):
-        for side, s in enumerate((ref, cand)):
-            wall[side].append(timer.wall_batch(side, statistics.median(s)))
+        for side in (0, 1):
+            wall[side].append(timer.wall_batch(side, medians[side]))
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     return {
         "mode": mode,

@@ -124,15 +124,15 @@ def judge_timing(
                         f"replayed or skipped work): {cmp.message}")  # fmt: skip
     ref, cand = list(raw["ref_us"]), list(raw["cand_us"])
     med_ref, med_cand = statistics.median(ref), statistics.median(cand)
-    # each side's best batch (escaped work slows all of them; a one-off stall only one)
-    best = [min(batches, key=lambda w, m=m: wall_ratio(w, m)) for batches, m in zip(raw["wall"], (med_ref, med_cand),
-                                                                                   strict=True)]  # fmt: skip
-    ratios = [wall_ratio(w, m) for w, m in zip(best, (med_ref, med_cand), strict=True)]
+    # each side's best batch (escaped work slows all of them; a one-off stall only one): (ratio, batch) per side
+    best = [min(((wall_ratio(w, m), w) for w in batches), key=lambda rw: rw[0])
+            for batches, m in zip(raw["wall"], (med_ref, med_cand), strict=True)]  # fmt: skip
+    ratios = [r for r, _ in best]
     limit = max(WALL_RATIO_LIMIT, WALL_RATIO_LIMIT * ratios[0])  # the reference calibrates the check
     report["wall_check"] = {"ref_ratio": round(ratios[0], 3), "cand_ratio": round(ratios[1], 3), "limit": limit,
                             "batches": len(raw["wall"][1])}  # fmt: skip
     if ratios[1] > limit:
-        wall = best[1]
+        wall = best[1][1]
         return fail(
             FailureKind.TIMING_ESCAPE,
             f"a synchronised batch of {wall['n']} calls took {wall['wall_us'] / wall['n']:.1f} us per call, "

@@ -34,7 +34,7 @@ def prepare(torch: Any, spec: dict[str, Any], state_dict: dict[str, Any]) -> Tim
     reference = reference.to("cuda").eval()
     values = []
     for seed in spec["seeds"]:
-        inputs = prog.inputs(seed)  # the parent drew these inputs the same way (`cases.timing_cases`)
+        inputs = prog.inputs(seed)  # the parent drew these inputs the same way (`cases.draw_timing`)
         values.append([x.to("cuda") if isinstance(x, torch.Tensor) else x for x in inputs])
     return TimingContext(reference, values, int(spec["n_slots"]), TimingParams.from_dict(spec["params"]))
 

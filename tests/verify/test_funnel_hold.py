@@ -1,0 +1,86 @@
+"""`funnel._judge_stream` and `_GpuHold`: when the parent takes the GPU exclusively and how long it keeps it.
+
+The stream is driven by stand-ins for the worker process and the judge (the real ones need a candidate run; the
+GPU tests cover them end to end); the hold is the real `_GpuHold` over a real `GpuLock`, whose transitions are read
+from the debug records it logs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.funnel import _Clock, _GpuHold, _judge_stream
+
+
+class _Worker:
+    """Streams frames; records what the parent did while each frame was being handled."""
+
+    def __init__(self, frames: list[dict], hold_log: list[str]) -> None:
+        self.frames, self.hold_log = frames, hold_log
+        self.exit, self.started, self.controls, self.seen = None, 0.0, [], []
+
+    def messages(self):
+        for frame in self.frames:
+            self.seen.append((frame["t"], list(self.hold_log)))
+            yield frame
+        self.exit = 0
+
+    def send_control(self, msg: dict) -> None:
+        self.controls.append(msg)
+
+    def pause_clock(self, seconds: float) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def output(self, name: str) -> str:
+        return ""
+
+
+class _Judge:
+    ready, load_ms, forward_ms = True, 0.0, 0.0
+
+    def feed(self, msg: dict):
+        return None
+
+    def all_checked(self) -> bool:
+        return True
+
+    def finish(self, exit_code: int):
+        return None
+
+
+@pytest.fixture
+def hold_log(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("TRITONRL_LOCK_DIR", str(tmp_path))
+    caplog.set_level(logging.DEBUG, logger="tritonrl.verify.funnel")
+    records: list[str] = []
+
+    class _Tap(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("gpu hold: "):
+                records.append(record.getMessage()[10:])
+
+    tap = _Tap()
+    logging.getLogger("tritonrl.verify.funnel").addHandler(tap)
+    yield records
+    logging.getLogger("tritonrl.verify.funnel").removeHandler(tap)
+
+
+def test_the_gpu_stays_exclusive_from_timing_until_the_worker_has_exited(hold_log):
+    hold = _GpuHold(VerifyConfig(device="cuda"))
+    hold.shared()
+    frames = [{"t": "ready"}, {"t": "await_timing"}, {"t": "timing"}, {"t": "post_timing_case"}]
+    worker = _Worker(frames, hold_log)
+    timed: list[dict] = []
+    failure = _judge_stream(worker, _Judge(), _Clock(), hold, lambda raw: timed.append(raw))
+    assert failure is None and timed == [{"t": "timing"}] and worker.controls == [{"go": True}]
+    seen = dict(worker.seen)
+    assert seen["await_timing"][-1] == "shared"
+    # the post-timing recorded call runs GPU work: the hold is still exclusive while its frame arrives
+    assert seen["timing"][-1] == "exclusive" and seen["post_timing_case"][-1] == "exclusive"
+    hold.release()  # what _run_sandboxed does once the stream has ended
+    assert hold_log == ["asking", "shared", "released", "waiting", "exclusive", "released"]
