@@ -46,7 +46,8 @@ import importlib.util, json, statistics, sys, time, torch
 sys.path.insert(0, sys.argv[1] + "/src")
 from tritonrl.tasks.loader import load_task
 from tritonrl.tasks.reference import ReferenceProgram
-from tritonrl.verify.timing import TimingParams, measure_pair
+from tritonrl.verify.messages import TimingParams
+from tritonrl.verify.worker.timing import measure_pair
 task = load_task(sys.argv[2], task_id=sys.argv[3]); sol = sys.argv[4]; n_sets = int(sys.argv[5])
 spec = importlib.util.spec_from_file_location("sol", sol); mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)

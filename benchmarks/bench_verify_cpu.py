@@ -46,7 +46,7 @@ STAGES = [
 def one(task: str, path: Path) -> tuple[float, dict]:
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "tritonrl.cli", "verify", task, str(path), "--device", "cpu", "--json"],
+        [sys.executable, "-m", "tritonrl.cli.main", "verify", task, str(path), "--device", "cpu", "--json"],
         capture_output=True,
         text=True,
         check=False,

@@ -45,7 +45,7 @@ def _verify_one(item: tuple) -> dict:
 
 
 def _items(n: int, seed: int, device: str, timeout_s: float, skip: set[str]) -> list[tuple]:
-    from tritonrl.tasks.fusion import generate_fusion_tasks
+    from tritonrl.data.fusion.spec import generate_fusion_tasks
 
     items = []
     for g in generate_fusion_tasks(n, seed):

@@ -39,7 +39,7 @@ echo "tritonrl train smoke: device=$DEVICE preset=$PRESET steps=$STEPS work=$WOR
 run() {  # run NAME ARGS...: one `tritonrl train` command, its output in $WORK/NAME.log
   local name=$1 t0=$SECONDS
   shift
-  if ! "$PY" -m tritonrl.cli train "$@" --log-level WARNING >"$WORK/$name.log" 2>&1; then
+  if ! "$PY" -m tritonrl.cli.main train "$@" --log-level WARNING >"$WORK/$name.log" 2>&1; then
     tail -n 40 "$WORK/$name.log" >&2
     echo "SMOKE FAILED: $name (log: $WORK/$name.log)" >&2
     exit 1

@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import math
 from typing import Any
 
 
@@ -134,6 +135,11 @@ class ProvenanceReport:
     ghost_replay_changed_output: bool | None = None  # None when not run
 
 
+BASELINES = ("eager", "compile")  # what a speedup is measured against
+_BEFORE_VALID = frozenset({Stage.EXTRACT, Stage.PARSE, Stage.STATIC})
+_BEFORE_COMPILED = _BEFORE_VALID | {Stage.LOAD}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Verdict:
     """The outcome of verifying one candidate against one task."""
@@ -153,6 +159,29 @@ class Verdict:
     stage_times_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     speedup: float | None = None  # GPU timing stage only
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # JSON-safe facts (sandbox mode, sizes)
+
+    @property
+    def is_valid(self) -> bool:
+        """The candidate got past the static stage (it was extracted, parsed and passed the AST rules)."""
+        return self.stage not in _BEFORE_VALID
+
+    @property
+    def is_compiled(self) -> bool:
+        """The candidate loaded and ran a forward (it got past LOAD)."""
+        return self.stage not in _BEFORE_COMPILED
+
+    def speedup_of(self, baseline: str = "eager") -> float | None:
+        """The speedup over `baseline` ("eager" or "compile"), or None when it was not timed.
+
+        A value that is not a finite positive number (JSON stores NaN/Inf as text) counts as not timed: it can only
+        come from a broken measurement, and a table must not turn it into a speedup.
+        """
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline={baseline!r}: must be one of {BASELINES}.")
+        value = self.speedup if baseline == "eager" else self.extra.get("speedup_compile")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value) if math.isfinite(value) and value > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))

@@ -28,7 +28,7 @@ def _candidates(root: Path) -> Path:
 
 
 def _eval(cands: Path, run: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "tritonrl.cli", "eval", "--suite", "builtin", "--tasks", "relu,leaky_relu",
+    cmd = [sys.executable, "-m", "tritonrl.cli.main", "eval", "--suite", "builtin", "--tasks", "relu,leaky_relu",
            "--candidates", str(cands), "--run", str(run), "--device", "cpu", "--jobs", "1", "--json"]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
 

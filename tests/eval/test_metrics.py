@@ -15,11 +15,8 @@ import pytest
 from tritonrl.eval.metrics import (
     fast_p,
     geomean_speedup,
-    is_compiled,
-    is_valid,
     mean_pass_at_k,
     pass_at_k,
-    speedup_of,
     summarize,
 )
 from tritonrl.eval.records import Record
@@ -117,22 +114,22 @@ def test_mean_pass_at_k_is_mean_over_tasks():
 )  # fmt: skip
 def test_valid_and_compiled_by_stage(stage, valid, compiled):
     v = verdict(stage=stage)
-    assert (is_valid(v), is_compiled(v)) == (valid, compiled)
+    assert (v.is_valid, v.is_compiled) == (valid, compiled)
 
 
 def test_speedup_baselines():
     v = verdict(speedup=1.5, speedup_compile=0.8)
-    assert speedup_of(v, "eager") == 1.5
-    assert speedup_of(v, "compile") == 0.8
-    assert speedup_of(verdict(speedup=1.5), "compile") is None
+    assert v.speedup_of("eager") == 1.5
+    assert v.speedup_of("compile") == 0.8
+    assert verdict(speedup=1.5).speedup_of("compile") is None
     with pytest.raises(ValueError, match="baseline"):
-        speedup_of(v, "triton")
+        v.speedup_of("triton")
 
 
 def test_nonfinite_speedup_after_json_round_trip_counts_as_untimed():
     v = Verdict.from_dict(json.loads(verdict(speedup=math.inf).to_json()))
     assert v.speedup == "inf"  # Verdict stores non-finite floats as text
-    assert speedup_of(v) is None
+    assert v.speedup_of() is None
 
 
 # --- fast_p --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonrl.cli import main
+from tritonrl.cli.main import main
 from tritonrl.errors import ConfigError
 from tritonrl.eval.ablation import grid_from_toggles, load_grid, run_ablation
 from tritonrl.eval.pipeline import collect_candidates, evaluate, load_run

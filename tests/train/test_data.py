@@ -9,8 +9,8 @@ import pytest
 
 from tritonrl.errors import ConfigError
 from tritonrl.tasks.loader import builtin_task, builtin_tasks
+from tritonrl.tasks.prompts import build_messages
 from tritonrl.train.data import load_pairs, rl_dataset, select_tasks, sft_dataset, solution_completion
-from tritonrl.train.prompts import build_messages
 from tritonrl.verify.extract import extract_code
 
 pytest.importorskip("datasets")
@@ -72,8 +72,8 @@ def test_export_dataset_reads_a_tasks_export(tmp_path):
     """`tritonrl tasks export` output is trainer-ready: verified SFT pairs and RL prompts of one split."""
     import shutil
 
-    from tritonrl.tasks.export import ExportConfig, export
-    from tritonrl.tasks.suites import load_suite
+    from tritonrl.data.export import ExportConfig, export
+    from tritonrl.data.suites import load_suite
     from tritonrl.train.data import export_dataset
     from tritonrl.verify.config import VerifyConfig
 

@@ -8,8 +8,8 @@ import pytest
 
 from tritonrl.errors import ConfigError
 from tritonrl.tasks.loader import builtin_task, load_task
+from tritonrl.tasks.prompts import build_messages
 from tritonrl.train.data import solution_completion
-from tritonrl.train.prompts import build_messages
 from tritonrl.train.scripted import WRONG_ANSWER, ScriptedGenerator, scripted_rollout
 
 

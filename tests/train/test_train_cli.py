@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonrl.train.cli import train_main
+from tritonrl.cli.train import train_main
 
 
 def test_dry_run_resolves_preset_yaml_and_flags(tmp_path, capsys):

@@ -13,7 +13,7 @@ import torch
 from tritonrl.tasks.schema import tolerance_for
 from tritonrl.types import FailureKind
 from tritonrl.verify.correctness import compare_outputs
-from tritonrl.verify.recorder import poison_value
+from tritonrl.verify.messages import poison_value
 
 K = FailureKind
 TOL = tolerance_for("float32")

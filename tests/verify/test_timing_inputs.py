@@ -13,7 +13,7 @@ from tritonrl.verify import calibration
 from tritonrl.verify.cases import draw_cases, draw_timing, run_timing, timing_slots
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.funnel import plan_for
-from tritonrl.verify.worker_timing import TimingContext, _Slots
+from tritonrl.verify.worker.timing_phase import TimingContext, _Slots
 
 
 def test_timing_sets_count_the_work_and_match_a_redraw_from_their_seeds():

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from tritonrl.types import FailureKind, Stage
-from tritonrl.verify.timing import rel_err_of_median
 from tritonrl.verify.timing_stats import Ceilings, Work, bootstrap_ci, floor_us, judge_timing, wall_ratio
+from tritonrl.verify.worker.timing import rel_err_of_median
 
 H100 = Ceilings("H100", bandwidth_gbs=3000.0, flops_tflops=800.0, l2_bytes=50 << 20)
 REF = [(torch.arange(6.0).reshape(2, 3),), (torch.ones(2, 3),)]

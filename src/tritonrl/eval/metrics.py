@@ -16,35 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from tritonrl.eval.records import Record
-from tritonrl.types import Stage, Verdict
-
-BASELINES = ("eager", "compile")
-_BEFORE_VALID = frozenset({Stage.EXTRACT, Stage.PARSE, Stage.STATIC})
-_BEFORE_COMPILED = _BEFORE_VALID | {Stage.LOAD}
-
-
-def is_valid(verdict: Verdict) -> bool:
-    """The candidate got past the static stage (it was extracted, parsed and passed the AST rules)."""
-    return verdict.stage not in _BEFORE_VALID
-
-
-def is_compiled(verdict: Verdict) -> bool:
-    """The candidate loaded and ran a forward (it got past LOAD)."""
-    return verdict.stage not in _BEFORE_COMPILED
-
-
-def speedup_of(verdict: Verdict, baseline: str = "eager") -> float | None:
-    """The verdict's speedup over `baseline`, or None when it was not timed.
-
-    A value that is not a finite positive number (JSON stores NaN/Inf as text) counts as not timed: it can only
-    come from a broken measurement, and a table must not turn it into a speedup.
-    """
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline={baseline!r}: must be one of {BASELINES}.")
-    value = verdict.speedup if baseline == "eager" else verdict.extra.get("speedup_compile")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None
+from tritonrl.types import Stage
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -114,10 +86,10 @@ def _flags(record: Record, baseline: str) -> _Flags:
         level=record.level,
         stage=Stage.DONE.value if v.passed else v.stage.value,
         failure=v.failure.value if v.failure is not None else None,
-        valid=is_valid(v),
-        compiled=is_compiled(v),
+        valid=v.is_valid,
+        compiled=v.is_compiled,
         correct=v.passed,
-        speedup=speedup_of(v, baseline),
+        speedup=v.speedup_of(baseline),
     )
 
 

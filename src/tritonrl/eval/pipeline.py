@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tritonrl.errors import ConfigError
-from tritonrl.eval.generate import Generator
 from tritonrl.eval.metrics import Summary, summarize
 from tritonrl.eval.runner import Progress, RunStats, device_label, register_samples, run_local, run_ray
 from tritonrl.eval.store import ResultStore
+from tritonrl.generate import Generator
 from tritonrl.tasks.schema import Task
 from tritonrl.verify.config import VerifyConfig
 

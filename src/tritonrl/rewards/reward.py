@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import field
 
 from tritonrl.errors import ConfigError
-from tritonrl.eval.metrics import speedup_of
 from tritonrl.types import Stage, Verdict
 from tritonrl.verify.extract import extract_code  # pure Python: no torch, nothing executed
 
@@ -187,7 +186,7 @@ def speedup_reward(v: Verdict, clip: float = 2.0) -> float | None:
 
     A passing verdict without a measured speedup (CPU, or timing skipped) gives None: "not applicable" (TRL drops
     None from the reward), because 0.0 would say "slow" and punish correct kernels for where they were verified.
-    A non-finite or non-positive speedup counts as not measured (`eval.metrics.speedup_of`).
+    A non-finite or non-positive speedup counts as not measured (`Verdict.speedup_of`).
 
     >>> speedup_reward(Verdict("relu", True, Stage.DONE, None, "ok", speedup=1.4))
     1.4
@@ -200,7 +199,7 @@ def speedup_reward(v: Verdict, clip: float = 2.0) -> float | None:
     """
     if not v.passed:
         return 0.0
-    s = speedup_of(v)
+    s = v.speedup_of()
     return None if s is None else min(max(s, 0.0), clip)
 
 

@@ -26,7 +26,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tritonrl.eval.metrics import is_compiled, is_valid, speedup_of
 from tritonrl.rewards.client import VerifierClient
 from tritonrl.rewards.reward import RewardConfig, binary, rank_speed_rewards, reward, speedup_reward, staged
 from tritonrl.types import Stage, Verdict
@@ -131,7 +130,7 @@ def _group_ranks(verdicts: list[Verdict], task_ids: Sequence[str], prompts: Sequ
         groups[(task, repr(prompt))].append(i)
     out: list[float | None] = [0.0] * len(verdicts)
     for members in groups.values():
-        speedups = [speedup_of(verdicts[i]) if verdicts[i].passed else None for i in members]
+        speedups = [verdicts[i].speedup_of() if verdicts[i].passed else None for i in members]
         if any(verdicts[i].passed and s is None for i, s in zip(members, speedups, strict=True)):
             for i in members:  # a correct sample without timing: the group cannot be ranked
                 out[i] = None if verdicts[i].passed else 0.0
@@ -149,10 +148,10 @@ def _report(
     """Funnel fractions of this batch as metrics, per-sample stage/failure as completions-table columns."""
     n = len(verdicts)
     if log_metric is not None and n:
-        log_metric("kernel/valid_frac", sum(map(is_valid, verdicts)) / n)
-        log_metric("kernel/compiled_frac", sum(map(is_compiled, verdicts)) / n)
+        log_metric("kernel/valid_frac", sum(v.is_valid for v in verdicts) / n)
+        log_metric("kernel/compiled_frac", sum(v.is_compiled for v in verdicts) / n)
         log_metric("kernel/correct_frac", sum(v.passed for v in verdicts) / n)
-        timed = [s for v in verdicts if v.passed and (s := speedup_of(v)) is not None]
+        timed = [s for v in verdicts if v.passed and (s := v.speedup_of()) is not None]
         log_metric("kernel/timed_frac", len(timed) / n)
         if timed:
             log_metric("kernel/speedup_geomean", math.exp(sum(math.log(s) for s in timed) / len(timed)))

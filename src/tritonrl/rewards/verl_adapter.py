@@ -130,7 +130,7 @@ def _task(ground_truth: str, suite: str, data_source: str) -> Task:
 
 @functools.lru_cache(maxsize=8)
 def _suite(spec: str) -> dict[str, Task]:
-    from tritonrl.tasks.suites import resolve_suite
+    from tritonrl.data.suites import resolve_suite
 
     return {t.task_id: t for t in resolve_suite(spec)}
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tritonrl.eval.generate import Generator, HFGenerator, SamplingConfig
+from tritonrl.generate import Generator, HFGenerator, SamplingConfig
 from tritonrl.rewards.client import VerifierClient
 from tritonrl.tasks.schema import Task
 from tritonrl.train.config import (

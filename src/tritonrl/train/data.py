@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tritonrl.errors import ConfigError
+from tritonrl.tasks.prompts import build_messages, render_prompt
 from tritonrl.tasks.schema import Task
-from tritonrl.train.prompts import build_messages, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def select_tasks(tasks: Sequence[Task], *, fusion_data: bool, fusion_dir: str | 
 def export_dataset(path: str | Path, kind: str = "sft", split: str = "train", tokenizer: Any | None = None):  # noqa: ANN201
     """A trainer-ready `datasets.Dataset` from a `tritonrl tasks export` folder: the split's tasks (the folder is a
     suite, `PATH@split`) with its verified SFT pairs (`kind="sft"`) or as GRPO prompt rows (`kind="rl"`)."""
-    from tritonrl.tasks.suites import resolve_suite
+    from tritonrl.data.suites import resolve_suite
 
     if kind not in ("sft", "rl"):
         raise ConfigError(f"kind={kind!r}: must be 'sft' or 'rl'.")

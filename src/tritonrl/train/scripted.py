@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tritonrl.errors import ConfigError
+from tritonrl.tasks.prompts import build_messages
 from tritonrl.tasks.schema import Task
 from tritonrl.train.data import solution_completion
-from tritonrl.train.prompts import build_messages
 
 WRONG_ANSWER = "Plan: none. I cannot write this kernel, so no code follows."
 

@@ -70,7 +70,7 @@ def _run(cfg: VerifyConfig, request: dict[str, Any]) -> dict[str, Any]:
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     with GpuLock(cfg.device).exclusive():
         proc = subprocess.run(
-            [sys.executable, "-m", "tritonrl.verify.calibrate"],
+            [sys.executable, "-m", "tritonrl.verify.worker.calibrate"],
             input=json.dumps(request), capture_output=True, text=True, env=env, timeout=CALIBRATE_TIMEOUT_S,
         )  # fmt: skip
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -38,10 +38,10 @@ from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.extract import extract_code, parse_candidate, strip_main_guard
 from tritonrl.verify.gpu_lock import GpuLock
 from tritonrl.verify.judge import Judge
+from tritonrl.verify.messages import TimingParams
 from tritonrl.verify.provenance import POLICIES
 from tritonrl.verify.sandbox import WorkerProcess
 from tritonrl.verify.static_checks import run_static_checks
-from tritonrl.verify.timing import TimingParams
 from tritonrl.verify.timing_stats import judge_timing
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ _POISON = {"nan": float("nan")}
 def _poison_for(kind: str | None, dtype: torch.dtype) -> float | int | None:
     if kind is None:
         return None
-    from tritonrl.verify.recorder import poison_value  # the same table the worker used
+    from tritonrl.verify.messages import poison_value  # the same table the worker used
 
     return poison_value(dtype, kind)
 

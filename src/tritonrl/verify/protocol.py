@@ -16,6 +16,12 @@ import os
 import struct
 from typing import Any
 
+# How the parent hands the worker its pipe ends and device (environment variables, popped at start).
+RESULT_FD_ENV = "TRITONRL_RESULT_FD"
+CONTROL_FD_ENV = "TRITONRL_CONTROL_FD"
+DEVICE_ENV = "TRITONRL_WORKER_DEVICE"
+
+
 HEADER = struct.Struct(">Q")  # payload length
 MAC_LEN = 32
 MAX_FRAME_BYTES = 1 << 34  # 16 GiB: a sanity bound, not a policy

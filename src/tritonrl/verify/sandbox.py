@@ -37,8 +37,15 @@ from typing import Any
 import tritonrl
 from tritonrl.errors import SandboxError
 from tritonrl.verify.config import VerifyConfig
-from tritonrl.verify.protocol import ProtocolError, encode, read_frame, write_frame
-from tritonrl.verify.worker import CONTROL_FD_ENV, DEVICE_ENV, RESULT_FD_ENV
+from tritonrl.verify.protocol import (
+    CONTROL_FD_ENV,
+    DEVICE_ENV,
+    RESULT_FD_ENV,
+    ProtocolError,
+    encode,
+    read_frame,
+    write_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +146,7 @@ class WorkerProcess:
 
     def start(self) -> None:
         src_dir = str(Path(tritonrl.__file__).resolve().parent.parent)
-        bootstrap = f"import sys; sys.path.insert(0, {src_dir!r}); from tritonrl.verify.worker import main; main()"
+        bootstrap = f"import sys; sys.path.insert(0, {src_dir!r}); from tritonrl.verify.worker.main import main; main()"
         read_fd, write_fd = os.pipe()
         control_r, control_w = os.pipe()  # parent -> worker after the request: "time now" (or not)
         env = self._env()

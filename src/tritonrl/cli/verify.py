@@ -1,0 +1,74 @@
+"""`tritonrl verify` and `tritonrl demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tritonrl.cli.common import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    add_verify_options,
+    load_reference,
+    read_candidate,
+    verify_config,
+)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tritonrl.verify.funnel import verify
+    from tritonrl.verify.pool import verify_many
+
+    task = load_reference(args.reference)
+    texts = [read_candidate(c) for c in args.candidate]
+    cfg = verify_config(args)
+    if len(texts) == 1:
+        verdicts = [verify(task, texts[0], cfg)]
+    else:  # warm workers, several at a time; on a GPU timing still runs alone
+        verdicts = verify_many([(task, t) for t in texts], cfg, jobs=args.jobs)
+    if args.json:
+        print(verdicts[0].to_json() if len(verdicts) == 1 else json.dumps([v.to_dict() for v in verdicts]))
+    else:
+        from tritonrl.cli.display import print_verdict
+
+        for path, verdict in zip(args.candidate, verdicts, strict=True):
+            if len(verdicts) > 1:
+                print(f"== {path}")
+            print_verdict(verdict)
+    return EXIT_OK if all(v.passed for v in verdicts) else EXIT_REJECTED
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tritonrl.cli.demo import export_candidates, run_demo
+    from tritonrl.cli.display import demo_progress, print_demo
+
+    if args.export_candidates:
+        n = export_candidates(Path(args.export_candidates))
+        print(
+            f"wrote {n} candidates to {args.export_candidates}; evaluate them with: tritonrl eval --suite builtin "
+            f"--candidates {args.export_candidates} --run RUN_DIR"
+        )
+        return EXIT_OK
+
+    with demo_progress(disable=args.json) as advance:
+        rows = run_demo(verify_config(args), jobs=args.jobs, on_result=advance)
+    if args.json:
+        print(json.dumps([{"case": r.name, "expected": r.expected, **r.verdict.to_dict()} for r in rows]))
+    else:
+        print_demo(rows)
+    return EXIT_OK if all(r.as_expected for r in rows) else EXIT_REJECTED
+
+
+def add_parsers(sub) -> None:  # noqa: ANN001
+    p = sub.add_parser("verify", help="verify candidates against one reference")
+    p.add_argument("reference", help="KernelBench-format reference file, or a built-in task id")
+    p.add_argument("candidate", nargs="+", help="candidate .py files or raw LLM completions; '-' reads stdin")
+    p.add_argument("--jobs", type=int, default=4, help="with several candidates: verified at once (warm workers)")
+    add_verify_options(p)
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("demo", help="verify the bundled tasks' solutions and bundled bad candidates")
+    add_verify_options(p)
+    p.add_argument("--jobs", type=int, default=2, help="candidates verified in parallel")
+    p.add_argument("--export-candidates", metavar="DIR", help="write the demo candidates as an eval folder and exit")
+    p.set_defaults(func=cmd_demo)

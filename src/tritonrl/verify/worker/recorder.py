@@ -1,0 +1,270 @@
+"""Runtime provenance recording inside the worker: every aten op and every Triton launch during `forward`.
+
+- `Recorder` is a TorchDispatchMode, so it sees ops at the dispatcher: `@`, tensor methods, `torch.ops.aten.*`,
+  functional calls, nn modules, ops reached through getattr or exec all arrive as aten ops. Each op is attributed to
+  its origin by walking the Python stack (see `guard.Origin`): ops issued by Triton's own code (the interpreter's
+  host copies, the launcher) are part of a launch; every other op counts as the candidate's, including ops a
+  "kernel" body issues on the CPU interpreter. Fresh allocations by the candidate are poisoned (NaN or a sentinel)
+  so unwritten output elements cannot pass.
+- `patch_triton_launches` wraps `JITFunction.run` / `InterpretedFunction.run` to record launches and whether the
+  kernel was defined in the candidate file, and in ghost mode to skip candidate kernels (Ghost Replay).
+- `integrity_snapshot` records the identity of every public attribute of torch, torch.Tensor, torch.nn.functional,
+  triton and triton.language; a changed snapshot after candidate code ran means monkeypatching.
+The parent applies the policy to these records (`verify/provenance.py`); this module only observes.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from tritonrl.verify.messages import poison_value
+from tritonrl.verify.worker.guard import Origin
+
+ALLOC_OPS = frozenset(
+    {
+        "aten.empty",
+        "aten.empty_like",
+        "aten.empty_strided",
+        "aten.new_empty",
+        "aten.new_empty_strided",
+    }
+)
+
+
+class Recorder(TorchDispatchMode):
+    """Counts aten ops by origin during forward and poisons the candidate's fresh allocations."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise torch wraps __torch_dispatch__ in a dynamo-disable shim whose first call imports torch._dynamo
+        # (~800 modules, 1.2 s measured on this 2-core machine). We never compile inside the mode.
+        return False
+
+    def __init__(self, origin: Origin) -> None:
+        super().__init__()
+        self.origin = origin
+        self.poison_kind: str | None = None  # "nan" | "sentinel" | None
+        self.candidate_ops: collections.Counter[str] = collections.Counter()
+        self.launch_ops: collections.Counter[str] = collections.Counter()
+
+    def reset(self, poison_kind: str | None) -> None:
+        self.poison_kind = poison_kind
+        self.candidate_ops = collections.Counter()
+        self.launch_ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.origin.of(sys._getframe(1)) != "candidate":
+            self.launch_ops[str(func.overloadpacket)] += 1  # reported, not judged: Triton's own host-side work
+            return out
+        name = str(func.overloadpacket)
+        if name == "aten._to_copy" and args and isinstance(args[0], torch.Tensor):
+            if kwargs.get("dtype", args[0].dtype) != args[0].dtype:
+                name = "aten._to_copy[dtype-change]"
+        self.candidate_ops[name] += 1
+        if self.poison_kind and name in ALLOC_OPS and isinstance(out, torch.Tensor):
+            value = poison_value(out.dtype, self.poison_kind)
+            if value is not None and out.numel():
+                out.fill_(value)
+        return out
+
+
+class LaunchLog:
+    """Triton launches seen during the current forward, plus the ghost-replay switch."""
+
+    def __init__(self, candidate_file: str, report: Any = None) -> None:
+        self.candidate_file = os.path.realpath(candidate_file)
+        self.launches: list[tuple[str, bool]] = []
+        self.ghost = False
+        self.report = report or (lambda kind, detail: None)
+        self.expected_stream: int | None = None  # cuda: the stream the harness called forward on
+
+    def check_stream(self, name: str) -> None:
+        """A launch on another stream escapes the events that time the call (and its outputs may be read before
+        the work finishes): refused."""
+        if self.expected_stream is None:
+            return
+        import torch
+
+        stream = torch.cuda.current_stream().cuda_stream
+        if stream != self.expected_stream:
+            self.report("timing_escape", f"Triton kernel {name} was launched on a side stream")
+            raise PermissionError("tritonrl sandbox: kernels must launch on the stream forward was called on")
+
+    def is_candidate(self, kernel: Any) -> bool:
+        fn = getattr(kernel, "fn", None)
+        code = getattr(fn, "__code__", None)
+        return bool(code) and os.path.realpath(code.co_filename) == self.candidate_file
+
+
+def patch_triton_launches(log: LaunchLog) -> None:
+    """Wrap the kernel-launch entry points of JITFunction and InterpretedFunction."""
+    import triton.runtime.jit as jit_mod
+
+    classes: list[type] = [jit_mod.JITFunction]
+    try:
+        from triton.runtime.interpreter import InterpretedFunction
+
+        classes.append(InterpretedFunction)
+    except ImportError:  # pragma: no cover - very old triton
+        pass
+    for cls in classes:
+        original = cls.run
+
+        def run(self, *args, _original=original, **kwargs):  # noqa: ANN001
+            if kwargs.get("warmup"):
+                return _original(self, *args, **kwargs)
+            candidate = log.is_candidate(self)
+            name = getattr(getattr(self, "fn", None), "__name__", repr(self))
+            log.launches.append((name, candidate))
+            log.check_stream(name)
+            if getattr(self, "pre_run_hooks", None):
+                # Hooks run inside Triton's launcher, so their torch ops look like Triton's own; a C callable such
+                # as torch.Tensor.relu_ leaves no candidate frame behind. No honest kernel needs one.
+                log.report("tampering", "a pre-run hook was registered on a Triton kernel (runs torch ops unseen)")
+                raise PermissionError("tritonrl sandbox: pre-run hooks on Triton kernels are refused")
+            if log.ghost and candidate:
+                return None  # Ghost Replay: the kernel does nothing; the output must then differ
+            return _original(self, *args, **kwargs)
+
+        cls.run = run
+
+
+DISPATCH_INTERNALS = (
+    "_pop_torch_dispatch_stack",
+    "_push_on_torch_dispatch_stack",
+    "_set_dispatch_mode",
+    "_unset_dispatch_mode",
+    "_DisableTorchDispatch",
+    "_DisablePythonDispatcher",
+    "_dispatch_tls_set_dispatch_key_excluded",
+    "_dispatch_tls_set_dispatch_key_included",
+    "_SetExcludeDispatchKeyGuard",
+    "_pop_mode",
+    "_push_mode",
+    "_disable_current_modes",
+    "_pop_mode_temporarily",
+)
+
+
+def _formatting(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(os.path.join("torch", "_tensor_str.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def guard_dispatch_internals(origin: Origin, report: Any) -> None:
+    """Make the torch internals that could hide ops from the Recorder refuse candidate callers.
+
+    Wrapped both on torch._C and where torch.utils._python_dispatch bound them at import. The static rules already
+    reject private attributes; this catches the same attempt at run time (e.g. via an obfuscated path)."""
+    import torch.utils._python_dispatch as pd
+
+    for module in (torch._C, pd):
+        for name in DISPATCH_INTERNALS:
+            original = module.__dict__.get(name)
+            if original is None:
+                continue
+
+            def wrapper(*args, _original=original, _name=name, **kwargs):  # noqa: ANN001
+                frame = sys._getframe(1)
+                if origin.of(frame) == "candidate":
+                    if _formatting(frame):  # print(tensor) in forward: torch's repr reads values with modes off
+                        report("torch_compute", "a tensor was formatted (print/str/repr) in forward, which reads its "
+                               "values on the host; remove debug prints of tensors")  # fmt: skip
+                    else:
+                        report("tampering", f"{_name} called by candidate code (would hide ops from provenance)")
+                    raise PermissionError(f"tritonrl sandbox: {_name} refused")
+                return _original(*args, **kwargs)
+
+            setattr(module, name, wrapper)
+
+
+# Ways data leaves torch without an aten op, after which host Python or numpy can compute unseen by the Recorder.
+HOST_ESCAPES = ("numpy", "tolist", "__array__", "__dlpack__", "untyped_storage", "storage")
+MAX_ITEM_CALLS = 64  # .item() per forward: a few scalars are fine, an element-by-element Python loop is not
+
+
+def guard_host_escapes(origin: Origin, report: Any) -> None:
+    """Refuse candidate callers of Tensor methods that hand tensor data to Python/numpy (and of torch.from_numpy),
+    and of thread creation (dispatch modes are per thread, so ops in another thread would go unrecorded)."""
+    import _thread
+    import threading
+
+    def refusing(owner: Any, name: str, kind: str, why: str) -> None:
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+
+        def wrapper(*args, _original=original, **kwargs):  # noqa: ANN001
+            if origin.of(sys._getframe(1)) == "candidate":
+                report(kind, f"{name} called by candidate code: {why}")
+                raise PermissionError(f"tritonrl sandbox: {name} refused")
+            return _original(*args, **kwargs)
+
+        setattr(owner, name, wrapper)
+
+    for name in HOST_ESCAPES:
+        refusing(torch.Tensor, name, "torch_compute", "tensor data leaves torch, so computing on it is unseen")
+    refusing(torch, "from_numpy", "torch_compute", "numpy results come back without a Triton kernel")
+    refusing(_thread, "start_new_thread", "process_spawn", "work in another thread escapes the Recorder")
+    refusing(threading, "_start_new_thread", "process_spawn", "work in another thread escapes the Recorder")
+
+
+def integrity_snapshot() -> dict[str, object]:
+    """Every public attribute of the objects a timing/correctness cheat would patch."""
+    import time
+
+    import triton
+    import triton.language as tl
+
+    targets = {
+        "torch": torch,
+        "torch.Tensor": torch.Tensor,
+        "torch.nn.functional": torch.nn.functional,
+        "torch.nn.Module": torch.nn.Module,
+        "torch.cuda": torch.cuda,
+        # what the timing loop calls (verify/timing.py): events, graphs, streams and the host clock
+        "torch.cuda.Event": torch.cuda.Event,
+        "torch.cuda.CUDAGraph": torch.cuda.CUDAGraph,
+        "torch.cuda.Stream": torch.cuda.Stream,
+        "time": time,
+        "triton": triton,
+        "triton.language": tl,
+    }
+    snap = {}
+    for prefix, obj in targets.items():
+        for name, value in list(vars(obj).items()):
+            # Callables only: patches replace functions and classes, while data attributes change legitimately
+            # (torch.cuda.default_generators is rebuilt when CUDA initialises).
+            if not name.startswith("_") and callable(value):
+                snap[f"{prefix}.{name}"] = value
+    return snap
+
+
+def integrity_diff(before: dict[str, object], after: dict[str, object], library_dirs: tuple[str, ...]) -> list[str]:
+    """Entries rebound or deleted since `before`, except rebinding to a Python function that torch or triton
+    defined themselves (torch._dynamo rebinds torch.manual_seed when something first imports it). Entries added
+    since are ignored: libraries add submodule attributes lazily, which patches nothing."""
+    changed = []
+    for key, old in before.items():
+        new = after.get(key, _MISSING)
+        if new is old:
+            continue
+        code = getattr(new, "__code__", None)
+        if code is not None and os.path.realpath(code.co_filename).startswith(library_dirs):
+            continue
+        changed.append(key)
+    return sorted(changed)
+
+
+_MISSING = object()

@@ -1,0 +1,160 @@
+"""tasks/export.py: SFT/RL rows, JSONL + HF DatasetDict, manifest, verdict cache; the export is readable by
+train/data.py and is itself a suite. Two solutions are verified for real (CPU interpreter); the rest is cheap."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tritonrl.data.export import ExportConfig, export, load_export_suite
+from tritonrl.data.splits import SPLITS, split_of
+from tritonrl.data.suites import load_suite, make_suite
+from tritonrl.tasks.loader import builtin_task
+from tritonrl.tasks.prompts import build_messages
+from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.extract import extract_code
+
+SAMPLE = Path(__file__).resolve().parents[1] / "fixtures/kernelbook/sample.jsonl"
+CPU = VerifyConfig(device="cpu")
+
+
+def _subset(spec: str, keep: set[str]):
+    suite = load_suite(spec)
+    return make_suite(suite.name, [e for e in suite.entries if e.task_id in keep], skipped=suite.skipped)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _all(out: Path, kind: str) -> list[dict]:
+    return [row for split in SPLITS for row in _rows(out / kind / f"{split}.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    suites = [_subset("builtin", {"relu", "vector_add"}),
+              _subset(f"kernelbook:{SAMPLE}", {"kernelbook/107_ErfGELU", "kernelbook/108_RowNorm"})]  # fmt: skip
+    formats = ("jsonl", "hf") if _has_datasets() else ("jsonl",)
+    result = export(suites, ExportConfig(out=str(out), formats=formats), CPU)
+    return out, result, suites
+
+
+def _has_datasets() -> bool:
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_files_and_manifest(exported):
+    out, result, suites = exported
+    for name in ("manifest.json", "curation.jsonl", "skipped.jsonl", "verdicts.jsonl"):
+        assert (out / name).is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["suites"]] == ["builtin", "kernelbook:sample"]
+    assert [s["version"] for s in manifest["suites"]] == [s.version for s in suites]
+    assert manifest["generator_seed"] is None and manifest["splits"]["by"] == "family"
+    assert manifest["counts"]["curation"] == {"blocked": 1, "needs_gpu": 1, "verified": 2}
+    assert manifest["counts"]["rl"]["source"] == {"builtin": 2, "kernelbook": 2}
+    assert manifest["counts"]["rl"]["total"] == result.n_rl == 4 and result.n_sft == 2
+    assert sum(manifest["counts"]["rl"]["split"].values()) == 4
+    assert manifest["counts"]["skipped"] == 2  # the sample's load failure and duplicate
+
+
+def test_sft_rows_hold_only_verified_solutions_with_a_plan(exported):
+    out, _, _ = exported
+    rows = _all(out, "sft")
+    assert sorted(r["task_id"] for r in rows) == ["relu", "vector_add"]
+    for row in rows:
+        task = builtin_task(row["task_id"])
+        assert row["prompt"] == build_messages(task) and row["policy"] == "strict"
+        assert row["completion"].startswith("Plan: ") and "Kernels: `" in row["completion"]
+        code, _ = extract_code(row["completion"])
+        assert code.strip() == Path(task.solution_path).read_text().strip()
+        assert row["split"] == split_of(row["family"]) and row["source"] == "builtin"
+
+
+def test_rl_rows_carry_reference_and_metadata(exported):
+    out, _, _ = exported
+    rows = {r["task_id"]: r for r in _all(out, "rl")}
+    assert set(rows) == {"relu", "vector_add", "kernelbook/107_ErfGELU", "kernelbook/108_RowNorm"}
+    relu = rows["relu"]
+    assert relu["reference"] == builtin_task("relu").source and relu["level"] == 1
+    assert {"task_id", "level", "source", "split", "difficulty", "family", "prompt"} <= set(relu)
+    assert rows["kernelbook/108_RowNorm"]["label"] == "blocked"
+
+
+def test_a_rerun_verifies_nothing_again(exported, tmp_path):
+    out, _, suites = exported
+    copy = tmp_path / "again"
+    shutil.copytree(out, copy)
+    again = export(suites, ExportConfig(out=str(copy)), CPU)
+    assert again.manifest["verify"]["verified_now"] == 0 and again.manifest["verify"]["cache_hits"] == 2
+    assert _all(copy, "sft") == _all(out, "sft")
+
+
+def test_the_export_is_a_suite_with_its_splits(exported):
+    out, _, _ = exported
+    suite = load_export_suite(out)
+    rows = {r["task_id"]: r for r in _all(out, "rl")}
+    assert {e.task_id: e.split for e in suite.entries} == {i: r["split"] for i, r in rows.items()}
+    assert suite.entries[0].task.constants  # roles survive the round trip
+    for split in SPLITS:
+        assert {e.task_id for e in load_suite(f"{out}@{split}").entries} == {
+            i for i, r in rows.items() if r["split"] == split
+        }
+
+
+def test_train_data_reads_the_export(exported):
+    pytest.importorskip("datasets")
+    from tritonrl.train.data import export_dataset
+
+    out, _, _ = exported
+    split = _all(out, "sft")[0]["split"]
+    sft = export_dataset(out, "sft", split)
+    assert set(sft["task_id"]) == {r["task_id"] for r in _rows(out / "sft" / f"{split}.jsonl")}
+    assert sft[0]["completion"][0]["role"] == "assistant"
+    rl = export_dataset(out, "rl", split)
+    assert set(rl["task_id"]) == {r["task_id"] for r in _rows(out / "rl" / f"{split}.jsonl")}
+
+
+def test_hf_dataset_dicts_are_saved(exported):
+    datasets = pytest.importorskip("datasets")
+    out, _, _ = exported
+    rl = datasets.load_from_disk(str(out / "hf" / "rl"))
+    assert set(rl) <= set(SPLITS) and sum(len(rl[s]) for s in rl) == 4
+    columns = set(rl[next(iter(rl))].column_names)
+    assert {"task_id", "level", "source", "split", "difficulty", "family", "reference"} <= columns
+
+
+def test_augmented_variants_share_their_familys_split_and_pass_rates_relabel(tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for name in ("relu", "softmax", "cumsum"):
+        shutil.copy(builtin_task(name).path, folder / f"{name}.py")
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps({"task_id": "relu", "passed": False}) + "\n" for _ in range(5)))
+    cfg = ExportConfig(out=str(tmp_path / "out"), dtypes=("float16",), scales=(2.0,), pass_rates=str(records))
+    result = export([load_suite(str(folder))], cfg, CPU)
+    rows = _all(tmp_path / "out", "rl")
+    by_family: dict[str, set[str]] = {}
+    for row in rows:
+        by_family.setdefault(row["family"], set()).add(row["split"])
+    assert all(len(splits) == 1 for splits in by_family.values())
+    assert {r["variant"] for r in rows} == {"", "float16", "x2"} and result.n_sft == 0
+    assert next(r for r in rows if r["task_id"] == "relu")["difficulty"] == "hard"  # 0/5 passed
+
+
+def test_bad_format_is_a_config_error():
+    from tritonrl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be one of"):
+        ExportConfig(out="x", formats=("csv",))
+    assert dataclasses.fields(ExportConfig)[0].metadata["help"]

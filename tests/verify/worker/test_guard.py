@@ -1,0 +1,256 @@
+"""verify/guard.py: origin attribution on real frames, and the audit-hook policy (`Guard._decide`) per event.
+
+The hook itself is never installed here: audit hooks cannot be removed, and this is the test process. Frames of
+"candidate", "trusted" (tritonrl) and "triton" code are made by compiling code under a file name in that place;
+nothing is written there.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tritonrl
+from tritonrl.verify.worker.guard import Guard, Origin
+
+triton = pytest.importorskip("triton")
+
+TRITONRL_DIR = Path(tritonrl.__file__).resolve().parent
+TRITON_DIR = Path(triton.__file__).resolve().parent
+FRAME_SRC = """import sys
+
+def here():
+    return sys._getframe()
+
+def call(fn, *args):
+    return fn(*args)
+
+def here_then_release(box, lock):
+    box.append(sys._getframe())
+    lock.release()
+"""
+
+
+def code_at(filename: str | Path) -> dict:
+    """Namespace of FRAME_SRC compiled as if it lived at `filename`."""
+    namespace: dict = {}
+    exec(compile(FRAME_SRC, str(filename), "exec"), namespace)
+    return namespace
+
+
+def frame_at(filename: str | Path):
+    return code_at(filename)["here"]()
+
+
+@pytest.fixture
+def origin() -> Origin:
+    return Origin()
+
+
+@pytest.fixture
+def candidate_file(tmp_path) -> Path:
+    return tmp_path / "candidate.py"
+
+
+@pytest.fixture
+def guard(tmp_path, origin):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    reports: list[tuple[str, str]] = []
+    g = Guard(str(workdir), lambda kind, detail: reports.append((kind, detail)), origin)
+    g.reports = reports
+    return g
+
+
+def decide(guard: Guard, frame, event: str, args: tuple):
+    guard._frame = frame
+    try:
+        return guard._decide(event, args)
+    finally:
+        guard._frame = None
+
+
+# --- Origin -------------------------------------------------------------------------------------------------------
+
+
+def test_code_compiled_in_a_temp_dir_is_candidate(origin, candidate_file):
+    assert origin.of(frame_at(candidate_file)) == "candidate"
+
+
+def test_test_code_is_candidate(origin):
+    # tests/ is neither trusted (tritonrl) nor transparent (torch, stdlib): unknown code fails closed.
+    assert origin.of(sys._getframe()) == "candidate"
+
+
+def test_tritonrl_code_is_trusted(origin):
+    assert origin.of(frame_at(TRITONRL_DIR / "verify" / "fake_module.py")) == "trusted"
+
+
+def test_triton_code_is_triton(origin):
+    assert origin.of(frame_at(TRITON_DIR / "runtime" / "fake_module.py")) == "triton"
+
+
+def test_pseudo_file_frame_belongs_to_its_caller(origin, candidate_file):
+    # `<string>` code (exec'd text) is walked through to whoever ran it: here tritonrl code.
+    pseudo = code_at("<string>")
+    assert origin.of(code_at(TRITONRL_DIR / "fake.py")["call"](pseudo["here"])) == "trusted"
+
+
+def _stdlib_frame_from(caller: dict, through_reduce: bool = False):
+    """A frame of functools.py (the pure-Python singledispatch wrapper) called by `caller`'s code, directly or as
+    the callback of functools.reduce (C code: it adds no frame of its own)."""
+    captured = []
+
+    @functools.singledispatch
+    def step(*_):
+        captured.append(sys._getframe(1))
+
+    if through_reduce:
+        caller["call"](functools.reduce, step, [1, 2], 0)
+    else:
+        caller["call"](step, 0)
+    frame = captured[0]
+    assert frame.f_code.co_filename == functools.__file__
+    return frame
+
+
+def test_stdlib_frame_called_by_candidate_resolves_to_candidate(origin, candidate_file):
+    assert origin.of(_stdlib_frame_from(code_at(candidate_file))) == "candidate"
+
+
+def test_stdlib_frame_called_by_tritonrl_resolves_to_trusted(origin):
+    assert origin.of(_stdlib_frame_from(code_at(TRITONRL_DIR / "fake.py"))) == "trusted"
+
+
+def test_stdlib_callback_through_functools_reduce_resolves_to_the_candidate_caller(origin, candidate_file):
+    assert origin.of(_stdlib_frame_from(code_at(candidate_file), through_reduce=True)) == "candidate"
+
+
+def test_stdlib_callback_through_functools_reduce_resolves_to_the_trusted_caller(origin):
+    assert origin.of(_stdlib_frame_from(code_at(TRITONRL_DIR / "fake.py"), through_reduce=True)) == "trusted"
+
+
+def test_candidate_code_at_the_bottom_of_a_raw_thread_is_candidate(origin, candidate_file):
+    import _thread
+
+    box: list = []
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    _thread.start_new_thread(code_at(candidate_file)["here_then_release"], (box, lock))
+    assert lock.acquire(timeout=10)
+    assert box[0].f_back is None and box[0].f_code.co_filename == str(candidate_file)
+    assert origin.of(box[0]) == "candidate"
+
+
+class _CaptureCaller:
+    """A path whose str() records the calling frame and aborts the call."""
+
+    def __init__(self) -> None:
+        self.frame = None
+
+    def __str__(self) -> str:
+        self.frame = sys._getframe(1)
+        raise RuntimeError("captured")
+
+
+def _importlib_get_data_frame(caller: dict):
+    """The frame of importlib's FileLoader.get_data (frozen importlib code) called by `caller`'s code."""
+    from importlib.machinery import SourceFileLoader
+
+    path = _CaptureCaller()
+    with pytest.raises(RuntimeError, match="captured"):
+        caller["call"](SourceFileLoader("x", "/etc/hostname").get_data, path)
+    assert path.frame.f_code.co_filename.startswith("<frozen importlib")
+    return path.frame
+
+
+def test_importlib_frames_are_import(origin, candidate_file):
+    assert origin.of(_importlib_get_data_frame(code_at(candidate_file))) == "import"
+
+
+def test_candidate_read_through_importlib_get_data_is_file_access(guard, candidate_file):
+    frame = _importlib_get_data_frame(code_at(candidate_file))
+    verdict = decide(guard, frame, "open", ("/etc/hostname", "rb", os.O_RDONLY))
+    assert verdict is not None and verdict[0] == "file_access"
+
+
+def test_torch_frame_is_transparent(origin, candidate_file):
+    # torch code calling back into candidate code (a tensor subclass hook, a module forward): the candidate decides.
+    frames = []
+
+    class Capture(torch.nn.Module):
+        def forward(self):
+            frames.append(sys._getframe(1))  # torch.nn.Module._call_impl's frame
+
+    code_at(candidate_file)["call"](Capture())
+    assert frames[0].f_code.co_filename.startswith(os.path.dirname(torch.__file__))
+    assert origin.of(frames[0]) == "candidate"
+
+
+# --- Guard._decide ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", ["socket.__new__", "socket.connect", "socket.getaddrinfo"])
+def test_socket_events_are_network_access_even_for_trusted_code(guard, event):
+    verdict = decide(guard, frame_at(TRITONRL_DIR / "fake.py"), event, ())
+    assert verdict is not None and verdict[0] == "network_access"
+
+
+def test_write_outside_workdir_is_file_access_even_for_trusted_code(guard, tmp_path):
+    frame = frame_at(TRITONRL_DIR / "fake.py")
+    assert guard.origin.of(frame) == "trusted"
+    verdict = decide(guard, frame, "open", (str(tmp_path / "outside.txt"), "w", os.O_WRONLY | os.O_CREAT))
+    assert verdict is not None and verdict[0] == "file_access"
+
+
+def test_os_open_write_flags_outside_workdir_are_file_access(guard, tmp_path):
+    verdict = decide(guard, frame_at(TRITONRL_DIR / "fake.py"), "open", (str(tmp_path / "x"), None, os.O_RDWR))
+    assert verdict is not None and verdict[0] == "file_access"
+
+
+def test_trusted_write_inside_workdir_is_allowed(guard):
+    path = os.path.join(guard.workdir, ".triton", "cache.bin")
+    assert decide(guard, frame_at(TRITONRL_DIR / "fake.py"), "open", (path, "wb", os.O_WRONLY | os.O_CREAT)) is None
+
+
+def test_candidate_read_inside_site_packages_is_allowed(guard, candidate_file):
+    assert decide(guard, frame_at(candidate_file), "open", (torch.__file__, "r", os.O_RDONLY)) is None
+
+
+def test_candidate_read_outside_python_and_workdir_is_file_access(guard, candidate_file):
+    verdict = decide(guard, frame_at(candidate_file), "open", ("/etc/hostname", "r", os.O_RDONLY))
+    assert verdict is not None and verdict[0] == "file_access"
+
+
+def test_candidate_write_inside_workdir_is_file_access(guard, candidate_file):
+    path = os.path.join(guard.workdir, "scratch.txt")
+    verdict = decide(guard, frame_at(candidate_file), "open", (path, "w", os.O_WRONLY | os.O_CREAT))
+    assert verdict is not None and verdict[0] == "file_access"
+
+
+def test_popen_from_triton_is_allowed(guard):
+    assert decide(guard, frame_at(TRITON_DIR / "fake.py"), "subprocess.Popen", ("ptxas", ["ptxas"], None, None)) is None
+
+
+def test_popen_from_candidate_is_process_spawn(guard, candidate_file):
+    verdict = decide(guard, frame_at(candidate_file), "subprocess.Popen", ("sh", ["sh"], None, None))
+    assert verdict is not None and verdict[0] == "process_spawn"
+
+
+def test_popen_from_tritonrl_is_process_spawn(guard):
+    verdict = decide(guard, frame_at(TRITONRL_DIR / "fake.py"), "subprocess.Popen", ("sh", ["sh"], None, None))
+    assert verdict is not None and verdict[0] == "process_spawn"
+
+
+def test_tamper_event_from_candidate_is_tampering(guard, candidate_file):
+    verdict = decide(guard, frame_at(candidate_file), "gc.get_objects", ())
+    assert verdict is not None and verdict[0] == "tampering"
+
+
+def test_tamper_event_from_trusted_code_is_allowed(guard):
+    assert decide(guard, frame_at(TRITONRL_DIR / "fake.py"), "gc.get_objects", ()) is None
