@@ -62,6 +62,7 @@ class FailureKind(enum.StrEnum):
     NO_TRITON_LAUNCH = "no_triton_launch"
     FOREIGN_KERNEL = "foreign_kernel"
     NOT_DEPENDENT = "not_dependent"
+    ENVIRONMENT_DEPENDENT = "environment_dependent"  # launches or ops differ between two ordinary environments
     # correctness
     WRONG_OUTPUT_STRUCTURE = "wrong_output_structure"
     WRONG_SHAPE = "wrong_shape"
@@ -71,6 +72,8 @@ class FailureKind(enum.StrEnum):
     UNWRITTEN_OUTPUT = "unwritten_output"
     NONDETERMINISTIC = "nondeterministic"
     INPUT_MUTATION = "input_mutation"
+    # neither passed nor the candidate's fault
+    INCONCLUSIVE_ON_CPU = "inconclusive_on_cpu"  # the Triton interpreter cannot run or judge this kernel; a GPU can
     # timing (GPU)
     TIMING_ESCAPE = "timing_escape"  # work ran outside the timed region: side streams, deferred or hidden work
     IMPLAUSIBLE_SPEED = "implausible_speed"  # timed faster than the speed-of-light floor of the task's work
@@ -169,6 +172,11 @@ class Verdict:
     def is_compiled(self) -> bool:
         """The candidate loaded and ran a forward (it got past LOAD)."""
         return self.stage not in _BEFORE_COMPILED
+
+    @property
+    def is_inconclusive(self) -> bool:
+        """The CPU interpreter could not decide (its limitation, not the candidate's fault): verify on a GPU."""
+        return self.failure is FailureKind.INCONCLUSIVE_ON_CPU
 
     def speedup_of(self, baseline: str = "eager") -> float | None:
         """The speedup over `baseline` ("eager" or "compile"), or None when it was not timed.

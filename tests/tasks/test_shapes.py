@@ -1,4 +1,7 @@
-"""tasks/shapes.py: meta-device probes, CPU scaling, awkward-size variants and reference validation."""
+"""tasks/shapes.py: meta-device probes, CPU scaling, coverage-rule and awkward-size variants, reference validation.
+
+The coverage rule itself (which requirements each plan meets) is tested in test_coverage.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import pytest
 from tritonrl.errors import TaskError
 from tritonrl.tasks.loader import builtin_tasks, load_task, load_task_dir
 from tritonrl.tasks.shapes import (
+    N_VARIANTS,
     cpu_scale,
     plan_shapes,
     plan_shapes_cached,
@@ -154,7 +158,7 @@ def test_validate_variant_flags_all_nan_output():
 
 def test_plan_cpu():
     plan = plan_shapes(GOOD["softmax_huge"], device="cpu")
-    assert plan.base == cpu_scale(GOOD["softmax_huge"]) and len(plan.variants) == 2 and plan.notes == ()
+    assert plan.base == cpu_scale(GOOD["softmax_huge"]) and len(plan.variants) == N_VARIANTS and plan.notes == ()
 
 
 def test_plan_cpu_keeps_a_degenerate_base_with_a_note():
@@ -177,7 +181,7 @@ def test_plan_cuda_keeps_defaults_and_only_probes():
     plan = plan_shapes(GOOD["softmax_huge"], device="cuda")
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 512 * 1024  # never ran at 6 GiB
     assert plan.base == {"batch_size": 4096, "dim": 393216}
-    assert len(plan.variants) == 2 and all(v % 16 for variant in plan.variants for v in variant.values())
+    assert len(plan.variants) == N_VARIANTS and all(v % 16 for variant in plan.variants for v in variant.values())
     assert any("meta device only" in note for note in plan.notes)
 
 
@@ -190,7 +194,8 @@ def test_plan_cache_returns_copies():
 
 
 # Red-team findings: every planned size even (a kernel dropping an odd tail passed), reduced dims halved below one tile
-# (a fixed 1024-wide softmax passed), and halving making M == K (a matmul reading K from A.shape[0] passed).
+# (a fixed 1024-wide softmax passed), and halving making M == K (a matmul reading K from A.shape[0] passed). Under the
+# coverage rule a variant may hold several sizes of 1 (the long-axis shape), so "distinct" means distinct above 1.
 
 
 @pytest.fixture(scope="module")
@@ -206,40 +211,54 @@ def _all_odd(sizes: dict[str, int]) -> bool:
     return all(v % 2 == 1 for v in sizes.values())
 
 
+def _distinct_above_one(sizes: dict[str, int]) -> bool:
+    values = [v for v in sizes.values() if v > 1]
+    return len(set(values)) == len(values)
+
+
+def _long_variant(task, plan) -> dict[str, int]:
+    """The variant where the constant of the largest default is largest (the coverage rule's long-axis shape)."""
+    long = max(task.free_size_constants, key=task.free_size_constants.get)
+    return max(plan.variants, key=lambda v: v[long])
+
+
 @pytest.mark.parametrize("task_id", sorted(BUILTIN))
-def test_builtin_plans_have_an_all_odd_variant_first(task_id: str, builtin_plans):
+def test_builtin_plans_have_an_all_odd_variant(task_id: str, builtin_plans):
     plan = builtin_plans[task_id]
-    assert len(plan.variants) == 2 and plan.notes == (), plan
-    assert _all_odd(plan.variants[0]), plan.variants  # the odd-and-distinct variant comes first
+    assert len(plan.variants) == N_VARIANTS and plan.notes == (), plan
+    assert sum(_all_odd(v) for v in plan.variants) >= 2, plan.variants  # the long and swap shapes: 2^k+-1 and 1s
 
 
 @pytest.mark.parametrize("task_id", sorted(BUILTIN))
 def test_builtin_plans_give_distinct_constants_distinct_values(task_id: str, builtin_plans):
-    for name, sizes in _shapes(builtin_plans[task_id]):  # no builtin task couples two of its sizes
-        assert len(set(sizes.values())) == len(sizes), (name, sizes)
+    plan = builtin_plans[task_id]
+    assert len(set(plan.base.values())) == len(plan.base), plan.base  # no builtin task couples two of its sizes
+    for name, sizes in _shapes(plan):
+        assert _distinct_above_one(sizes), (name, sizes)
 
 
 def test_matmul_and_linear_never_plan_equal_extents(builtin_plans):
     for name, sizes in _shapes(builtin_plans["matmul"]):
-        assert len({sizes["M"], sizes["K"], sizes["N"]}) == 3, (name, sizes)
+        assert _distinct_above_one(sizes), (name, sizes)
+    assert sum(len({s["M"], s["K"], s["N"]}) == 3 for _, s in _shapes(builtin_plans["matmul"])) >= 3
     for name, sizes in _shapes(builtin_plans["linear_bias_relu"]):
         assert sizes["in_features"] != sizes["out_features"], (name, sizes)
     assert builtin_plans["matmul"].base == {"M": 48, "K": 64, "N": 128}  # K keeps its value: its default is largest
 
 
 @pytest.mark.parametrize("task_id", sorted(BUILTIN))
-def test_builtin_plans_end_with_a_long_axis_variant(task_id: str, builtin_plans):
+def test_builtin_plans_have_a_long_axis_variant(task_id: str, builtin_plans):
     task, plan = BUILTIN[task_id], builtin_plans[task_id]
     long = max(task.free_size_constants, key=task.free_size_constants.get)
-    variant = plan.variants[1]
-    assert variant[long] > plan.base[long] and variant[long] % 2 == 1, variant
-    assert all(v <= 5 for name, v in variant.items() if name != long), variant  # the others at 3, 5
+    variant = _long_variant(task, plan)
+    assert variant[long] > 1024 and variant[long] % 2 == 1, variant
+    assert all(v == 1 for name, v in variant.items() if name != long), variant  # the others at 1
     assert probe(task, variant, device="cpu").max_numel <= 2 * BUDGET
 
 
 def test_softmax_long_axis_is_longer_than_one_tile(builtin_plans):
     plan = builtin_plans["softmax"]
-    assert plan.variants[1] == {"batch_size": 3, "dim": 5461}  # 3 x 5461 <= 2 x 8192, dim odd and > 1024
+    assert {"batch_size": 1, "dim": 8193} in plan.variants  # 2^13+1: one column past an 8192-wide tile
     assert any(v["dim"] > 1024 for v in plan.variants)
 
 
@@ -258,7 +277,7 @@ def test_coupled_sizes_stay_equal_in_every_shape_with_a_note():
     plan = plan_shapes(GOOD["hinge_coupled"])
     for name, sizes in _shapes(plan):
         assert sizes["batch_size"] == sizes["input_shape[0]"], name  # (B,) targets broadcast against (B, D)
-    assert len(plan.variants) == 2 and all(_all_odd(v) for v in plan.variants)
+    assert len(plan.variants) == N_VARIANTS and all(_all_odd(v) for v in plan.variants)
     assert any("batch_size == input_shape[0]" in note for note in plan.notes)
 
 
@@ -267,22 +286,22 @@ def test_fixture_plans_odd_distinct_and_long(task_id: str):
     task = GOOD[task_id]
     plan = plan_shapes(task)
     assert plan_shapes(task) == plan  # deterministic
-    odd, long = plan.variants
-    assert all(v % 2 == 1 for v in odd.values()), odd
+    assert any(_all_odd(v) for v in plan.variants), plan.variants
     defaults = task.free_size_constants
     axis = max(defaults, key=defaults.get)
+    long = _long_variant(task, plan)
     assert long[axis] > plan.base[axis] and long[axis] == max(long.values()), long
     if task_id != "hinge_coupled":
         for name, sizes in _shapes(plan):
-            values = [v for v in sizes.values() if v > 1]
-            assert len(set(values)) == len(values), (name, sizes)
+            assert _distinct_above_one(sizes), (name, sizes)
 
 
 def test_plan_cuda_variants_are_odd_distinct_and_long():
     plan = plan_shapes(GOOD["sum_reduction"], device="cuda")
-    odd, long = plan.variants
-    assert _all_odd(odd) and len(set(odd.values())) == 3
-    assert long["dim1"] == 4095 and long["batch_size"] < 8 and long["dim2"] < 8  # dim1's default 4096, made odd
+    assert all(_all_odd(v) and _distinct_above_one(v) for v in plan.variants), plan.variants
+    long = _long_variant(GOOD["sum_reduction"], plan)
+    assert long == {"batch_size": 1, "dim1": 8193, "dim2": 1}  # 2^13+1 <= 4x dim1's base; the others at 1
+    assert any(v["dim2"] > v["dim1"] > 1 or v["batch_size"] > v["dim2"] for v in plan.variants)
 
 
 def test_shape_family_keeps_n_variants_semantics():

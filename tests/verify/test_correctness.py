@@ -1,18 +1,25 @@
-"""verify/correctness.py: `compare_outputs` on hand-built tensors (pure, CPU, no worker).
+"""verify/correctness.py: `compare_outputs` on hand-built tensors (pure, CPU, no worker), and the tolerance rule
+(float64 truth where the own-precision reference is unreliable) end to end on one fixture task.
 
 The fp32 tolerance is 1e-4 from `tasks/schema.py`; absolute tolerance is scaled by the reference's RMS.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
+from pathlib import Path
 
 import pytest
 import torch
 
-from tritonrl.tasks.schema import tolerance_for
-from tritonrl.types import FailureKind
-from tritonrl.verify.correctness import compare_outputs
+from tritonrl.tasks.loader import load_task
+from tritonrl.tasks.schema import NOISE_FLOOR_K, tolerance_for
+from tritonrl.types import FailureKind, Stage
+from tritonrl.verify.correctness import References, compare_outputs, nudged_inputs, truth_for
+from tritonrl.verify.expect import parse_expectation
+from tritonrl.verify.funnel import verify
 from tritonrl.verify.messages import poison_value
 
 K = FailureKind
@@ -179,3 +186,155 @@ def test_tuple_outputs_that_match_report_no_output_index():
     assert result.failure is None
     assert result.output_index is None
     assert result.n_elements == 17
+
+
+# --- tolerance rule: the float64 truth where the own-precision reference is unreliable -----------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _leaky(c: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.leaky_relu(c, 0.01)
+
+
+def _fp16_matmul_leaky(scale: float = 100.0):
+    """(own, hi, fused): the fp16 reference (A @ B materialised in fp16, overflowing to +/-inf beyond 65504), the
+    float64 one, and a fused kernel's result (fp32 accumulator, activation before the fp16 store)."""
+    a, b = (torch.randn(32, 64) * scale).half(), (torch.randn(64, 48) * scale).half()
+    own = _leaky(a @ b)
+    hi = _leaky(a.double() @ b.double())
+    fused = _leaky(a.float() @ b.float()).half()
+    return own, hi, fused, (a, b)
+
+
+def _refs(own: torch.Tensor, hi: torch.Tensor, own2=None, hi2=None) -> References:
+    return References((own,), (truth_for(own, hi, own2, hi2),))
+
+
+def test_fp16_reference_overflow_is_judged_against_float64():
+    own, hi, fused, _ = _fp16_matmul_leaky()
+    assert bool((own == -math.inf).any()) and bool(torch.isfinite(hi).all())  # the reference is wrong, not the kernel
+    assert compare(fused, own).failure is K.NONFINITE_MISMATCH  # the old rule's false reject
+    result = compare_outputs([fused], _refs(own, hi), poison=None, tf32=False)
+    assert result.failure is None and result.reference == "float64"
+    assert "float64" in result.message and "NaN/Inf pattern" in result.message
+
+
+def test_reproducing_the_own_precision_reference_always_passes():
+    # a two-kernel port (fp16 intermediate, then the activation) overflows exactly as the task's own code does
+    own, hi, _, (a, b) = _fp16_matmul_leaky()
+    unfused = _leaky((a.float() @ b.float()).half())
+    result = compare_outputs([unfused], _refs(own, hi), poison=None, tf32=False)
+    assert result.failure is None and result.reference == "own"
+
+
+def test_inf_where_the_truth_is_finite_and_representable_still_fails():
+    own, hi, fused, _ = _fp16_matmul_leaky()
+    finite_in_both = torch.isfinite(own) & torch.isfinite(hi)
+    out = fused.clone()
+    index = tuple(int(i) for i in finite_in_both.nonzero()[0])
+    out[index] = -math.inf
+    result = compare_outputs([out], _refs(own, hi), poison=None, tf32=False)
+    assert result.failure is K.NONFINITE_MISMATCH and result.first_bad_index == index
+    assert result.reference == "float64" and "float16 reference" in result.message
+
+
+def test_inf_where_the_truth_overflows_the_output_dtype_passes():
+    own = torch.tensor([65504.0, 1.0], dtype=torch.float16)  # the reference rounded down at the edge of the range
+    hi = torch.tensor([65520.5, 1.0], dtype=torch.float64)  # beyond fp16's range: the correct fp16 store is +inf
+    truth = truth_for(own, hi)
+    assert truth is not None
+    out = torch.tensor([math.inf, 1.0], dtype=torch.float16)
+    assert compare_outputs([out], References((own,), (truth,)), poison=None, tf32=False).failure is None
+    out[0] = -math.inf
+    result = compare_outputs([out], References((own,), (truth,)), poison=None, tf32=False)
+    assert result.failure is K.NONFINITE_MISMATCH
+
+
+def test_dropping_the_activation_is_still_wrong_against_float64():
+    own, hi, _, (a, b) = _fp16_matmul_leaky(scale=1.0)
+    no_activation = (a.float() @ b.float()).half()
+    for refs in ((own,), _refs(own, hi)):
+        assert compare_outputs([no_activation], refs, poison=None, tf32=False).failure is K.WRONG_VALUES
+    own, hi, _, (a, b) = _fp16_matmul_leaky(scale=100.0)
+    result = compare_outputs([(a.float() @ b.float()).half()], _refs(own, hi), poison=None, tf32=False)
+    assert result.failure in (K.WRONG_VALUES, K.NONFINITE_MISMATCH) and result.reference == "float64"
+
+
+def _ill_conditioned():
+    """An fp32 output whose reference carries its own error `noise` at a few elements (as an fp32 attention does on
+    near-tied logits at randn*100), far beyond the tolerance there."""
+    hi = torch.randn(64, 32, dtype=torch.float64) * 100
+    noise = torch.zeros_like(hi)
+    noise[3, :] = 0.05 * torch.randn(32, dtype=torch.float64).abs() + 0.01  # one near-tie row
+    own = (hi + noise).float()
+    hi2_err = noise * 0.8  # the second sample (nudged inputs) sees the same conditioning
+    return own, hi, (hi + hi2_err).float(), hi, noise
+
+
+def test_ill_conditioned_reference_gives_a_noise_floor():
+    own, hi, own2, hi2, noise = _ill_conditioned()
+    truth = truth_for(own, hi, own2, hi2)
+    assert truth is not None and "ill-conditioned" in truth.why
+    # an honest kernel: off by about as much as the reference, with the other sign
+    honest = (hi - noise * 1.5).float()
+    assert compare(honest, own).failure is K.WRONG_VALUES  # the old rule's false reject
+    result = compare_outputs([honest], References((own,), (truth,)), poison=None, tf32=False)
+    assert result.failure is None and result.reference == "float64"
+
+
+def test_noise_floor_is_bounded_by_k_times_the_reference_error():
+    own, hi, own2, hi2, noise = _ill_conditioned()
+    refs = References((own,), (truth_for(own, hi, own2, hi2),))
+    too_far = (hi - noise * (2 * NOISE_FLOOR_K)).float()  # e.g. bf16 arithmetic in an fp32 task: >1e5 x the noise
+    result = compare_outputs([too_far], refs, poison=None, tf32=False)
+    assert result.failure is K.WRONG_VALUES and result.first_bad_index[0] == 3
+    wrong_elsewhere = own.clone()
+    wrong_elsewhere[10, 5] += 1.0  # a well-conditioned row: the table tolerance alone applies there
+    assert compare_outputs([wrong_elsewhere], refs, poison=None, tf32=False).failure is K.WRONG_VALUES
+
+
+def test_reliable_reference_keeps_no_truth():
+    hi = torch.randn(64, 64, dtype=torch.float64)
+    assert truth_for(hi.float(), hi, hi.float(), hi) is None  # fp32 rounding is ~1e-7, far under 1e-4 / 16
+    assert truth_for(hi, hi) is None  # a float64 task is its own truth
+    ints = torch.arange(4)
+    assert truth_for(ints, ints.double()) is None
+    assert truth_for(hi.float(), hi.float()) is None  # the "float64" run computed in fp32 (an explicit cast)
+
+
+def test_nudged_inputs_move_each_float_one_ulp():
+    x = torch.randn(1000)
+    h = torch.randn(1000).half()
+    i = torch.arange(5)
+    d = torch.randn(5, dtype=torch.float64)
+    nx, nh, ni, nd = nudged_inputs([x, h, i, d], seed=7)
+    for old, new in ((x, nx), (h, nh)):
+        up, down = torch.nextafter(old, old + 1), torch.nextafter(old, old - 1)
+        assert bool(((new == up) | (new == down)).all()) and bool((new != old).all())
+        assert 0.3 < float((new > old).float().mean()) < 0.7
+    assert ni is i and nd is d
+    assert torch.equal(nudged_inputs([x], seed=7)[0], nx)
+
+
+def test_references_stay_a_tuple_through_copy_and_pickle():
+    own, hi, _, _ = _fp16_matmul_leaky()
+    refs = _refs(own, hi)
+    assert isinstance(refs, tuple) and len(refs) == 1 and refs[0] is own
+    for again in (copy.deepcopy(refs), pickle.loads(pickle.dumps(refs))):
+        assert isinstance(again, References) and again.truth[0] is not None
+        assert torch.equal(again.truth[0].values, refs.truth[0].values)
+    assert References((own,)).truth == (None,)
+
+
+@pytest.mark.parametrize("case", ["honest/fp16_matmul_leaky_relu", "wrong/fp16_matmul_leaky_relu_no_activation"])
+def test_fp16_overflow_fixture_end_to_end(case: str):
+    """An honest fused fp16 kernel passes although the fp16 reference overflows at x100; the same kernel without its
+    activation is still wrong. Kernels run in the Triton interpreter inside the worker."""
+    task = load_task(ROOT / "tests/fixtures/tasks/matmul_leaky_relu_fp16.py")
+    text = (ROOT / "tests/fixtures/corpus" / case / "candidate.py").read_text()
+    expect = parse_expectation(text)
+    verdict = verify(task, text, expect.config(device="cpu"))
+    assert expect.met_by(verdict), f"{verdict.stage.value}/{verdict.failure}: {verdict.message}"
+    if expect.passed:  # at least the base shape's x100 case (K >= 64) overflows in fp16 and is judged by float64
+        assert verdict.stage is Stage.DONE
+        assert any("judged against the float64 reference" in c.message for c in verdict.checks)

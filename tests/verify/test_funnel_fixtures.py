@@ -75,7 +75,8 @@ def test_reference_solution_passes_every_check(task_id: str, task_cache):
     assert task.solution_path is not None, f"builtin task {task_id} ships no solution"
     verdict = verify(task, Path(task.solution_path).read_text(), VerifyConfig())
     assert verdict.passed and verdict.stage is Stage.DONE, f"{verdict.stage.value}/{verdict.failure}: {verdict.message}"
-    assert len(verdict.checks) >= 9  # 3 shapes x >= 3 value distributions
+    assert len(verdict.checks) >= 9  # 4 shapes (base + the coverage rule's 3) x >= 3 value distributions
+    assert verdict.extra["coverage"]["not_covered"] == {}, verdict.extra["coverage"]  # tasks/coverage.py's rule
     assert all(c.passed for c in verdict.checks), [c.case for c in verdict.checks if not c.passed]
     assert verdict.provenance is not None and verdict.provenance.candidate_kernels
     assert verdict.provenance.ghost_replay_changed_output is True

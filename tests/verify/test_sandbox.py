@@ -16,8 +16,9 @@ from tritonrl.verify.sandbox import ENV_PASSTHROUGH, WorkerProcess
 CANDIDATE = "import torch\n\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x\n"
 HANGS_AT_IMPORT = "while True:\n    pass\n"
 # What the worker sets itself, besides what it passes through from the parent.
-WORKER_SET = {"HOME", "TMPDIR", "TRITON_CACHE_DIR", "TRITON_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-              "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED", "TRITON_INTERPRET"}  # fmt: skip
+WORKER_SET = {"HOME", "TMPDIR", "TRITON_CACHE_DIR", "TRITON_HOME", "TRITON_INTERPRET"}
+# Variables that tell a verifier from a user's script: the worker's environment has none of them.
+TELLTALE = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED"}
 
 
 @pytest.fixture
@@ -43,6 +44,15 @@ def test_env_drops_parent_only_variables(make_worker, monkeypatch):
 
 def test_env_holds_only_passthrough_and_worker_variables(make_worker):
     assert set(make_worker()._env()) <= set(ENV_PASSTHROUGH) | WORKER_SET
+
+
+def test_env_looks_like_an_ordinary_process(make_worker, monkeypatch):
+    monkeypatch.setenv("LANG", "en_GB.UTF-8")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    worker = make_worker()
+    env = worker._env()
+    assert env["LANG"] == "en_GB.UTF-8" and not TELLTALE & set(env)
+    assert "tritonrl" not in str(worker.root) and "candidate" not in worker.candidate_path.name
 
 
 @pytest.mark.parametrize("name", ["HOME", "TMPDIR", "TRITON_CACHE_DIR"])
@@ -116,3 +126,26 @@ def test_worker_hanging_at_import_is_killed_and_reaped(tmp_path):
             os.killpg(w.proc.pid, 0)  # the whole process group is gone
     finally:
         w.close()
+
+
+def test_verify_works_under_an_address_space_hard_limit():
+    # Clusters set `ulimit -v`: the worker must clamp its RLIMIT_AS to the hard limit, never try to raise it.
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    from tritonrl.tasks.loader import builtin_task
+
+    limit = 12_000_000 * 1024  # `ulimit -v 12000000` (KiB)
+
+    def hard_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    solution = builtin_task("relu").solution_path
+    run = subprocess.run(
+        [sys.executable, "-m", "tritonrl.cli.main", "verify", "relu", str(solution), "--device", "cpu", "--json"],
+        capture_output=True, text=True, timeout=600, preexec_fn=hard_limit,
+    )  # fmt: skip
+    verdict = json.loads(run.stdout)
+    assert verdict["passed"], verdict.get("message") or run.stderr[-2000:]

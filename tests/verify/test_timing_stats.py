@@ -114,18 +114,40 @@ def test_reference_ratio_calibrates_the_wall_check():
     assert wall_ratio({"n": 10, "host_us": 10.0, "wall_us": 1300.0}, 100.0) == pytest.approx(1.0)
 
 
-def test_faster_than_the_speed_of_light_is_rejected():
-    work = Work(flops=int(17e9), bytes_read=48 << 20, bytes_written=8 << 20, set_bytes=48 << 20)
-    floor, bound = floor_us(work, H100, warm_l2=False, n_sets=3)
-    assert bound == "compute" and floor == pytest.approx(17e9 / (800e12 * 1.15) * 1e6)
-    failure, _, _ = _judge(_raw(ref_us=400.0, cand_us=floor / 2), work)
-    assert failure.kind is FailureKind.IMPLAUSIBLE_SPEED
-    assert _judge(_raw(ref_us=400.0, cand_us=floor * 1.2), work)[0] is None
+# KernelBench level1/12: torch.diag(a) @ B with a [N] and B [N, M], fp32, N = M = 4096. The reference builds the N x N
+# diagonal and runs a 2 N^2 M = 137 GFLOP matmul; the function needs one multiply per output (a row scaling), and no
+# correct kernel can avoid reading a and B once and writing C once: 16 KiB + 64 MiB + 64 MiB.
+N = M = 4096
+DIAG = Work(flops=2 * N * N * M, bytes_read=4 * (N + N * M), bytes_written=4 * N * M, set_bytes=4 * (N + N * M))
 
 
-def test_floor_counts_only_writes_beyond_l2_and_drops_bytes_when_graph_inputs_fit_l2():
-    small_out = Work(flops=0, bytes_read=100 << 20, bytes_written=10 << 20, set_bytes=100 << 20)
-    t, _ = floor_us(small_out, H100, warm_l2=False, n_sets=3)
-    assert t == pytest.approx((100 << 20) / (3000e9 * 1.3) * 1e6)
+def test_kernel_doing_less_work_than_the_reference_is_not_implausible():
+    cand_us = 55.0  # a row-scaling kernel: 128 MiB at ~2.4 TB/s
+    old_flop_floor = DIAG.flops / (H100.flops_tflops * 1e12 * 1.15) * 1e6  # the rule this replaces: 149 us
+    assert old_flop_floor > cand_us
+    floor, bound = floor_us(DIAG, H100, warm_l2=False, n_sets=3)
+    assert bound == "memory" and floor < cand_us
+    failure, report, speedup = _judge(_raw(ref_us=2700.0, cand_us=cand_us), DIAG)
+    assert failure is None and speedup == pytest.approx(2700 / 55, rel=0.02)
+    # the reference's FLOPs stay in the report as a fraction: above 1 says "less work than the reference"
+    assert report["roofline"]["flops_fraction"] > 1 and report["roofline"]["floor_us"] == pytest.approx(floor, abs=1e-3)
+
+
+def test_faster_than_reading_the_inputs_once_is_rejected():
+    floor, _ = floor_us(DIAG, H100, warm_l2=False, n_sets=3)
+    must = 4 * (N + N * M) + 4 * N * M - (50 << 20)  # inputs read once + the outputs beyond L2 written
+    assert floor == pytest.approx(must / (3000e9 * 1.3) * 1e6)  # at the best measured bandwidth x1.3
+    failure, report, speedup = _judge(_raw(ref_us=2700.0, cand_us=floor / 2), DIAG)
+    assert (failure.stage, failure.kind) == (Stage.TIMING, FailureKind.IMPLAUSIBLE_SPEED) and speedup is None
+    assert "read the inputs once" in failure.message and report["roofline"]["min_bytes"] == must
+    assert _judge(_raw(ref_us=2700.0, cand_us=floor * 1.2), DIAG)[0] is None
+
+
+def test_floor_leaves_out_parameters_and_writes_within_l2_and_drops_when_graph_inputs_fit_l2():
+    # 100 MiB of inputs, 400 MiB of weights the reference reads, 10 MiB of outputs (they fit in L2): only the inputs
+    # are certain traffic (a kernel may skip an unused weight or keep a packed copy)
+    weighty = Work(flops=0, bytes_read=500 << 20, bytes_written=10 << 20, set_bytes=100 << 20)
+    t, bound = floor_us(weighty, H100, warm_l2=False, n_sets=3)
+    assert bound == "memory" and t == pytest.approx((100 << 20) / (3000e9 * 1.3) * 1e6)
     tiny = Work(flops=0, bytes_read=1 << 20, bytes_written=1 << 20, set_bytes=1 << 20)
-    assert floor_us(tiny, H100, warm_l2=True, n_sets=3)[0] == 0.0
+    assert floor_us(tiny, H100, warm_l2=True, n_sets=3) == (0.0, "none")

@@ -7,7 +7,7 @@ Specs (`load_suite(spec)` returns a `Suite`; `resolve_suite(spec)` only its task
                                 parquet/JSONL file or folder, or a hub name (ScalingIntelligence/KernelBench, online)
     kernelbook:SRC              KernelBook rows (local parquet/JSONL or a hub name), converted and deduplicated;
                                 each task's solution is its ported Inductor code (unverified until curated)
-    fusion:N[:SEED]             N generated L2 fusion tasks (`tasks/fusion.py`), each with a verified solution
+    fusion:N[:SEED]             N generated L2 fusion tasks (`data/fusion/spec.py`), each with a verified solution
     PATH                        a KernelBench checkout, an export folder (manifest.json), or a folder of task files
                                 (with solutions/<id>.py where a task ships a solution)
     SPEC@train|@val|@test       only the tasks of one split
@@ -31,7 +31,7 @@ from tritonrl.tasks.schema import Task
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"  # an export folder (tasks/export.py) has one
+MANIFEST = "manifest.json"  # an export folder (data/export.py) has one
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class SuiteTask:
     family: str  # the original task's id: its variants share it, and splits are assigned per family
     difficulty: str = ""  # easy | medium | hard
     split: str = ""  # train | val | test
-    variant: str = ""  # "" for the original; "float16", "x2", ... for augmented copies (tasks/augment.py)
+    variant: str = ""  # "" for the original; "float16", "x2", ... for augmented copies (data/augment.py)
     solution: str | None = None  # a ModelNew believed correct (bundled, generated, ported); export verifies it
     label: str = ""  # a curation label: "partial_port" (needs policy='partial'), "blocked", ...
     note: str = ""  # why the label (a blocker, a conversion note)

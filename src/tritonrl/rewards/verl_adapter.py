@@ -10,7 +10,7 @@ Point verl's reward loop at this file; `reward_kwargs` reach every call as keywo
         reward_kwargs: {suite: builtin, device: cpu, workers: 2, reward_kind: staged}
 
 A dataset row's `reward_model.ground_truth` is a task id of `suite` ("builtin", "kernelbench:PATH[:1,2]" or a
-folder; see tasks/suites.py) or the text of a KernelBench reference file; its `extra_info` may override `suite`,
+folder; see data/suites.py) or the text of a KernelBench reference file; its `extra_info` may override `suite`,
 `device`, `reward_kind` and give `step` (mixed's beta schedule). `reward_config` (a dict of RewardConfig fields) and
 `workers` come from reward_kwargs. The result is {"score", "passed", "stage", "failure", "speedup", "timed"}; verl
 logs the extra keys, averaging the numeric ones (speedup is NaN when not timed, so an untimed run shows NaN, not 0).

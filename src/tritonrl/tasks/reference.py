@@ -5,7 +5,7 @@ statement binding it, so `M = batch_size // 2` further down recomputes (`get_inp
 get_inputs()), then executes it in a fresh namespace with the task path as filename. Only trusted task files
 (KernelBench, builtin) run here; candidate kernels run in the sandbox (`verify/`), never in this process.
 Every input is passed positionally: KernelBook's `[args, kwargs]` returns are made positional when its rows are
-converted (`tasks/kernelbook.py`).
+converted (`data/sources/kernelbook.py`).
 """
 
 from __future__ import annotations

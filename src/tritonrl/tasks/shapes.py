@@ -2,13 +2,9 @@
 
 `plan_shapes(task, device="cpu")` halves the task's free SIZE constants until every input and output has at most
 `max_numel` elements and every parameter at most PARAM_SLACK times that, then gives constants that halving made equal
-distinct values again unless the reference couples them (`cpu_scale`). Variants (`shape_family`) come in this order:
-1. odd and distinct: every size odd (never a multiple of 16), distinct constants at distinct values, so a kernel that
-   drops an odd tail or reads one extent from the wrong dimension fails;
-2. long axis: the constant with the largest default as large as the variant budget allows (at most its default), the
-   others at small distinct odd values (3, 5, 7, ...), so a kernel that handles one fixed tile per row fails;
-3. further awkward sizes (other multipliers, primes), still distinct, never multiples of 16.
-This module sets the variant budget; `variants.py` generates the variants within it.
+distinct values again unless the reference couples them (`cpu_scale`). The variants are the fewest shapes that meet
+the coverage rule (`coverage.py`), each within `VARIANT_SLACK` x `max_numel` and run on CPU; what they cannot meet is
+in `ShapePlan.coverage` with the reason; a larger `n_variants` adds awkward sizes (`variants.py`).
 Sizes are measured on the meta device (`probe`), which allocates nothing even at KernelBench's multi-GB defaults; the
 real reference runs on CPU only at planned sizes (`validate_variant`, from `validate.py`). Some ops have no meta kernel
 (data-dependent shapes, `.item()`): then `probe` reports inputs only (`output_numels=None`) and, on CPU, the planner
@@ -28,6 +24,7 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from tritonrl.errors import TaskError
+from tritonrl.tasks.coverage import Coverage, plan_coverage
 from tritonrl.tasks.loader import source_fingerprint
 from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.tasks.schema import Task
@@ -41,6 +38,7 @@ DEFAULT_MAX_NUMEL = 8192  # elements of the largest tensor at CPU scale: the Tri
 # 34848 elements) cannot shrink, and a weight is read once per tile rather than materialised per program.
 PARAM_SLACK = 8
 VARIANT_SLACK = 2  # a variant may be this many times larger than the budget (or, with no budget, than the base)
+N_VARIANTS = 3  # the coverage rule's three templates (coverage.py) cover it for any number of size constants
 _PROBE_SEED = 0
 _VALIDATE_SEED = 1234
 WEAK_CHANGED = 0.01  # below this fraction of output elements changing with the input, plans carry a "weak check" note
@@ -66,8 +64,9 @@ class ShapePlan:
     """Sizes to check a task at: values for its free SIZE constants (others keep their defaults)."""
 
     base: dict[str, int]  # the main check's sizes
-    variants: tuple[dict[str, int], ...]  # awkward-size variants of base, each validated like base
+    variants: tuple[dict[str, int], ...]  # coverage-rule (then awkward-size) variants of base, validated like base
     notes: tuple[str, ...]  # what was dropped or could not be checked, for logs and reports
+    coverage: Coverage = Coverage()  # which coverage-rule requirements base + variants meet, and why not the rest
 
 
 def probe(task: Task, sizes: Mapping[str, int] | None = None, device: str = "meta") -> Probe:
@@ -146,19 +145,19 @@ def shape_family(
     value is a multiple of 16. Deterministic. Constants of value 1 stay 1. With `max_numel=None` (GPU plans at full
     size) the limit is `VARIANT_SLACK` times the base's largest tensor and only the meta device is used.
     """
-    return list(itertools.islice(_family(task, dict(base), max_numel), n))
+    return list(itertools.islice(_family(task, dict(base), _variant_budget(task, base, max_numel)), n))
 
 
 def plan_shapes(
-    task: Task, *, device: str = "cpu", n_variants: int = 2, max_numel: int = DEFAULT_MAX_NUMEL
+    task: Task, *, device: str = "cpu", n_variants: int = N_VARIANTS, max_numel: int = DEFAULT_MAX_NUMEL
 ) -> ShapePlan:
-    """The base sizes and up to `n_variants` awkward variants to check `task` at on `device`.
+    """The base sizes and up to `n_variants` variants to check `task` at on `device`, and their coverage.
 
     On "cpu": base = `cpu_scale(task, max_numel)`; base and variants are validated with real CPU runs. On a GPU
     ("cuda"): base = the task's own defaults, variants get no budget but `VARIANT_SLACK` x the base's largest tensor,
-    and everything is probed on the meta device only (`max_numel` is ignored). With the default n_variants=2 the
-    variants are [odd and distinct, long axis] when both are valid. Notes say when sizes had to stay equal (coupled by
-    the reference, or nothing distinct fit the budget) or no variant has every size odd.
+    and everything is probed on the meta device only (`max_numel` is ignored). The variants are the coverage rule's
+    shapes (`coverage.py`; three meet it), then awkward sizes. Notes say when sizes had to stay equal (coupled by the
+    reference, or nothing distinct fit the budget) or no variant has every size odd.
 
     Raises:
         TaskError: the reference is broken at base, or cannot be scaled to the budget. A degenerate reference (its
@@ -168,28 +167,31 @@ def plan_shapes(
     if device == "cpu":
         base = cpu_scale(task, max_numel)
         notes.extend(_check_base(task, base))
-        variants = _validated_variants(task, base, n_variants, max_numel, notes)
+        budget = _variant_budget(task, base, max_numel)
     else:
         base = task.free_size_constants
         found = probe(task, base)
         if not found.ok:
             raise TaskError(f"task {task.task_id}: the reference does not build at its default sizes: {found.error}")
-        variants = shape_family(task, base, n_variants, max_numel=None)
+        budget = _variant_budget(task, base, None)
         notes.append(f"{device} plan: probed on the meta device only, never run on CPU at these sizes")
+    pad = _family(task, base, budget)
+    check = _Checker(task, base, budget, degenerate_ok=True)  # a softmax over one column is all 1s, yet a fair check
+    variants, coverage = plan_coverage(task.free_size_constants, base, check.reason, n_variants, pad)
     if len(variants) < n_variants:
         notes.append(f"only {len(variants)} of {n_variants} variants found")
     # A GPU plan's base is the task's own sizes: equal defaults there are the task's choice, not the planner's.
     shapes = ([("base", base)] if device == "cpu" else []) + [(f"variant{i + 1}", v) for i, v in enumerate(variants)]
     notes.extend(_coverage_notes(shapes, bool(variants)))
-    return ShapePlan(base, tuple(variants), tuple(notes))
+    return ShapePlan(base, tuple(variants), tuple(notes), coverage)
 
 
 def plan_shapes_cached(
-    task: Task, *, device: str = "cpu", n_variants: int = 2, max_numel: int = DEFAULT_MAX_NUMEL
+    task: Task, *, device: str = "cpu", n_variants: int = N_VARIANTS, max_numel: int = DEFAULT_MAX_NUMEL
 ) -> ShapePlan:
     """`plan_shapes`, memoised by (task id, source and roles fingerprint, arguments). Returns a fresh copy."""
     plan = _plan_cached(_TaskKey(task), device, n_variants, max_numel)
-    return ShapePlan(dict(plan.base), tuple(dict(v) for v in plan.variants), plan.notes)
+    return ShapePlan(dict(plan.base), tuple(dict(v) for v in plan.variants), plan.notes, plan.coverage)
 
 
 class _TaskKey:
@@ -261,38 +263,58 @@ def _halve(
     return None
 
 
-def _family(task: Task, base: dict[str, int], max_numel: int | None) -> Iterator[dict[str, int]]:
-    """`variants.awkward_variants` of `base` within the variant budget: `VARIANT_SLACK` x `max_numel`, or with
-    `max_numel=None`, x the base's largest tensor (probed on the meta device only, no real runs)."""
+def _variant_budget(task: Task, base: Mapping[str, int], max_numel: int | None) -> _Budget:
+    """`VARIANT_SLACK` x `max_numel` (real runs allowed), or x the base's largest tensor (meta device only)."""
     if max_numel is None:
         at_base = probe(task, base)
-        budget = _Budget(VARIANT_SLACK * at_base.max_numel, VARIANT_SLACK * at_base.max_param_numel, real=False)
-    else:
-        budget = _Budget(VARIANT_SLACK * max_numel, VARIANT_SLACK * PARAM_SLACK * max_numel, real=True)
-    usable = _Usable(task, base) if budget.real else None
+        return _Budget(VARIANT_SLACK * at_base.max_numel, VARIANT_SLACK * at_base.max_param_numel, real=False)
+    return _Budget(VARIANT_SLACK * max_numel, VARIANT_SLACK * PARAM_SLACK * max_numel, real=True)
+
+
+def _family(task: Task, base: dict[str, int], budget: _Budget) -> Iterator[dict[str, int]]:
+    """`variants.awkward_variants` of `base` within the variant budget (lazily: each variant costs probes)."""
+    usable = _Checker(task, base) if budget.real else None
     yield from awkward_variants(task, base, lambda sizes: _fits(task, sizes, budget), usable)
 
 
-class _Usable:
-    """Does the real reference run at some sizes on CPU (as `validate_variant` sees it) as well as at `start`?
+class _Checker:
+    """Why sizes cannot be used (over `budget` when given; where real runs are allowed, the reference fails at them
+    on CPU as `validate_variant` sees it), or None; called, usable or not. A degenerate answer (the output ignores the
+    input) is usable with `degenerate_ok`, or when it is degenerate at `start` too."""
 
-    A degenerate answer (the output ignores the input) counts as usable only when it is degenerate at `start` too.
-    """
-
-    def __init__(self, task: Task, start: Mapping[str, int]) -> None:
-        self.task, self.start = task, dict(start)
-        self._degenerate_at_start: bool | None = None
+    def __init__(
+        self, task: Task, start: Mapping[str, int], budget: _Budget | None = None, *, degenerate_ok: bool = False
+    ) -> None:
+        self.task, self.start, self.budget = task, dict(start), budget
+        self._degenerate_at_start: bool | None = True if degenerate_ok else None
 
     def __call__(self, sizes: Mapping[str, int]) -> bool:
+        return self.reason(sizes) is None
+
+    def reason(self, sizes: Mapping[str, int]) -> str | None:
+        if self.budget is not None:
+            found = _measure(self.task, sizes, self.budget)
+            if not self.budget.admits(found):
+                return _refusal(found, self.budget)
+            if not self.budget.real:
+                return None
         reason = validate_variant(self.task, sizes, _VALIDATE_SEED)
-        if reason is None:
-            return True
-        if not reason.startswith("degenerate"):
-            return False
+        if reason is None or not reason.startswith("degenerate"):
+            return reason
         if self._degenerate_at_start is None:
             at_start = validate_variant(self.task, self.start, _VALIDATE_SEED)
             self._degenerate_at_start = bool(at_start and at_start.startswith("degenerate"))
-        return self._degenerate_at_start
+        return None if self._degenerate_at_start else reason
+
+
+def _refusal(found: Probe, budget: _Budget) -> str:
+    if not found.ok:
+        return f"the reference fails: {found.error}"
+    if found.output_numels is None and budget.real:
+        return "outputs unknown (no meta kernel) and the inputs are over the budget"
+    if found.max_numel > budget.numel:
+        return f"over the size budget: a tensor of {found.max_numel} elements (at most {budget.numel})"
+    return f"over the size budget: a parameter of {found.max_param_numel} elements (at most {budget.param_numel})"
 
 
 def _fits(task: Task, sizes: Mapping[str, int], budget: _Budget) -> bool:
@@ -302,7 +324,7 @@ def _fits(task: Task, sizes: Mapping[str, int], budget: _Budget) -> bool:
 def _separate(task: Task, sizes: dict[str, int], floors: Mapping[str, int], budget: _Budget) -> dict[str, int]:
     """`sizes` with equal values made distinct where the reference allows it (see `cpu_scale`)."""
     defaults = task.free_size_constants
-    usable = _Usable(task, sizes)
+    usable = _Checker(task, sizes)
     for group in equal_groups(sizes):
         if len(group) < 2:
             continue
@@ -325,7 +347,7 @@ def _separate(task: Task, sizes: dict[str, int], floors: Mapping[str, int], budg
 
 
 def _move_apart(
-    task: Task, sizes: dict[str, int], names: list[str], floors: Mapping[str, int], budget: _Budget, usable: _Usable
+    task: Task, sizes: dict[str, int], names: list[str], floors: Mapping[str, int], budget: _Budget, usable: _Checker
 ) -> dict[str, int] | None:
     """`sizes` with `names` (equal) moved together to a nearby value no other constant has, or None."""
     value = sizes[names[0]]
@@ -380,19 +402,3 @@ def _check_base(task: Task, base: dict[str, int]) -> list[str]:
     if checked.rng_in_forward:
         notes.append("forward uses the RNG (e.g. dropout in training mode): compare under the same RNG state")
     return notes
-
-
-def _validated_variants(
-    task: Task, base: dict[str, int], n: int, max_numel: int, notes: list[str]
-) -> list[dict[str, int]]:
-    variants = []
-    degenerate_task = any(n.startswith("DEGENERATE TASK") for n in notes)
-    for sizes in _family(task, base, max_numel):
-        reason = validate_variant(task, sizes, _VALIDATE_SEED)
-        if reason and not (degenerate_task and reason.startswith("degenerate")):
-            notes.append(f"dropped variant {sizes}: {reason}")
-            continue
-        variants.append(sizes)
-        if len(variants) == n:
-            break
-    return variants

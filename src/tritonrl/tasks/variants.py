@@ -1,10 +1,12 @@
-"""Shape-family variants: awkward sizes derived from a task's base sizes (see `shapes.py`'s module docstring).
+"""Shape-family variants: awkward sizes derived from a task's base sizes, planned after the coverage rule's variants.
 
 `awkward_variants(task, base, fits, usable)` yields, in order, the odd-and-distinct variant, the long-axis variant
 grown from it, then further awkward sizes made by `_TRANSFORMS`, each new and each accepted by `fits` (the size
 budget, decided by the caller). Values are never multiples of 16, and distinct constants get distinct values unless
 `usable` (a real run of the reference, when given) says the reference couples them. The size helpers `equal_groups`
-and `other_values` are shared with `shapes.py`, which plans the base sizes. Deterministic; runs nothing itself.
+and `other_values` are shared with `shapes.py`, which plans the base sizes, and `coverage.py`, which plans the
+variants every plan gets first (`shapes.plan_shapes` adds these awkward ones only when asked for more variants).
+Deterministic; runs nothing itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ Check = Callable[[Sizes], bool]  # a predicate on sizes: within the budget (`fit
 
 # Candidate transforms for awkward sizes, tried in order until enough variants pass. Each maps a base value to a new
 # one; `_pick` then keeps it >= 2, off multiples of 16 and off the other constants' values. The first makes the
-# odd-and-distinct variant (every value odd); the long-axis variant follows it (see `shapes.py`'s module docstring).
+# odd-and-distinct variant (every value odd); the long-axis variant follows it (`_long_axis`).
 _TRANSFORMS: tuple[tuple[str, Callable[[int], int]], ...] = (
     ("x1.3+1", lambda v: int(v * 1.3) + 1),
     ("x0.6+3", lambda v: int(v * 0.6) + 3),

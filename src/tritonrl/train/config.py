@@ -153,18 +153,19 @@ def timing_available(device: str) -> bool:
 def to_verify_config(ext: ExtensionConfig, base: VerifyConfig | None = None) -> VerifyConfig:
     """The VerifyConfig the flags mean, starting from `base` (the hardened defaults when None).
 
-    multi_input off -> n_variants=0 and no `normal` values; numerical_stability off -> no wide/small/offset values
-    (both off: native values only); strict_sandbox off -> no static checks and no audit guard; metamorphic on/off ->
-    VerifyConfig.metamorphic on/off (a layer the hardened base leaves off); calibrated_timing off -> timing=False (on:
-    the GPU timing stage, which cannot exist on cpu: it logs that). Any other flag that is on keeps the base's
-    setting.
+    multi_input off -> n_variants=0 and no `normal` values; numerical_stability off -> none of the edge-case values
+    (wide/small/offset/negative/positive/ties/zero_rows/mixed; both off: native values only); strict_sandbox off ->
+    no static checks and no audit guard; metamorphic on/off -> VerifyConfig.metamorphic on/off (a layer the hardened
+    base leaves off); calibrated_timing off -> timing=False (on: the GPU timing stage, which cannot exist on cpu: it
+    logs that). Any other flag that is on keeps the base's setting.
     """
     base = base or VerifyConfig()
     overrides: dict[str, Any] = {}
     if not ext.multi_input:
         overrides["n_variants"] = 0
     keep = {"native"} | ({"normal"} if ext.multi_input else set())
-    keep |= {"wide", "small", "offset"} if ext.numerical_stability else set()
+    edge_values = {"wide", "small", "offset", "negative", "positive", "ties", "zero_rows", "mixed"}
+    keep |= edge_values if ext.numerical_stability else set()
     distributions = tuple(d for d in base.distributions if d in keep) or ("native",)
     if distributions != base.distributions:
         overrides["distributions"] = distributions
@@ -247,7 +248,7 @@ ROLLOUTS = ("policy", "scripted")
 class TrainSettings:
     model: str | None = field(default=None, metadata={"help": "Local model directory (never downloaded)."})
     output_dir: str = field(default="runs/train", metadata={"help": "Where adapters, logs and stats go."})
-    suite: str = field(default="builtin", metadata={"help": "Task suite (see tasks/suites.py)."})
+    suite: str = field(default="builtin", metadata={"help": "Task suite (see data/suites.py)."})
     steps: int = field(default=10, metadata={"help": "Optimizer steps (SFT and GRPO; per round for best-of-N)."})
     learning_rate: float | None = field(
         default=None, metadata={"help": "None: 2e-4 for SFT, 1e-5 for GRPO (TRL's LoRA guidance)."}

@@ -1,11 +1,14 @@
 """Build the correctness cases in the trusted parent: inputs, parameters and reference outputs.
 
-For every planned shape (the CPU-scaled default plus shape-family variants) the reference model is built under a
-fresh secret seed; its state dict goes to the worker so ModelNew gets identical parameters. For every value
-distribution a case gets a fresh secret seed: the task's own `get_inputs()` runs under it, then floating inputs are
-redrawn from the distribution (native keeps them). The reference runs on a pristine copy, so a candidate that
-mutates its inputs cannot corrupt the expected output; whether the reference itself mutates an input is recorded.
-Cases whose reference output is entirely NaN/Inf (e.g. log of negative inputs) are dropped with a note.
+For every planned shape (the CPU-scaled default plus the coverage-rule variants) the reference model is built under
+a fresh secret seed; its state dict goes to the worker so ModelNew gets identical parameters. For every value
+distribution a case gets a fresh secret seed: the task's own `get_inputs()` runs under it, then inputs are redrawn
+from the distribution (`distribute`; native keeps them). Every shape costs one interpreter forward per distribution,
+so not every shape gets every distribution (`shape_distributions`): the base shape gets all of them; variant i gets
+native, the i-th signed distribution and the i-th unsigned one (rotating through each list), so every distribution
+is seen on the base shape and every shape sees a signed distribution. The reference runs on a pristine copy, so a
+candidate that mutates its inputs cannot corrupt the expected output; whether the reference itself mutates an input
+is recorded. Cases whose reference output is entirely NaN/Inf (e.g. log of negative inputs) are dropped with a note.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from tritonrl.errors import TaskError
 from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.correctness import TRUTH_MAX_NUMEL, References, float64_inputs, nudged_inputs, truth_for
 from tritonrl.verify.timing_stats import Work
 
 MATMUL_OPS = frozenset(
@@ -40,10 +45,21 @@ MATMUL_OPS = frozenset(
         "aten.linear",
     }
 )
-# (scale, offset) of each redrawn distribution: signed values (normal) catch missing relus and wrong signs; x100 (wide)
-# overflows unstable exp/softmax; x1e-3 (small) makes eps matter; +100 (offset) makes one-pass variance
-# E[x^2] - E[x]^2 cancel in fp32 (relative error ~1e-3, ten times the tolerance).
-SCALES = {"normal": (1.0, 0.0), "wide": (100.0, 0.0), "small": (1e-3, 0.0), "offset": (1.0, 100.0)}
+# (scale, offset) of each redrawn normal distribution: signed values (normal) catch missing relus and wrong signs; x100
+# (wide) overflows unstable exp/softmax; x1e-3 (small) makes eps matter; +100 (offset) makes one-pass variance
+# E[x^2] - E[x]^2 cancel in fp32 (relative error ~1e-3, ten times the tolerance); -100 (negative) makes every row
+# entirely negative and far from 0, so a running max started at 0 underflows exp() (a max started at 0 returns 0).
+SCALES = {
+    "normal": (1.0, 0.0), "wide": (100.0, 0.0), "small": (1e-3, 0.0), "offset": (1.0, 100.0), "negative": (1.0, -100.0)
+}  # fmt: skip
+# Drawn otherwise (`_float_draw`): positive = |randn| (a running min started at 0); ties = randint(-3, 4) as floats
+# (argmax/argmin tie-breaking, exact zeros); zero_rows = randn with a quarter of the rows (last-dim slices) all 0 (a
+# missing eps clamp gives 0/0); mixed = randn with per-row scales 1e-3..1e3 (a scale taken from the wrong row).
+# Integer inputs are redrawn under three of them (`_exact_draw`): negative = all at the native minimum, positive =
+# all at the native maximum, ties = a mix of {min, max, -1, 0, 1} within [min, max]; bool inputs: all False, all
+# True, random. Index inputs stay in range because the range is the native draw's; `draw_shape` keeps native
+# integers where the reference fails on the redrawn ones.
+SIGNED = frozenset({"normal", "wide", "small", "ties", "zero_rows", "mixed"})  # both signs in (nearly) every row
 
 
 @dataclasses.dataclass
@@ -53,7 +69,7 @@ class Case:
     seed: int
     poison: str | None  # "sentinel" | "nan" | None
     inputs: list[Any]
-    ref_outputs: tuple[torch.Tensor, ...]
+    ref_outputs: tuple[torch.Tensor, ...]  # a correctness.References where run_shape kept a float64 truth
     ref_mutated: list[bool]
     ref_container: str = "tensor"  # "tensor", "tuple" or "list": what forward returned
     relation: Any = None  # a metamorphic.Relation when this case is a transformed copy of an earlier case
@@ -71,7 +87,7 @@ class Shape:
 
 class _OpNames(TorchDispatchMode):
     @classmethod
-    def _should_skip_dynamo(cls) -> bool:  # see verify/recorder.py: avoids a 1.2 s import of torch._dynamo
+    def _should_skip_dynamo(cls) -> bool:  # see verify/worker/recorder.py: avoids a 1.2 s import of torch._dynamo
         return False
 
     def __init__(self) -> None:
@@ -87,21 +103,67 @@ def _seed() -> int:
     return secrets.randbits(31)  # fresh per run: the candidate cannot know the inputs in advance
 
 
-def distribute(inputs: list[Any], distribution: str, seed: int) -> list[Any]:
-    """Redraw floating tensors from `distribution` (native: unchanged). Integer inputs keep the task's values."""
+def distribute(inputs: list[Any], distribution: str, seed: int, *, integers: bool = True) -> list[Any]:
+    """Redraw tensors from `distribution` (native: unchanged; see SCALES). Integer and bool tensors are redrawn only
+    under negative/positive/ties, and only with `integers`; a tensor that is not redrawn is returned as is."""
     if distribution == "native":
         return inputs
     gen = torch.Generator().manual_seed(seed)
-    scale, offset = SCALES[distribution]
     out = []
     for x in inputs:
         if isinstance(x, torch.Tensor) and x.is_floating_point():
             # drawn in float32 (float64 only for float64 inputs): half the host time of a float64 draw, and every
-            # scale/offset above is exact enough in float32 for fp32/fp16/bf16 inputs
+            # distribution here is exact enough in float32 for fp32/fp16/bf16 inputs
             work = torch.float64 if x.dtype == torch.float64 else torch.float32
-            x = (torch.randn(x.shape, generator=gen, dtype=work) * scale + offset).to(x.dtype)
+            x = _float_draw(x.shape, distribution, gen, work).to(x.dtype)
+        elif integers and isinstance(x, torch.Tensor) and x.numel() and not x.is_complex():
+            x = _exact_draw(x, distribution, gen)
         out.append(x)
     return out
+
+
+def _float_draw(shape: torch.Size, distribution: str, gen: torch.Generator, work: torch.dtype) -> torch.Tensor:
+    if distribution == "ties":
+        return torch.randint(-3, 4, shape, generator=gen).to(work)
+    x = torch.randn(shape, generator=gen, dtype=work)
+    if distribution in SCALES:
+        scale, offset = SCALES[distribution]
+        return x * scale + offset
+    if distribution == "positive":
+        return x.abs()
+    rows = x.reshape(-1, shape[-1] if len(shape) >= 2 else 1)  # a view: last-dim slices (1-D: each element)
+    order = torch.randperm(rows.shape[0], generator=gen)
+    if distribution == "zero_rows":
+        rows[order[: max(1, rows.shape[0] // 4)]] = 0
+    elif distribution == "mixed":  # exponents evenly spread over [-3, 3], shuffled across rows
+        rows *= (10.0 ** torch.linspace(-3, 3, rows.shape[0], dtype=work))[order].unsqueeze(1)
+    return x
+
+
+def _exact_draw(x: torch.Tensor, distribution: str, gen: torch.Generator) -> torch.Tensor:
+    if x.dtype == torch.bool:
+        fills = {"negative": False, "positive": True}
+        if distribution in fills:
+            return torch.full_like(x, fills[distribution])
+        return torch.rand(x.shape, generator=gen) < 0.5 if distribution == "ties" else x
+    low, high = int(x.min()), int(x.max())
+    if distribution in ("negative", "positive"):
+        return torch.full_like(x, low if distribution == "negative" else high)
+    if distribution != "ties":
+        return x
+    values = torch.tensor(sorted({low, high} | {v for v in (-1, 0, 1) if low <= v <= high}), dtype=x.dtype)
+    return values[torch.randint(len(values), x.shape, generator=gen)]
+
+
+def shape_distributions(index: int, distributions: tuple[str, ...]) -> tuple[str, ...]:
+    """The distributions the shape at `index` (0: base) is checked with: see the module docstring."""
+    if index == 0:
+        return distributions
+    signed = [d for d in distributions if d in SIGNED]
+    unsigned = [d for d in distributions if d not in SIGNED and d != "native"]
+    picks = [d for d in distributions if d == "native"]
+    picks += [group[(index - 1) % len(group)] for group in (signed, unsigned) if group]
+    return tuple(picks)
 
 
 def _clone(inputs: list[Any]) -> list[Any]:
@@ -136,46 +198,112 @@ class DrawnShape:
     draws: list[tuple[str, int, list[Any]]]  # (distribution, seed, inputs on the CPU)
 
 
-def draw_shape(task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig) -> DrawnShape:
-    """Seeds, the reference model's parameters and every case's inputs for one shape (CPU only)."""
+def draw_shape(
+    task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig, distributions: tuple[str, ...] | None = None
+) -> DrawnShape:
+    """Seeds, the reference model's parameters and every case's inputs for one shape (CPU only), one case per
+    distribution (default: `cfg.distributions`)."""
     prog = ReferenceProgram(task, sizes)
     init_seed = _seed()
     model = prog.make_model(init_seed)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     draws = []
-    for distribution in cfg.distributions:
+    for distribution in distributions or cfg.distributions:
         seed = _seed()
-        draws.append((distribution, seed, distribute(prog.inputs(seed), distribution, seed)))
+        native = prog.inputs(seed)
+        inputs = distribute(native, distribution, seed)
+        exact = [a is not b for a, b in zip(native, inputs, strict=True) if not _floating(a)]
+        # Redrawn integers may leave the reference's domain (offsets that must rise): keep them only where the
+        # reference still runs on them, checked on the host at CPU sizes (on cuda the check would cost seconds).
+        if any(exact) and (cfg.is_cuda or not _reference_runs(prog, model, inputs)):
+            inputs = distribute(native, distribution, seed, integers=False)
+        draws.append((distribution, seed, inputs))
     return DrawnShape(prog, name, dict(sizes), init_seed, prog.get_init_inputs(), model, state, draws)
+
+
+def _floating(x: Any) -> bool:
+    return not isinstance(x, torch.Tensor) or x.is_floating_point()
+
+
+def _reference_runs(prog: ReferenceProgram, model: torch.nn.Module, inputs: list[Any]) -> bool:
+    """The reference runs on `inputs` (on a copy of the model: forward may update buffers)."""
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            prog.run(copy.deepcopy(model), _clone(inputs))
+    except TaskError:
+        return False
+    return True
 
 
 def run_shape(drawn: DrawnShape, cfg: VerifyConfig) -> tuple[Shape, list[str], set[str]]:
     """The reference's outputs for a drawn shape, on `cfg.device` (the GPU work of case building). Returns the
-    shape, notes about dropped cases, and the aten ops the reference ran."""
+    shape, notes about dropped cases, and the aten ops the reference ran.
+
+    Each case also gets the float64 truth of its floating outputs where the own-precision reference is unreliable
+    (`correctness.truth_for`, the tolerance rule of docs/verification.md): a copy of the model with `.double()` runs
+    on the floating inputs cast to float64, on the same device; both precisions run once more on inputs nudged by
+    one ulp, for a second sample of the own-precision error. Three extra reference forwards per case; where the
+    float64 forward fails (an op without a float64 kernel), the shape keeps its own-precision references and a note.
+    """
     prog, name = drawn.prog, drawn.name
+    model64 = copy.deepcopy(drawn.model)  # same parameters, cast and moved on first use
     model = drawn.model.to(cfg.device)
     cases, notes, ops = [], [], set()
+
+    def with_truth(inputs: list[Any], outputs: tuple[torch.Tensor, ...], seed: int, tf32: bool) -> References:
+        nonlocal model64
+        if model64 is None or not any(o.is_floating_point() and o.dtype != torch.float64 for o in outputs):
+            return References(outputs)
+        largest = max(x.numel() for x in [*inputs, *outputs] if isinstance(x, torch.Tensor))
+        try:
+            if largest > TRUTH_MAX_NUMEL:
+                raise ValueError(f"a tensor of {largest} elements is over TRUTH_MAX_NUMEL")
+            model64 = model64.double().to(cfg.device)
+            xs = _moved(inputs, cfg.device)  # everything below runs on the reference's device
+            nudged = nudged_inputs(xs, seed ^ 0x0DD0)
+            with torch.no_grad():  # only the truths kept come back to the host
+                hi, own2, hi2 = (prog.run(m, _clone(ys)) for m, ys in ((model64, float64_inputs(xs)), (model, nudged),
+                                                                       (model64, float64_inputs(nudged))))  # fmt: skip
+            if not len(hi) == len(own2) == len(hi2) == len(outputs):
+                return References(outputs)
+            own = _moved(list(outputs), cfg.device)
+            truth = [truth_for(*four, tf32=tf32) for four in zip(own, hi, own2, hi2, strict=True)]
+            truth = [t and dataclasses.replace(t, values=t.values.cpu(), noise=t.noise.cpu()) for t in truth]
+        except Exception as e:  # the truth is optional evidence: without it the own-precision judgement stands
+            notes.append(f"{name}: no float64 reference, judged against the task's own precision only ({e})")
+            model64 = None
+            return References(outputs)
+        return References(outputs, tuple(truth))
+
     for distribution, seed, inputs in drawn.draws:
         ref_inputs = _moved(_clone(inputs), cfg.device)
         recorder = _OpNames()
         with torch.no_grad(), recorder if cfg.use_tf32_tolerance else contextlib.nullcontext():
             outputs = prog.run(model, ref_inputs)
+        container = prog.last_container
         ops |= recorder.names
         outputs = tuple(o.detach().to("cpu") for o in outputs)
+        refs = with_truth(inputs, outputs, seed, cfg.use_tf32_tolerance and bool(recorder.names & MATMUL_OPS))
+        # dropped: nothing finite that the output dtype can hold, in either precision (fp16 a @ b at randn + 100)
         if distribution != "native" and all(
-            o.is_floating_point() and not bool(torch.isfinite(o).any()) for o in outputs
+            o.is_floating_point()
+            and not bool(torch.isfinite(o).any())
+            and (t is None or not bool(torch.isfinite(t.values.to(o.dtype)).any()))
+            for o, t in zip(refs, refs.truth, strict=True)
         ):
             notes.append(f"{name}/{distribution}: dropped, the reference output is entirely NaN/Inf")
             continue
         mutated = [not _same(a, b) for a, b in zip(inputs, ref_inputs, strict=True)]
-        cases.append(Case(f"{name}/{distribution}", distribution, seed, None, inputs, outputs, mutated,
-                          prog.last_container))  # fmt: skip
+        cases.append(Case(f"{name}/{distribution}", distribution, seed, None, inputs, refs, mutated, container))
     if name == "base":
         cases.sort(key=lambda c: not ghost_informative(c))  # stable: the first informative case leads
     if cfg.metamorphic:  # imported here: metamorphic builds on this module's Case
         from tritonrl.verify.metamorphic import derive_cases, reference_runner
 
         derived, derived_notes = derive_cases(name, cases, reference_runner(prog, model, cfg.device))
+        for case in derived:
+            tf32 = cfg.use_tf32_tolerance and bool(ops & MATMUL_OPS)
+            case.ref_outputs = with_truth(case.inputs, case.ref_outputs, case.seed ^ 0x0DD1, tf32)
         cases += derived
         notes += derived_notes
     for i, case in enumerate(cases):  # alternate poison so NaN- and sentinel-filled runs both occur per shape
@@ -200,7 +328,8 @@ def ghost_informative(case: Case) -> bool:
 def draw_cases(task: Task, plan: ShapePlan, cfg: VerifyConfig) -> list[DrawnShape]:
     """Every shape's seeds, parameters and inputs (CPU only: call it before holding the GPU)."""
     named = [("base", plan.base)] + [(f"variant{i + 1}", v) for i, v in enumerate(plan.variants[: cfg.n_variants])]
-    return [draw_shape(task, name, sizes, cfg) for name, sizes in named]
+    return [draw_shape(task, name, sizes, cfg, shape_distributions(i, cfg.distributions)) for i, (name, sizes)
+            in enumerate(named)]  # fmt: skip
 
 
 def run_cases(drawn: list[DrawnShape], plan: ShapePlan, cfg: VerifyConfig) -> tuple[list[Shape], list[str], bool]:

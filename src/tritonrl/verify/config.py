@@ -14,7 +14,8 @@ from dataclasses import field
 
 from tritonrl.errors import ConfigError
 
-DISTRIBUTIONS = ("native", "normal", "wide", "small", "offset")
+# Value distributions (verify/cases.py SCALES says what each catches); the base shape gets all, variants a rotation.
+DISTRIBUTIONS = ("native", "normal", "wide", "small", "offset", "negative", "positive", "ties", "zero_rows", "mixed")
 POLICIES = ("strict", "partial")
 
 
@@ -30,10 +31,13 @@ class VerifyConfig:
             "'partial': any torch op is allowed, but a candidate kernel must launch and the output must depend on it."
         },
     )
-    n_variants: int = field(default=2, metadata={"help": "Shape-family variants checked besides the base shape."})
+    n_variants: int = field(
+        default=3,
+        metadata={"help": "Variant shapes checked besides the base shape: the coverage rule's (3 meet it), then more."},
+    )
     distributions: tuple[str, ...] = field(
         default=DISTRIBUTIONS,
-        metadata={"help": f"Value distributions for floating inputs, a subset of {DISTRIBUTIONS}."},
+        metadata={"help": f"Value distributions (all on the base shape, a rotation on variants): {DISTRIBUTIONS}."},
     )
     max_numel: int = field(
         default=8192, metadata={"help": "CPU scaling budget: largest tensor (elements) at the base shape."}
@@ -44,6 +48,13 @@ class VerifyConfig:
     )
     poison_outputs: bool = field(
         default=True, metadata={"help": "Fill fresh allocations with NaN/sentinels so unwritten elements show."}
+    )
+    environment_profiles: bool = field(
+        default=True,
+        metadata={
+            "help": "Run case 0 again in a second ordinary environment (module name, torch thread count, locale) "
+            "and require the same launches and op record: behaviour that depends on where it runs is rejected."
+        },
     )
     audit_guard: bool = field(
         default=True, metadata={"help": "Install the in-worker audit hook that blocks file/network/process access."}

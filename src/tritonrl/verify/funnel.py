@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -40,7 +41,7 @@ from tritonrl.verify.gpu_lock import GpuLock
 from tritonrl.verify.judge import Judge
 from tritonrl.verify.messages import TimingParams
 from tritonrl.verify.provenance import POLICIES
-from tritonrl.verify.sandbox import WorkerProcess
+from tritonrl.verify.sandbox import MODULE_NAMES, WorkerProcess
 from tritonrl.verify.static_checks import run_static_checks
 from tritonrl.verify.timing_stats import judge_timing
 
@@ -179,7 +180,9 @@ def _run_sandboxed(
         ghost = cfg.ghost_replay and policy.require_dependence and ghost_informative(shapes[0].cases[0])
         if cfg.ghost_replay and not ghost:
             notes.append("ghost replay skipped: on every case some reference output equals an input")
-        judge = Judge(shapes, policy, tf32=cfg.use_tf32_tolerance and uses_matmul, ghost=ghost)
+        judge = Judge(
+            shapes, policy, tf32=cfg.use_tf32_tolerance and uses_matmul, ghost=ghost, interpreter=not cfg.is_cuda
+        )
         request = _request(proc, cfg, shapes, ghost)
         if sets is not None:
             request["timing"] = timing_request(task, shapes[0], sets, _timing_params(cfg), timing_slots(cfg))
@@ -202,6 +205,7 @@ def _run_sandboxed(
     extra = {
         "sandbox": {"network": "netns" if judge.netns else "audit-hook", "audit_guard": cfg.audit_guard},
         "plan": {"base": plan.base, "variants": [dict(v) for v in plan.variants[: cfg.n_variants]]},
+        "coverage": plan.coverage.to_dict(),  # the coverage rule: what base + variants meet, why not the rest
         "notes": notes,
         "tf32_tolerance": judge.tf32,
         "config_hash": cfg.config_hash(),
@@ -261,6 +265,8 @@ def _request(proc: WorkerProcess, cfg: VerifyConfig, shapes: list, ghost: bool) 
         "guard": cfg.audit_guard,
         "ghost": ghost,
         "repeat": cfg.poison_outputs,
+        "profile": cfg.environment_profiles,
+        "profile_module": secrets.choice([n for n in MODULE_NAMES if n != proc.candidate_path.stem]),
         "limits": {
             "fsize_mb": cfg.file_size_limit_mb,
             # CPU only: CUDA reserves ~17 GiB of address space, so on a GPU the RSS watchdog is the limit

@@ -1,10 +1,9 @@
 """The import policy of the static checks: which modules a candidate may import, and which it may not even reach.
 
-Fails closed: `is_allowed` holds only for torch, triton and a few pure stdlib modules. `denied` sorts a dotted name
-(an import, or an attribute chain such as `torch.utils.cpp_extension.load_inline`) into the FailureKind category that
-explains the refusal, and `KIND_WHY` words it; `is_module` tells a module path from a member. Tables and lookups
-only: the rules that apply them live in `static_checks.py`.
-"""
+Fails closed: `is_allowed` holds only for torch, triton, a few pure stdlib modules and what real kernel files use.
+`denied` sorts a dotted name (an import, or an attribute chain such as `torch.utils.cpp_extension.load_inline`) into
+the FailureKind category that explains the refusal, and `KIND_WHY` words it; `is_module` tells a module path from a
+member. Tables and lookups only: the rules that apply them live in `static_checks.py`."""
 
 from __future__ import annotations
 
@@ -13,7 +12,11 @@ from tritonrl.types import FailureKind
 ALLOWED_MODULES = frozenset(
     {"torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "triton", "triton.language", "math", "typing"}
     | {"functools", "itertools", "dataclasses", "numbers", "enum", "collections", "collections.abc", "__future__"}
-    | {"warnings"}
+    | {"warnings", "typing_extensions", "abc", "numbers", "operator", "copy"}
+    # What real kernel files import (Liger, FlagGems, Unsloth, attorch): loggers, context managers, autograd
+    # Functions with AMP decorators, device guards. Their dangerous parts are contained at run time (the audit hook
+    # refuses file writes and opens by candidate code; the Recorder classifies every op in forward).
+    | {"logging", "contextlib", "torch.amp", "torch.autograd", "torch.cuda", "torch.cuda.amp"}
 )
 ALLOWED_PREFIXES = ("triton.language.",)  # triton.language.extra.*, triton.language.math, ...
 

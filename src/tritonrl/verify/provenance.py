@@ -1,11 +1,19 @@
 """Provenance policy (parent side): judge what the worker's Recorder saw during forward. Pure functions.
 
-Strict policy (TritonRL's): outside Triton launches, forward may only allocate, take views, copy, fill and read
-metadata; at least one Triton kernel defined in the candidate file must launch on every call; no Triton kernel the
-candidate did not define may launch (Inductor, library kernels); and the output must depend on the candidate's
-kernels (Ghost Replay: with them turned into no-ops the output changes). The partial policy allows any aten op but
-keeps the other three requirements, for users who study partial ports; the verdict still lists the torch ops.
-"""
+The rule (provenance by construction): every aten op issued while the candidate's call is in progress is classified
+by what it is, whoever issued it. Allocation, views and aliases, copies and fills, and metadata are allowed; any
+other op is compute and a violation. Triton's launch machinery needs no exception: it issues only ops of the allowed
+classes (the interpreter's host copies: `new_empty`, `set_`, `empty`, `copy_`; the autotuner's cache flush and
+restore: `empty`, `zero_`, `clone`, `copy_`; measured on triton 3.6), while the kernel bodies compute in Triton (on
+the GPU) or in numpy (in the interpreter). So code that Triton calls on the candidate's behalf (heuristics, config
+pre-hooks, pruning, perf models, grid callables) is held to the same rule as `forward` itself, and so are module
+hooks, `__torch_function__` overrides and finalisers (the window ends after a garbage collection).
+
+Strict policy (TritonRL's): forward may only allocate, take views, copy, fill and read metadata; at least one Triton
+kernel defined in the candidate file must launch on every call; no Triton kernel the candidate did not define may
+launch (Inductor, library kernels); and the output must depend on the candidate's kernels (Ghost Replay: with them
+turned into no-ops the output changes). The partial policy allows any aten op but keeps the other three
+requirements, for users who study partial ports; the verdict still lists the torch ops."""
 
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ VIEWS = frozenset(
         "aten.narrow", "aten.as_strided", "aten.unflatten", "aten.flatten", "aten.split", "aten.split_with_sizes",
         "aten.chunk", "aten.unbind", "aten.view_as", "aten.movedim", "aten.alias", "aten.detach", "aten.diagonal",
         "aten.unfold", "aten.view_as_real", "aten.view_as_complex", "aten.swapaxes", "aten.numpy_T",
+        "aten.set_",  # re-points a tensor at a storage: an alias (the interpreter's host copies use it)
     }
 )  # fmt: skip
 COPIES = frozenset({"aten.clone", "aten.contiguous", "aten.copy_", "aten._to_copy", "aten.fill_", "aten.zero_"})

@@ -51,7 +51,17 @@ log = logging.getLogger(__name__)
 
 ENV_PASSTHROUGH = (
     "PATH",
+    # what an ordinary user process has (the candidate must not be able to tell a verifier from a user's script)
     "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TZ",
+    "OPENBLAS_CORETYPE",  # machine facts: some OpenBLAS builds compute wrong results without them
+    "OPENBLAS_L2_SIZE",
     "LD_LIBRARY_PATH",
     "CUDA_HOME",
     "CUDA_PATH",
@@ -62,6 +72,8 @@ ENV_PASSTHROUGH = (
     "TORCH_SYMM_MEM_DISABLE_MULTICAST",
     "NVSHMEM_DISABLE_NVLS",
 )
+# The candidate file's name, hence its module name: what people call the file that holds their kernel.
+MODULE_NAMES = ("model_new", "solution", "kernel", "triton_kernel", "model", "main", "submission", "fused_kernel")
 POLL_S = 0.05
 STARTUP_TIMEOUT_S = 180.0  # fresh interpreter + torch + triton (+ CUDA init): ~1 s idle CPU, ~5 s H100, more if loaded
 
@@ -104,14 +116,14 @@ class WorkerProcess:
         """`candidate_code=None` makes a pre-started worker (`verify/pool.py`): `assign()` code before the request."""
         self.cfg = cfg
         self.key = secrets.token_bytes(32)
-        self.root = Path(tempfile.mkdtemp(prefix="tritonrl-"))
+        self.root = Path(tempfile.mkdtemp())  # ordinary names throughout: nothing here says "verifier"
         self.workdir = self.root / "work"
         self.workdir.mkdir()
         (self.workdir / ".triton").mkdir()  # per-process Triton cache: a shared cache races between workers
-        self.candidate_path = self.root / "candidate.py"
+        self.candidate_path = self.root / f"{secrets.choice(MODULE_NAMES)}.py"
         if candidate_code is not None:
             self.assign(candidate_code)
-        self.logs = Path(tempfile.mkdtemp(prefix="tritonrl-logs-"))  # outside the worker's writable dir
+        self.logs = Path(tempfile.mkdtemp())  # outside the worker's writable dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit: ExitInfo | None = None
         self._frames: queue.Queue[Any] = queue.Queue()
@@ -136,7 +148,6 @@ class WorkerProcess:
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         work = str(self.workdir)
         env.update(HOME=work, TMPDIR=work, TRITON_CACHE_DIR=str(self.workdir / ".triton"), TRITON_HOME=work)
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0")
         if self.cfg.device == "cpu":
             env["TRITON_INTERPRET"] = "1"
         elif (index := self.cfg.gpu_index) is not None:  # 'cuda:N': the worker sees exactly that GPU, as 'cuda'

@@ -288,11 +288,22 @@ def _kernel_escape(ctx: _Context) -> Iterator[_Hit]:
         if isinstance(node, ast.keyword) and node.arg in ("pre_hook", "post_hook") and not _python_hook(node, ctx):
             yield _Hit(node.value, _K.TAMPERING, f"passes {node.arg}= a callable with no Python body (e.g. a torch "
                        "method): its work inside Triton's launcher would be invisible")  # fmt: skip
-    for fn in _jit_functions(ctx):
+    jit = list(_jit_functions(ctx))
+    jit_names = {fn.name for fn in jit}
+    # undecorated module-level functions (`@triton.constexpr_function` and `@tl.core.extern` ones are callable)
+    plain = {
+        n.name for n in ctx.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and not n.decorator_list
+    } - jit_names
+    for fn in jit:
         for node in ast.walk(fn):
             if isinstance(node, ast.Attribute) and node.attr in _INTERPRETER_INTERNALS:
                 yield _Hit(node, _K.TAMPERING, f"reads .{node.attr} in a @triton.jit body: interpreter internals, "
                            "not Triton")  # fmt: skip
+            # A jit body can call only jit functions and Triton builtins: on a GPU a call to a plain Python function
+            # does not compile, while the interpreter would run it on the kernel's numpy data.
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in plain:
+                yield _Hit(node, _K.TAMPERING, f"a @triton.jit body calls {node.func.id}(), a plain Python function: "
+                           "only @triton.jit functions can be called from a kernel")  # fmt: skip
 
 
 _INTERPRETER_INTERNALS = frozenset({"handle", "data", "numpy", "tolist", "item", "data_ptr", "__array__"})

@@ -254,3 +254,44 @@ def test_tamper_event_from_candidate_is_tampering(guard, candidate_file):
 
 def test_tamper_event_from_trusted_code_is_allowed(guard):
     assert decide(guard, frame_at(TRITONRL_DIR / "fake.py"), "gc.get_objects", ()) is None
+
+
+# --- library code: benign tamper primitives, site layout ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["typing", "dataclasses", "collections", "enum", "logging"])
+def test_a_library_reading_a_frame_for_its_own_use_is_not_tampering(guard, candidate_file, module):
+    # `-> Tuple[torch.Tensor, int]` makes typing(_extensions) call sys._getframe; `@dataclass` execs generated code.
+    import importlib
+
+    library_file = importlib.import_module(module).__file__
+    called_by_candidate = code_at(candidate_file)["call"](code_at(library_file)["here"])
+    assert decide(guard, called_by_candidate, "sys._getframe", (1,)) is None
+    assert decide(guard, called_by_candidate, "exec", (None,)) is None
+
+
+def test_the_candidate_reading_a_frame_itself_is_tampering(guard, candidate_file):
+    assert decide(guard, frame_at(candidate_file), "sys._getframe", (1,))[0] == "tampering"
+
+
+def test_inspect_reading_frames_for_the_candidate_is_still_tampering(guard, candidate_file):
+    import inspect
+
+    through_inspect = code_at(candidate_file)["call"](code_at(inspect.__file__)["here"])
+    assert decide(guard, through_inspect, "sys._getframe", (1,))[0] == "tampering"
+
+
+def test_signature_reads_are_not_tampering_but_frame_reads_are(guard, candidate_file):
+    frame = frame_at(candidate_file)
+    assert decide(guard, frame, "object.__getattr__", (len, "__code__")) is None
+    assert decide(guard, frame, "object.__getattr__", (None, "tb_frame"))[0] == "tampering"
+
+
+def test_any_installed_package_is_transparent(origin, candidate_file):
+    # A package beside torch in site-packages (typing_extensions, packaging, ...): whoever called it decides.
+    import site
+
+    other_package = Path(site.getsitepackages()[0]) / "some_library" / "module.py"
+    library = code_at(other_package)
+    assert origin.of(code_at(candidate_file)["call"](library["here"])) == "candidate"
+    assert origin.of(code_at(TRITONRL_DIR / "fake.py")["call"](library["here"])) == "trusted"

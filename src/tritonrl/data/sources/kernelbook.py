@@ -8,7 +8,7 @@ A KernelBook row (GPUMODE/KernelBook: a PyTorch module from a GitHub repo, compi
   `get_inputs()`/`get_init_inputs()` that return KernelBook's `[args, kwargs]` rewritten to one positional list
   (keywords placed by the signature of `Model.__init__`/`forward`, skipped parameters given their default);
 - the candidate: `triton_code` with `<EntryPoint>New` renamed to `ModelNew` and Inductor's glue ported
-  (`tasks/inductor.py`). Nothing here verifies; `tasks/curate.py` does, with the real verifier.
+  (`data/sources/inductor.py`). Nothing here verifies; `data/curate.py` does, with the real verifier.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """In-worker runtime guard: an audit hook that attributes sensitive operations to their origin and blocks them.
 
-Runs only inside the sandboxed worker (`verify/worker.py`), installed after torch and triton are imported and before
+Runs only inside the sandboxed worker (`verify/worker/`), installed after torch and triton are imported and before
 the candidate is. CPython audit hooks cannot be removed once added, and they see `open`, `socket.*`, `subprocess`,
 `os.system`/`exec`/`fork`, `ctypes`, `gc`, frame introspection, `exec`/`compile` and type attribute assignment.
 
-Origin: for each event we walk the Python stack outward, skipping "transparent" frames (torch, the standard library,
-frozen importlib). The first other frame decides: triton's or tritonrl's code is trusted (Triton compiles kernels,
-spawns ptxas and writes its cache on the candidate's behalf); anything else is the candidate (fail closed).
+Origin: for each event we walk the Python stack outward, skipping "transparent" frames (the standard library and
+installed packages, frozen importlib). The first other frame decides: triton's or tritonrl's code is trusted (Triton
+compiles kernels, spawns ptxas and writes its cache on the candidate's behalf); anything else is the candidate (fail
+closed).
 
 What it covers:
 - network: every Python-level socket is refused, whoever asks (nothing in the worker needs one);
@@ -101,6 +102,16 @@ TAMPER_EVENTS = frozenset(
     }
 )
 OPEN_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+# Library modules whose OWN use of a tamper primitive is benign: they read a frame for a module name or line
+# (typing, typing_extensions, enum, collections.namedtuple, warnings, logging) or exec source they generate
+# themselves (dataclasses, namedtuple), and hand neither frames nor compiled code back. Real kernel files use them
+# through annotations (`-> Tuple[torch.Tensor, int]`), `@dataclass` configs and `logging.getLogger`. The event is
+# exempt only when the frame that raised it belongs to one of these files; `inspect` and `traceback`, which do hand
+# frames to their caller, are not here.
+# Reads that `object.__getattr__` audits but that expose no frame, globals or writable code: `inspect.signature`
+# reads them for every `@dataclass`, `functools.wraps`-style helper and Triton itself.
+SIGNATURE_ATTRS = frozenset({"__code__", "__defaults__", "__kwdefaults__"})
+BENIGN_TAMPER_CALLERS = ("typing", "typing_extensions", "dataclasses", "collections", "enum", "warnings", "logging")
 
 
 def _package_dir(name: str) -> str | None:
@@ -109,12 +120,41 @@ def _package_dir(name: str) -> str | None:
     return os.path.dirname(os.path.realpath(file)) + os.sep if file else None
 
 
+def _library_dirs() -> set[str]:
+    """The standard library's and every site-packages folder of this interpreter, from sysconfig and site."""
+    import site
+
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    dirs |= set(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    dirs |= {p for p in sys.path if p.endswith(("site-packages", "dist-packages"))}
+    if site.ENABLE_USER_SITE and (user := site.getusersitepackages()):
+        dirs.add(user)
+    return {os.path.realpath(d) + os.sep for d in dirs if d}
+
+
+def _module_files(names: tuple[str, ...]) -> list[str]:
+    """Real paths of the named modules' files (imported here, before any candidate code; missing ones skipped)."""
+    import importlib
+
+    files = []
+    for name in names:
+        try:
+            files.append(os.path.realpath(importlib.import_module(name).__file__))
+        except (ImportError, TypeError):
+            continue
+    return files
+
+
 class Origin:
     """Attributes the running Python code to 'candidate', 'triton' or 'trusted' by walking the stack outward."""
 
     def __init__(self) -> None:
-        stdlib = {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")}
-        self.transparent = tuple(p for p in [_package_dir("torch"), _package_dir("numpy"), *stdlib] if p)
+        # Library code is transparent: the standard library and every installed package, wherever the site layout
+        # puts them (a venv layered on a system site, a user site, Debian's dist-packages). The candidate's file
+        # lives in the worker's temp dir, never among them; Triton's and tritonrl's folders are matched first.
+        self.torch_dir = _package_dir("torch") or "\0"
+        self.transparent = tuple(sorted(_library_dirs() | {p for p in (self.torch_dir, _package_dir("numpy")) if p}))
         self.triton_dir = _package_dir("triton") or "\0"
         self.trusted = tuple(p for p in [_package_dir("tritonrl")] if p)
 
@@ -165,6 +205,7 @@ class Guard:
         self._busy = False
         self._frame = None
         self._where = "?"
+        self.benign_files = frozenset(_module_files(BENIGN_TAMPER_CALLERS))
 
     def install(self) -> None:
         self.enabled = True
@@ -211,6 +252,10 @@ class Guard:
                 return "file_access", f"{event}{tuple(map(str, paths))} refused"
             return None
         if event in TAMPER_EVENTS and origin == "candidate":
+            if os.path.realpath(self._frame.f_code.co_filename) in self.benign_files:
+                return None
+            if event == "object.__getattr__" and len(args) > 1 and args[1] in SIGNATURE_ATTRS:
+                return None
             return "tampering", f"{event} refused: candidate code may not introspect or patch the runtime"
         return None
 

@@ -1,11 +1,13 @@
 """Runtime provenance recording inside the worker: every aten op and every Triton launch during `forward`.
 
 - `Recorder` is a TorchDispatchMode, so it sees ops at the dispatcher: `@`, tensor methods, `torch.ops.aten.*`,
-  functional calls, nn modules, ops reached through getattr or exec all arrive as aten ops. Each op is attributed to
-  its origin by walking the Python stack (see `guard.Origin`): ops issued by Triton's own code (the interpreter's
-  host copies, the launcher) are part of a launch; every other op counts as the candidate's, including ops a
-  "kernel" body issues on the CPU interpreter. Fresh allocations by the candidate are poisoned (NaN or a sentinel)
-  so unwritten output elements cannot pass.
+  functional calls, nn modules, ops reached through getattr or exec all arrive as aten ops. It records EVERY op
+  issued while the candidate's call is in progress (the recording window, see `worker/main.py`), whoever issued it:
+  the parent classifies each op by what it is (`verify/provenance.py`), not by which Python frame asked for it. This
+  is sound because Triton's own launch machinery issues only allocation, copy, alias and metadata ops (measured on
+  triton 3.6: the CPU interpreter's host copies are `new_empty`, `set_`, `empty`, `copy_`; the autotuner's L2 flush
+  and restore are `empty`, `zero_`, `clone`, `copy_`), so no compute op in the window can be Triton's. Every fresh
+  allocation in the window is poisoned (NaN or a sentinel) so unwritten output elements cannot pass.
 - `patch_triton_launches` wraps `JITFunction.run` / `InterpretedFunction.run` to record launches and whether the
   kernel was defined in the candidate file, and in ghost mode to skip candidate kernels (Ghost Replay).
 - `integrity_snapshot` records the identity of every public attribute of torch, torch.Tensor, torch.nn.functional,
@@ -38,7 +40,7 @@ ALLOC_OPS = frozenset(
 
 
 class Recorder(TorchDispatchMode):
-    """Counts aten ops by origin during forward and poisons the candidate's fresh allocations."""
+    """Counts every aten op in the recording window and poisons every fresh allocation."""
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -46,34 +48,38 @@ class Recorder(TorchDispatchMode):
         # (~800 modules, 1.2 s measured on this 2-core machine). We never compile inside the mode.
         return False
 
-    def __init__(self, origin: Origin) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.origin = origin
         self.poison_kind: str | None = None  # "nan" | "sentinel" | None
-        self.candidate_ops: collections.Counter[str] = collections.Counter()
-        self.launch_ops: collections.Counter[str] = collections.Counter()
+        self.ops: collections.Counter[str] = collections.Counter()
 
     def reset(self, poison_kind: str | None) -> None:
         self.poison_kind = poison_kind
-        self.candidate_ops = collections.Counter()
-        self.launch_ops = collections.Counter()
+        self.ops = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.origin.of(sys._getframe(1)) != "candidate":
-            self.launch_ops[str(func.overloadpacket)] += 1  # reported, not judged: Triton's own host-side work
-            return out
-        name = str(func.overloadpacket)
-        if name == "aten._to_copy" and args and isinstance(args[0], torch.Tensor):
-            if kwargs.get("dtype", args[0].dtype) != args[0].dtype:
-                name = "aten._to_copy[dtype-change]"
-        self.candidate_ops[name] += 1
+        name = op_name(func, args, kwargs)
+        self.ops[name] += 1
         if self.poison_kind and name in ALLOC_OPS and isinstance(out, torch.Tensor):
             value = poison_value(out.dtype, self.poison_kind)
             if value is not None and out.numel():
                 out.fill_(value)
         return out
+
+
+def op_name(func: Any, args: tuple, kwargs: dict) -> str:
+    """The op's name, with `[dtype-change]` for a copy that converts: a cast computes (rounding, saturation, bool of
+    a float), so it is judged apart from a plain copy."""
+    name = str(func.overloadpacket)
+    if name == "aten._to_copy" and args and isinstance(args[0], torch.Tensor):
+        if kwargs.get("dtype", args[0].dtype) != args[0].dtype:
+            return "aten._to_copy[dtype-change]"
+    elif name == "aten.copy_" and len(args) > 1 and isinstance(args[1], torch.Tensor):
+        if args[0].dtype != args[1].dtype:
+            return "aten.copy_[dtype-change]"
+    return name
 
 
 class LaunchLog:
@@ -162,8 +168,31 @@ def _formatting(frame: Any) -> bool:
     return False
 
 
-def guard_dispatch_internals(origin: Origin, report: Any) -> None:
-    """Make the torch internals that could hide ops from the Recorder refuse candidate callers.
+class Window:
+    """Whether the candidate's call is in progress: set by the worker from the call of the module until its outputs
+    are copied out, with a garbage collection inside (so finalisers run while recorded)."""
+
+    def __init__(self) -> None:
+        self.active = False
+        try:
+            import triton.runtime.interpreter as interpreter
+
+            self.interpreter_file = os.path.realpath(interpreter.__file__)
+        except ImportError:  # pragma: no cover - a triton without the interpreter
+            self.interpreter_file = "\0"
+
+    def refuses(self, origin: Origin, caller: Any) -> bool:
+        """Inside the window everyone is refused but the Triton interpreter's own code (its host copies of kernel
+        arguments read storages): a torch builtin handed to Triton as a heuristic or hook runs with only Triton's
+        frames around it, so "no candidate frame" proves nothing there. Outside the window (import, __init__) the
+        candidate's own frames are refused."""
+        if self.active:
+            return os.path.realpath(caller.f_code.co_filename) != self.interpreter_file
+        return origin.of(caller) == "candidate"
+
+
+def guard_dispatch_internals(origin: Origin, window: Window, report: Any) -> None:
+    """Make the torch internals that could hide ops from the Recorder refuse (see `Window.refuses`).
 
     Wrapped both on torch._C and where torch.utils._python_dispatch bound them at import. The static rules already
     reject private attributes; this catches the same attempt at run time (e.g. via an obfuscated path)."""
@@ -177,12 +206,12 @@ def guard_dispatch_internals(origin: Origin, report: Any) -> None:
 
             def wrapper(*args, _original=original, _name=name, **kwargs):  # noqa: ANN001
                 frame = sys._getframe(1)
-                if origin.of(frame) == "candidate":
+                if window.refuses(origin, frame):
                     if _formatting(frame):  # print(tensor) in forward: torch's repr reads values with modes off
                         report("torch_compute", "a tensor was formatted (print/str/repr) in forward, which reads its "
                                "values on the host; remove debug prints of tensors")  # fmt: skip
                     else:
-                        report("tampering", f"{_name} called by candidate code (would hide ops from provenance)")
+                        report("tampering", f"{_name} called during the candidate's call (would hide ops)")
                     raise PermissionError(f"tritonrl sandbox: {_name} refused")
                 return _original(*args, **kwargs)
 
@@ -194,9 +223,9 @@ HOST_ESCAPES = ("numpy", "tolist", "__array__", "__dlpack__", "untyped_storage",
 MAX_ITEM_CALLS = 64  # .item() per forward: a few scalars are fine, an element-by-element Python loop is not
 
 
-def guard_host_escapes(origin: Origin, report: Any) -> None:
-    """Refuse candidate callers of Tensor methods that hand tensor data to Python/numpy (and of torch.from_numpy),
-    and of thread creation (dispatch modes are per thread, so ops in another thread would go unrecorded)."""
+def guard_host_escapes(origin: Origin, window: Window, report: Any) -> None:
+    """Refuse the Tensor methods that hand tensor data to Python/numpy (and torch.from_numpy), and thread creation
+    (dispatch modes are per thread: ops in another thread go unrecorded); who is refused: `Window.refuses`."""
     import _thread
     import threading
 
@@ -206,8 +235,9 @@ def guard_host_escapes(origin: Origin, report: Any) -> None:
             return
 
         def wrapper(*args, _original=original, **kwargs):  # noqa: ANN001
-            if origin.of(sys._getframe(1)) == "candidate":
-                report(kind, f"{name} called by candidate code: {why}")
+            caller = sys._getframe(1)
+            if window.refuses(origin, caller):
+                report(kind, f"{name} called in the candidate's call: {why}")
                 raise PermissionError(f"tritonrl sandbox: {name} refused")
             return _original(*args, **kwargs)
 
@@ -216,6 +246,7 @@ def guard_host_escapes(origin: Origin, report: Any) -> None:
     for name in HOST_ESCAPES:
         refusing(torch.Tensor, name, "torch_compute", "tensor data leaves torch, so computing on it is unseen")
     refusing(torch, "from_numpy", "torch_compute", "numpy results come back without a Triton kernel")
+    # Neither torch nor Triton starts a Python thread in a forward or a launch (intra-op threads are native).
     refusing(_thread, "start_new_thread", "process_spawn", "work in another thread escapes the Recorder")
     refusing(threading, "_start_new_thread", "process_spawn", "work in another thread escapes the Recorder")
 
@@ -233,7 +264,7 @@ def integrity_snapshot() -> dict[str, object]:
         "torch.nn.functional": torch.nn.functional,
         "torch.nn.Module": torch.nn.Module,
         "torch.cuda": torch.cuda,
-        # what the timing loop calls (verify/timing.py): events, graphs, streams and the host clock
+        # what the timing loop calls (verify/worker/timing.py): events, graphs, streams and the host clock
         "torch.cuda.Event": torch.cuda.Event,
         "torch.cuda.CUDAGraph": torch.cuda.CUDAGraph,
         "torch.cuda.Stream": torch.cuda.Stream,

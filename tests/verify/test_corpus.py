@@ -1,0 +1,66 @@
+"""The unseen corpus, end to end on the CPU: kernels written by people who had not read our fixtures or defences.
+
+- `corpus/honest/<case>/`: correct kernels in the styles of the Triton tutorials, Liger-Kernel, FlagGems, Unsloth,
+  attorch and LLM answers (annotations, dataclass configs, logging, functools, autotune with many configs, heuristics,
+  libdevice, block pointers, persistent loops, custom `tl.reduce` combines, int64 / scalar / tuple outputs, bool
+  masks, broadcasting). Each must pass, or be `inconclusive_on_cpu` where the Triton interpreter cannot run it: a
+  false reject punishes a correct answer in RL and misreports a model in a table.
+- `corpus/wrong/<case>/`: kernels that are right on ordinary inputs and wrong on a class of inputs (all-negative
+  rows, ties, zero rows, size 1, 2^k+1, long rows, swapped sizes, integer boundaries, ...). Each must be rejected
+  at its declared stage and kind.
+
+A case folder holds `candidate.py` (first line: the `# expect:` header) and either `reference.py` or `task.txt` (a
+built-in task id, or a task file's path under tests/fixtures). `KNOWN_GAPS` lists the cases the verifier does not
+decide right yet, each with the reason; they are strict xfails, so fixing one makes its test fail until it is
+removed from the list.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from tritonrl.tasks.loader import builtin_task, load_task
+from tritonrl.tasks.schema import Task
+from tritonrl.types import FailureKind
+from tritonrl.verify.expect import parse_expectation
+from tritonrl.verify.funnel import verify
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
+CASES = sorted(p for p in CORPUS.glob("*/*") if (p / "candidate.py").is_file())
+
+# case -> why the verifier does not decide it right yet (see docs/verification.md, "Known gaps").
+KNOWN_GAPS: dict[str, str] = {}
+
+
+@functools.cache
+def _task(case: Path) -> Task:
+    if (case / "reference.py").is_file():
+        return load_task(case / "reference.py")
+    name = (case / "task.txt").read_text().strip()  # a built-in task id, or a task file under tests/fixtures
+    return load_task(CORPUS.parent / name) if name.endswith(".py") else builtin_task(name)
+
+
+def _case_id(case: Path) -> str:
+    return f"{case.parent.name}/{case.name}"
+
+
+def test_the_corpus_is_large_enough():
+    honest = [c for c in CASES if c.parent.name == "honest"]
+    assert len(honest) >= 25 and len(CASES) - len(honest) >= 20
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_corpus_verdict(case: Path, request):
+    if (gap := KNOWN_GAPS.get(_case_id(case))) is not None:
+        request.applymarker(pytest.mark.xfail(reason=gap, strict=True))
+    text = (case / "candidate.py").read_text()
+    expect = parse_expectation(text)
+    verdict = verify(_task(case), text, expect.config())
+    detail = f"{verdict.stage.value}/{verdict.failure}: {verdict.message}\n{verdict.stderr[-1500:]}"
+    if expect.passed:
+        assert verdict.passed or verdict.failure is FailureKind.INCONCLUSIVE_ON_CPU, detail
+    else:
+        assert (verdict.stage, verdict.failure) == (expect.stage, expect.failure), detail
