@@ -261,3 +261,17 @@ def test_summarize_rejects_empty_and_bad_arguments():
         summarize([ok("a", 0)], ks=(0,))
     with pytest.raises(ValueError, match="p="):
         summarize([ok("a", 0)], ps=(-1.0,))
+
+
+def test_inconclusive_on_cpu_is_not_correct_and_is_counted_apart():
+    from tritonrl.eval.metrics import summarize
+    from tritonrl.eval.records import Record
+    from tritonrl.types import FailureKind, Stage, Verdict
+
+    def rec(i: int, failure: FailureKind | None) -> Record:
+        v = Verdict("t", failure is None, Stage.DONE if failure is None else Stage.CORRECTNESS, failure, "")
+        return Record(task_id="t", sample=i, level=1, candidate_sha256=str(i), config_hash="c", device="cpu", verdict=v)
+
+    s = summarize([rec(0, None), rec(1, FailureKind.INCONCLUSIVE_ON_CPU), rec(2, FailureKind.WRONG_VALUES)])
+    assert s.overall.correct == pytest.approx(1 / 3) and s.overall.inconclusive == pytest.approx(1 / 3)
+    assert s.failure_counts["inconclusive_on_cpu"] == 1

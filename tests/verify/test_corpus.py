@@ -31,8 +31,30 @@ from tritonrl.verify.funnel import verify
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 CASES = sorted(p for p in CORPUS.glob("*/*") if (p / "candidate.py").is_file())
 
-# case -> why the verifier does not decide it right yet (see docs/verification.md, "Known gaps").
-KNOWN_GAPS: dict[str, str] = {}
+# case -> why the verifier does not decide it right yet (docs/verification.md, "Known gaps"). Strict xfails: a fix
+# makes the test fail until the case leaves this table.
+KNOWN_GAPS: dict[str, str] = {
+    "honest/liger_rope_tuple": "cos/sin are redrawn at random, losing the duplicated halves real RoPE tables have "
+    "and Liger's kernel relies on (no way yet for a task to mark structured inputs)",
+    "wrong/cumsum_carry_last_tile_only": "needs 3+ blocks of 2048 on the scan axis; the CPU budget stops below",
+    "wrong/int32_rowsum_lane_overflow": "integer inputs take their native range's min/max, never int32's limits",
+    "wrong/int_floordiv_truncates": "integer boundary values of this task stay non-negative",
+    "wrong/l2norm_eps_inside_sqrt": "needs magnitudes around 1e-8; the smallest distribution is randn x 1e-3",
+    "wrong/leaky_relu_hardcoded_slope": "float hyperparameters (negative_slope) are never varied",
+    "wrong/row_sum_ignores_reduce_dim": "integer hyperparameters (the reduced dim) are never varied",
+    "wrong/log1p_naive": "log(1 + x) is within tolerance at |x| >= 1e-3; needs |x| <= 1e-5",
+    "wrong/relu_nan_to_zero": "no distribution puts NaN in the inputs",
+    "wrong/relu_value_range_clamp": "no distribution reaches |x| > 1e4",
+    "wrong/rmsnorm_persistent_grid_cap": "needs more than 132 rows; the CPU budget keeps rows below that",
+    "wrong/round_half_away": "no distribution puts exact half-integers in the inputs",
+    "wrong/threshold_ge_at_boundary": "no distribution puts values exactly at a task's constants",
+    "wrong/softmax_online_neginf_tile": "no distribution puts -inf (masked positions) in the inputs",
+}
+# Caught on some seeds only (the bug shows on a random subset of values): not strict.
+FLAKY_GAPS: dict[str, str] = {
+    "wrong/fp16_mean_fp16_accum": "fp16 lane sums overflow only for some draws of the x100 distribution",
+    "wrong/logsumexp_first_tile_shift": "needs a late spike > 88 above the first tile's max; some draws have one",
+}
 
 
 @functools.cache
@@ -56,6 +78,8 @@ def test_the_corpus_is_large_enough():
 def test_corpus_verdict(case: Path, request):
     if (gap := KNOWN_GAPS.get(_case_id(case))) is not None:
         request.applymarker(pytest.mark.xfail(reason=gap, strict=True))
+    elif (gap := FLAKY_GAPS.get(_case_id(case))) is not None:
+        request.applymarker(pytest.mark.xfail(reason=gap, strict=False))
     text = (case / "candidate.py").read_text()
     expect = parse_expectation(text)
     verdict = verify(_task(case), text, expect.config())

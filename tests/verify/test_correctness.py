@@ -338,3 +338,19 @@ def test_fp16_overflow_fixture_end_to_end(case: str):
     if expect.passed:  # at least the base shape's x100 case (K >= 64) overflows in fp16 and is judged by float64
         assert verdict.stage is Stage.DONE
         assert any("judged against the float64 reference" in c.message for c in verdict.checks)
+
+
+def test_fp32_subnormal_outputs_flushed_to_zero_are_accepted():
+    # softplus(-100) = 3.7e-44 is an fp32 subnormal; GPU exp flushes it to 0 (ex2.approx.ftz.f32).
+    ref = torch.full((64,), 8.2e-44, dtype=torch.float32)
+    assert compare_outputs([torch.zeros(64)], (ref,), poison=None, tf32=False).failure is None
+    assert (
+        compare_outputs([torch.full((64,), 1e-30)], (ref,), poison=None, tf32=False).failure is not None
+    )  # a normal number is judged
+
+
+def test_fp16_one_subnormal_step_is_accepted():
+    ref = torch.full((64,), 1.19e-7, dtype=torch.float16)  # two subnormal steps
+    step = torch.finfo(torch.float16).smallest_normal * torch.finfo(torch.float16).eps
+    assert compare_outputs([ref - step], (ref,), poison=None, tf32=False).failure is None
+    assert compare_outputs([ref + 1e-3], (ref,), poison=None, tf32=False).failure is not None

@@ -63,6 +63,30 @@ def check(code: str, policy: str = "strict"):
 # --- no false positives -------------------------------------------------------------------------------------------
 
 HONEST = {
+    "configs_from_a_helper": """
+import torch
+import torch.nn as nn
+import triton
+import triton.language as tl
+
+
+def get_configs():
+    return [triton.Config({"BLOCK": b}) for b in (64, 128)]
+
+
+@triton.autotune(configs=get_configs(), key=["n"])
+@triton.jit
+def copy_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=offs < n), mask=offs < n)
+
+
+class ModelNew(nn.Module):
+    def forward(self, x):
+        out = torch.empty_like(x)
+        copy_kernel[lambda meta: (triton.cdiv(x.numel(), meta["BLOCK"]),)](x, out, x.numel())
+        return out
+""",
     "autotuned_matmul": """
 import torch
 import torch.nn as nn
@@ -237,6 +261,12 @@ VIOLATIONS = [
     (
         "config_pre_hook_c_callable",
         "CFG = triton.Config({}, pre_hook=torch.Tensor.zero_)\n",
+        "kernel-escape",
+        K.TAMPERING,
+    ),
+    (
+        "jit_body_calls_plain_function",  # runs as host Python on the interpreter's numpy data; no GPU compiles it
+        "def host(v):\n    return v\n\n\n@triton.jit\ndef k2(x_ptr):\n    tl.store(x_ptr, host(tl.load(x_ptr)))\n",
         "kernel-escape",
         K.TAMPERING,
     ),

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from tritonrl.eval.records import Record
-from tritonrl.types import Stage
+from tritonrl.types import FailureKind, Stage
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -147,6 +147,9 @@ class RateTable:
     fast_at_k: dict[str, dict[int, float]]  # p -> k -> fast_p@k; only the p whose fast_p is measured
     geomean_speedup: float | None  # over correct and timed samples
     n_timed: int  # correct and timed samples (the geomean's count)
+    # Fraction the CPU interpreter could not decide (`inconclusive_on_cpu`): counted as not correct, reported apart
+    # so a table shows how much of the "incorrect" is the interpreter's limit, not the model's.
+    inconclusive: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -198,6 +201,7 @@ def _rate_table(flags: Sequence[_Flags], ks: Sequence[int], ps: Sequence[float],
         n_samples=n,
         valid=sum(f.valid for f in flags) / n,
         compiled=sum(f.compiled for f in flags) / n,
+        inconclusive=sum(f.failure == FailureKind.INCONCLUSIVE_ON_CPU.value for f in flags) / n,
         correct=sum(f.correct for f in flags) / n,
         fast=fast,
         pass_at_k=at_k(lambda f: f.correct),

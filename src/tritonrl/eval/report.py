@@ -71,6 +71,8 @@ def _metric_values(t: RateTable) -> dict[str, Value]:
     """Every headline metric of a rate table, in display order."""
     out: dict[str, Value] = {"tasks": (t.n_tasks, _INT), "samples": (t.n_samples, _INT)}
     out |= {"valid": (t.valid, _PCT), "compiled": (t.compiled, _PCT), "correct": (t.correct, _PCT)}
+    if t.inconclusive:  # the CPU interpreter's share of "not correct", shown only when there is one
+        out["inconclusive on CPU"] = (t.inconclusive, _PCT)
     out |= {f"fast_{p}": (v, _PCT) for p, v in t.fast.items()}
     out |= {f"pass@{k}": (v, _PCT) for k, v in sorted(t.pass_at_k.items())}
     out |= {f"fast_{p}@{k}": (v, _PCT) for p, by_k in t.fast_at_k.items() for k, v in sorted(by_k.items())}

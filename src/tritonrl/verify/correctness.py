@@ -227,12 +227,25 @@ def _compare_tensor(
     abs_err = torch.where(finite, (o - r).abs(), torch.zeros_like(o))
     finite_ref = r[finite]
     rms = float(finite_ref.square().mean().sqrt()) if finite_ref.numel() else 0.0
-    atol = tol * (rms if rms > 0 else 1.0)
+    atol = max(tol * (rms if rms > 0 else 1.0), atol_floor(ref.dtype))
     finite_bad = finite & (abs_err > atol + tol * r.abs())
     bad = nonfinite_bad | finite_bad
     if truth is not None and bool(bad.any()):
         return _against_truth(out, ref, o, bad, truth, tol, poison)
     return _finish(out, ref, bad, nonfinite_bad, (atol, tol), n, poison, abs_err=abs_err)
+
+
+def atol_floor(dtype: torch.dtype) -> float:
+    """The absolute difference below which values are not told apart: float32 results under the smallest normal
+    (1.2e-38) are subnormals that GPU arithmetic legally flushes to zero (Triton's `tl.exp` lowers to
+    `ex2.approx.ftz.f32`), so a kernel returning 0 for softplus(-100) = 3.7e-44 is right; in fp16/bf16 one step of
+    the subnormal spacing (6e-8 in fp16) is the finest difference the format has, and an RMS-scaled atol can fall
+    below it (outputs around 1e-6 in fp16)."""
+    if dtype == torch.float32:
+        return torch.finfo(torch.float32).tiny
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps
+    return 0.0
 
 
 def _against_truth(
@@ -255,7 +268,7 @@ def _against_truth(
     t, noise = truth.values, truth.noise
     t_fin, o_fin = torch.isfinite(t), torch.isfinite(o)
     rms = float(t[t_fin].square().mean().sqrt()) if bool(t_fin.any()) else 0.0
-    atol = tol * (rms if rms > 0 else 1.0)
+    atol = max(tol * (rms if rms > 0 else 1.0), atol_floor(ref.dtype))
     both = o_fin & t_fin
     abs_err = torch.where(both, (o - t).abs(), torch.zeros_like(o))
     close = both & (abs_err <= atol + tol * t.abs() + NOISE_FLOOR_K * noise)

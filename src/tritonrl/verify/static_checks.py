@@ -294,8 +294,8 @@ def _kernel_escape(ctx: _Context) -> Iterator[_Hit]:
     plain = {
         n.name for n in ctx.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and not n.decorator_list
     } - jit_names
-    for fn in jit:
-        for node in ast.walk(fn):
+    for fn in jit:  # the body only: decorators (`@triton.autotune(configs=make_configs())`) are host code
+        for node in (n for stmt in fn.body for n in ast.walk(stmt)):
             if isinstance(node, ast.Attribute) and node.attr in _INTERPRETER_INTERNALS:
                 yield _Hit(node, _K.TAMPERING, f"reads .{node.attr} in a @triton.jit body: interpreter internals, "
                            "not Triton")  # fmt: skip

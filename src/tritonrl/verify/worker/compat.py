@@ -117,6 +117,10 @@ def _patch_libdevice() -> int:
     def numpy_fn(name: str, predicate: bool):  # noqa: ANN202
         if name == "exp10":
             op = lambda x: np.power(10.0, x).astype(x.dtype)  # noqa: E731
+        elif name == "rsqrt":
+            op = lambda x: (1.0 / np.sqrt(x)).astype(x.dtype)  # noqa: E731
+        elif name == "rcp":
+            op = lambda x: (1.0 / x).astype(x.dtype)  # noqa: E731
         elif name == "erfc":
             op = np.vectorize(math.erfc, otypes=[np.float64])
         elif name == "erf":
@@ -143,13 +147,20 @@ def _patch_libdevice() -> int:
 
     table = {**{k: (v, False) for k, v in _UNARY.items()}, **{k: (v, False) for k, v in _BINARY.items()}}
     table.update({k: (v, True) for k, v in _PREDICATES.items()})
-    table.update(erf=("erf", False), erfc=("erfc", False))
+    table.update(erf=("erf", False), erfc=("erfc", False), rsqrt=("rsqrt", False), rcp=("rcp", False))
     patched = 0
+    modules = [libdevice]
+    try:  # kernels also import the backend's module directly (`triton.language.extra.cuda.libdevice`)
+        from triton.language.extra.cuda import libdevice as cuda_libdevice
+
+        modules.append(cuda_libdevice)
+    except ImportError:
+        pass
     for name, (np_name, predicate) in table.items():
-        if not hasattr(libdevice, name):
-            continue
-        setattr(libdevice, name, numpy_fn(np_name, predicate))
-        patched += 1
+        for module in modules:
+            if hasattr(module, name):
+                setattr(module, name, numpy_fn(np_name, predicate))
+                patched += module is libdevice
     _UNPATCHED.update(n for n in dir(libdevice) if not n.startswith("_") and n not in table)
     return patched
 
@@ -174,7 +185,10 @@ def interpreter_limitation(exc: BaseException) -> str | None:
     """Why the Triton interpreter, not the candidate, is at fault for `exc`, or None."""
     import os
 
-    text = f"{type(exc).__name__}: {exc}"
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # noqa: BLE001 - a candidate's exception may raise from __str__: then it is the candidate's
+        return None
     tb, files = exc.__traceback__, []
     while tb is not None:
         files.append(os.path.realpath(tb.tb_frame.f_code.co_filename))
