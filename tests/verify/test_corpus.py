@@ -51,8 +51,23 @@ KNOWN_GAPS: dict[str, str] = {
     "wrong/threshold_ge_at_boundary": "no distribution puts values exactly at a task's constants",
     "wrong/softmax_online_neginf_tile": "no distribution puts -inf (masked positions) in the inputs",
 }
+# Rejected at the declared stage with either kind, depending on the draw (both are right), and why.
+_SKEWED_ROW = (
+    {FailureKind.UNWRITTEN_OUTPUT, FailureKind.WRONG_VALUES},
+    "columns past one fixed tile are never written and also left out of each row's sum, which skews every written "
+    "value by exp(x_past) / sum: beyond tolerance on some draws (and the first failing case's poison is NaN or a "
+    "sentinel by turns)",
+)
+EITHER_KIND: dict[str, tuple[set[FailureKind], str]] = {
+    "wrong/softmax_fixed_block_8192": _SKEWED_ROW,
+    "wrong/softmax_unseen_fixed_tile_8192": _SKEWED_ROW,
+    "wrong/softmax_fixed_block_8192_no_loop": _SKEWED_ROW,
+}
 # Caught on some seeds only (the bug shows on a random subset of values): not strict.
 FLAKY_GAPS: dict[str, str] = {
+    "honest/b_cumprod_scan": "a FALSE reject on about 1 draw in 10: under `mixed` magnitudes a row's running product "
+    "crosses fp32's max and the scan's order moves the Inf/NaN boundary by one element against the reference's; "
+    "the NaN/Inf pattern rule has no slack at an overflow boundary",
     "wrong/fp16_mean_fp16_accum": "fp16 lane sums overflow only for some draws of the x100 distribution",
     "wrong/logsumexp_first_tile_shift": "needs a late spike > 88 above the first tile's max; some draws have one",
 }
@@ -87,5 +102,7 @@ def test_corpus_verdict(case: Path, request):
     detail = f"{verdict.stage.value}/{verdict.failure}: {verdict.message}\n{verdict.stderr[-1500:]}"
     if expect.passed:
         assert verdict.passed or verdict.failure is FailureKind.INCONCLUSIVE_ON_CPU, detail
+    elif (either := EITHER_KIND.get(_case_id(case))) is not None:
+        assert verdict.stage is expect.stage and verdict.failure in either[0], detail
     else:
         assert (verdict.stage, verdict.failure) == (expect.stage, expect.failure), detail

@@ -126,8 +126,8 @@ class Worker:
         if "forward" in vars(model):
             found.append("an instance attribute replaces ModelNew.forward")
         fn = inspect.getattr_static(cls, "forward", None)
-        for _ in range(8):  # decorators made with functools.wraps: judge the function they wrap
-            fn = getattr(fn, "__wrapped__", fn) if not isinstance(fn, types.FunctionType) else fn
+        for _ in range(8):  # decorators made with functools.wraps (`@torch.no_grad()`): judge what they wrap
+            fn = getattr(fn, "__wrapped__", fn)
         code = getattr(fn, "__code__", None) if isinstance(fn, types.FunctionType) else None
         if code is None or os.path.realpath(code.co_filename) != self.log.candidate_file:
             found.append(f"ModelNew.forward is not a function defined in the candidate file ({fn!r:.80})")
