@@ -106,6 +106,8 @@ _PREDICATES = {"isnan": "isnan", "isinf": "isinf", "isfinited": "isfinite", "fin
 
 
 def _patch_libdevice() -> int:
+    import math
+
     try:
         import numpy as np
         import triton.language as tl
@@ -142,8 +144,6 @@ def _patch_libdevice() -> int:
             return tl.core.tensor(TensorHandle(np.broadcast_to(out, out.shape).copy(), dtype), shaped.type)
 
         return fn
-
-    import math
 
     table = {**{k: (v, False) for k, v in _UNARY.items()}, **{k: (v, False) for k, v in _BINARY.items()}}
     table.update({k: (v, True) for k, v in _PREDICATES.items()})
