@@ -28,6 +28,7 @@ from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.correctness import TRUTH_MAX_NUMEL, References, float64_inputs, nudged_inputs, truth_for
+from tritonrl.verify.draws import distribute, shape_distributions, task_constants
 from tritonrl.verify.timing_stats import Work
 
 MATMUL_OPS = frozenset(
@@ -45,21 +46,6 @@ MATMUL_OPS = frozenset(
         "aten.linear",
     }
 )
-# (scale, offset) of each redrawn normal distribution: signed values (normal) catch missing relus and wrong signs; x100
-# (wide) overflows unstable exp/softmax; x1e-3 (small) makes eps matter; +100 (offset) makes one-pass variance
-# E[x^2] - E[x]^2 cancel in fp32 (relative error ~1e-3, ten times the tolerance); -100 (negative) makes every row
-# entirely negative and far from 0, so a running max started at 0 underflows exp() (a max started at 0 returns 0).
-SCALES = {
-    "normal": (1.0, 0.0), "wide": (100.0, 0.0), "small": (1e-3, 0.0), "offset": (1.0, 100.0), "negative": (1.0, -100.0)
-}  # fmt: skip
-# Drawn otherwise (`_float_draw`): positive = |randn| (a running min started at 0); ties = randint(-3, 4) as floats
-# (argmax/argmin tie-breaking, exact zeros); zero_rows = randn with a quarter of the rows (last-dim slices) all 0 (a
-# missing eps clamp gives 0/0); mixed = randn with per-row scales 1e-3..1e3 (a scale taken from the wrong row).
-# Integer inputs are redrawn under three of them (`_exact_draw`): negative = all at the native minimum, positive =
-# all at the native maximum, ties = a mix of {min, max, -1, 0, 1} within [min, max]; bool inputs: all False, all
-# True, random. Index inputs stay in range because the range is the native draw's; `draw_shape` keeps native
-# integers where the reference fails on the redrawn ones.
-SIGNED = frozenset({"normal", "wide", "small", "ties", "zero_rows", "mixed"})  # both signs in (nearly) every row
 
 
 @dataclasses.dataclass
@@ -101,69 +87,6 @@ class _OpNames(TorchDispatchMode):
 
 def _seed() -> int:
     return secrets.randbits(31)  # fresh per run: the candidate cannot know the inputs in advance
-
-
-def distribute(inputs: list[Any], distribution: str, seed: int, *, integers: bool = True) -> list[Any]:
-    """Redraw tensors from `distribution` (native: unchanged; see SCALES). Integer and bool tensors are redrawn only
-    under negative/positive/ties, and only with `integers`; a tensor that is not redrawn is returned as is."""
-    if distribution == "native":
-        return inputs
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for x in inputs:
-        if isinstance(x, torch.Tensor) and x.is_floating_point():
-            # drawn in float32 (float64 only for float64 inputs): half the host time of a float64 draw, and every
-            # distribution here is exact enough in float32 for fp32/fp16/bf16 inputs
-            work = torch.float64 if x.dtype == torch.float64 else torch.float32
-            x = _float_draw(x.shape, distribution, gen, work).to(x.dtype)
-        elif integers and isinstance(x, torch.Tensor) and x.numel() and not x.is_complex():
-            x = _exact_draw(x, distribution, gen)
-        out.append(x)
-    return out
-
-
-def _float_draw(shape: torch.Size, distribution: str, gen: torch.Generator, work: torch.dtype) -> torch.Tensor:
-    if distribution == "ties":
-        return torch.randint(-3, 4, shape, generator=gen).to(work)
-    x = torch.randn(shape, generator=gen, dtype=work)
-    if distribution in SCALES:
-        scale, offset = SCALES[distribution]
-        return x * scale + offset
-    if distribution == "positive":
-        return x.abs()
-    rows = x.reshape(-1, shape[-1] if len(shape) >= 2 else 1)  # a view: last-dim slices (1-D: each element)
-    order = torch.randperm(rows.shape[0], generator=gen)
-    if distribution == "zero_rows":
-        rows[order[: max(1, rows.shape[0] // 4)]] = 0
-    elif distribution == "mixed":  # exponents evenly spread over [-3, 3], shuffled across rows
-        rows *= (10.0 ** torch.linspace(-3, 3, rows.shape[0], dtype=work))[order].unsqueeze(1)
-    return x
-
-
-def _exact_draw(x: torch.Tensor, distribution: str, gen: torch.Generator) -> torch.Tensor:
-    if x.dtype == torch.bool:
-        fills = {"negative": False, "positive": True}
-        if distribution in fills:
-            return torch.full_like(x, fills[distribution])
-        return torch.rand(x.shape, generator=gen) < 0.5 if distribution == "ties" else x
-    low, high = int(x.min()), int(x.max())
-    if distribution in ("negative", "positive"):
-        return torch.full_like(x, low if distribution == "negative" else high)
-    if distribution != "ties":
-        return x
-    values = torch.tensor(sorted({low, high} | {v for v in (-1, 0, 1) if low <= v <= high}), dtype=x.dtype)
-    return values[torch.randint(len(values), x.shape, generator=gen)]
-
-
-def shape_distributions(index: int, distributions: tuple[str, ...]) -> tuple[str, ...]:
-    """The distributions the shape at `index` (0: base) is checked with: see the module docstring."""
-    if index == 0:
-        return distributions
-    signed = [d for d in distributions if d in SIGNED]
-    unsigned = [d for d in distributions if d not in SIGNED and d != "native"]
-    picks = [d for d in distributions if d == "native"]
-    picks += [group[(index - 1) % len(group)] for group in (signed, unsigned) if group]
-    return tuple(picks)
 
 
 def _clone(inputs: list[Any]) -> list[Any]:
@@ -208,15 +131,16 @@ def draw_shape(
     model = prog.make_model(init_seed)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     draws = []
+    constants = task_constants(task.source)
     for distribution in distributions or cfg.distributions:
         seed = _seed()
         native = prog.inputs(seed)
-        inputs = distribute(native, distribution, seed)
+        inputs = distribute(native, distribution, seed, constants=constants)
         exact = [a is not b for a, b in zip(native, inputs, strict=True) if not _floating(a)]
         # Redrawn integers may leave the reference's domain (offsets that must rise): keep them only where the
         # reference still runs on them, checked on the host at CPU sizes (on cuda the check would cost seconds).
         if any(exact) and (cfg.is_cuda or not _reference_runs(prog, model, inputs)):
-            inputs = distribute(native, distribution, seed, integers=False)
+            inputs = distribute(native, distribution, seed, integers=False, constants=constants)
         draws.append((distribution, seed, inputs))
     return DrawnShape(prog, name, dict(sizes), init_seed, prog.get_init_inputs(), model, state, draws)
 
