@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tritonrl.verify.config import DISTRIBUTIONS
-from tritonrl.verify.draws import SIGNED, distribute, shape_distributions, task_constants
+from tritonrl.verify.draws import SIGNED, distribute, fixed_inputs, shape_distributions, task_constants
 
 
 def _float(distribution: str, shape=(64, 32), dtype=torch.float32) -> torch.Tensor:
@@ -104,3 +104,12 @@ def get_inputs():
     # is the fifth constant by distance from 1 (MAX_CONSTANTS = 4); multiples of 0.5 in [-3, 3] are already in the pool
     assert task_constants(source) == (-100.0, -6.0, -0.3, -0.2, 0.2, 0.3, 6.0, 100.0)
     assert task_constants("def broken(:") == ()
+
+
+def test_inputs_equal_under_every_seed_are_fixed_tables():
+    table = torch.arange(8.0).repeat(2)  # a deterministic table: the same in every draw
+    natives = [[torch.randn(16), table.clone(), 3], [torch.randn(16), table.clone(), 3]]
+    assert fixed_inputs(natives) == {1}
+    assert fixed_inputs(natives[:1]) == frozenset()  # one draw decides nothing
+    x, kept, n = distribute(natives[0], "wide", seed=0, fixed=fixed_inputs(natives))
+    assert kept is natives[0][1] and not torch.equal(x, natives[0][0]) and n == 3

@@ -28,7 +28,7 @@ from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.correctness import TRUTH_MAX_NUMEL, References, float64_inputs, nudged_inputs, truth_for
-from tritonrl.verify.draws import distribute, shape_distributions, task_constants
+from tritonrl.verify.draws import distribute, fixed_inputs, shape_distributions, task_constants
 from tritonrl.verify.timing_stats import Work
 
 MATMUL_OPS = frozenset(
@@ -132,15 +132,18 @@ def draw_shape(
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     draws = []
     constants = task_constants(task.source)
-    for distribution in distributions or cfg.distributions:
-        seed = _seed()
-        native = prog.inputs(seed)
-        inputs = distribute(native, distribution, seed, constants=constants)
+    chosen = distributions or cfg.distributions
+    seeds = [_seed() for _ in chosen]
+    natives = [prog.inputs(seed) for seed in seeds]
+    # one more native draw where a single case would leave nothing to compare (costs one get_inputs call)
+    fixed = fixed_inputs(natives if len(natives) > 1 else [*natives, prog.inputs(_seed())])
+    for distribution, seed, native in zip(chosen, seeds, natives, strict=True):
+        inputs = distribute(native, distribution, seed, constants=constants, fixed=fixed)
         exact = [a is not b for a, b in zip(native, inputs, strict=True) if not _floating(a)]
         # Redrawn integers may leave the reference's domain (offsets that must rise): keep them only where the
         # reference still runs on them, checked on the host at CPU sizes (on cuda the check would cost seconds).
         if any(exact) and (cfg.is_cuda or not _reference_runs(prog, model, inputs)):
-            inputs = distribute(native, distribution, seed, integers=False, constants=constants)
+            inputs = distribute(native, distribution, seed, integers=False, constants=constants, fixed=fixed)
         draws.append((distribution, seed, inputs))
     return DrawnShape(prog, name, dict(sizes), init_seed, prog.get_init_inputs(), model, state, draws)
 

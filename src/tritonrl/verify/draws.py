@@ -29,29 +29,39 @@ SCALES = {
     "normal": (1.0, 0.0), "wide": (100.0, 0.0), "small": (1e-3, 0.0), "offset": (1.0, 100.0), "negative": (1.0, -100.0)
 }  # fmt: skip
 # Drawn otherwise (`_float_draw`): positive = |randn| (a running min started at 0); ties = values drawn from the
-# multiples of 0.5 in [-3, 3] and the task's own constants (`task_constants`), as floats (argmax/argmin tie-breaking, exact zeros, rounding of halves,
-# `>` against `>=` at a threshold, a clamp bound hit exactly); zero_rows = randn with a quarter of the rows (last-dim
-# slices) all 0 (a missing eps clamp gives 0/0); mixed = randn with per-row scales 1e-3..1e3 (a scale taken from the
-# wrong row).
+# multiples of 0.5 in [-3, 3] and the task's own constants (`task_constants`), as floats (argmax/argmin tie-breaking,
+# exact zeros, rounding of halves, `>` against `>=` at a threshold, a clamp bound hit exactly); zero_rows = randn with
+# a quarter of the rows (last-dim slices) all 0 (a missing eps clamp gives 0/0); mixed = randn with per-row scales
+# 1e-3..1e3 (a scale taken from the wrong row).
 # Integer inputs are redrawn under three of them (`_exact_draw`): negative = all at the native minimum, positive =
 # all at the native maximum, ties = a mix of {min, max, -1, 0, 1} within [min, max]; bool inputs: all False, all
 # True, random. Index inputs stay in range because the range is the native draw's; `draw_shape` keeps native
-# integers where the reference fails on the redrawn ones.
+# integers where the reference fails on the redrawn ones. Inputs the task computes without randomness keep their
+# native values (`fixed_inputs`).
 SIGNED = frozenset({"normal", "wide", "small", "ties", "zero_rows", "mixed"})  # both signs in (nearly) every row
 
 
 def distribute(
-    inputs: list[Any], distribution: str, seed: int, *, integers: bool = True, constants: tuple[float, ...] = ()
+    inputs: list[Any],
+    distribution: str,
+    seed: int,
+    *,
+    integers: bool = True,
+    constants: tuple[float, ...] = (),
+    fixed: frozenset[int] = frozenset(),
 ) -> list[Any]:
     """Redraw tensors from `distribution` (native: unchanged; see SCALES). Integer and bool tensors are redrawn only
     under negative/positive/ties, and only with `integers`; a tensor that is not redrawn is returned as is.
-    `constants` join the ties pool of floating tensors (see `task_constants`)."""
+    `constants` join the ties pool of floating tensors (see `task_constants`); inputs at the `fixed` positions (see
+    `fixed_inputs`) are never redrawn."""
     if distribution == "native":
         return inputs
     gen = torch.Generator().manual_seed(seed)
     out = []
-    for x in inputs:
-        if isinstance(x, torch.Tensor) and x.is_floating_point():
+    for i, x in enumerate(inputs):
+        if i in fixed:
+            pass
+        elif isinstance(x, torch.Tensor) and x.is_floating_point():
             # drawn in float32 (float64 only for float64 inputs): half the host time of a float64 draw, and every
             # distribution here is exact enough in float32 for fp32/fp16/bf16 inputs
             work = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -107,6 +117,24 @@ def shape_distributions(index: int, distributions: tuple[str, ...]) -> tuple[str
     picks = [d for d in distributions if d == "native"]
     picks += [group[(index - 1) % len(group)] for group in (signed, unsigned) if group]
     return tuple(picks)
+
+
+def fixed_inputs(natives: list[list[Any]]) -> frozenset[int]:
+    """Positions of the tensor inputs the task computes without randomness: equal in every native draw (two or more
+    draws under different seeds). Such an input is a table the task defines (RoPE's cos/sin of positions, a causal
+    mask, a ramp), part of the task like its constants, not a random variable: redrawing it at random would destroy
+    structure that correct kernels rely on (Liger's RoPE reads half of a cos table whose halves are equal).
+    Random inputs differ between any two seeds, so they keep every distribution."""
+    if len(natives) < 2:
+        return frozenset()
+    first, *rest = natives
+    return frozenset(
+        i
+        for i, x in enumerate(first)
+        if isinstance(x, torch.Tensor)
+        and x.numel() > 1
+        and all(isinstance(o[i], torch.Tensor) and o[i].shape == x.shape and torch.equal(o[i], x) for o in rest)
+    )
 
 
 @functools.lru_cache(maxsize=256)
