@@ -22,6 +22,16 @@ def _seed_everything():
     np.random.seed(SEED)
 
 
+@pytest.fixture(autouse=True)
+def _restore_prompt_style():
+    """The CLI sets the run's prompt style process-wide (`--prompt`); a test that runs the CLI must not leak it."""
+    from tritonrl.tasks.prompts import prompt_style, set_default_style
+
+    before = prompt_style()
+    yield
+    set_default_style(before)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:

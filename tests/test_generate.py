@@ -12,7 +12,7 @@ import pytest
 
 from tritonrl.errors import ConfigError
 from tritonrl.eval.pipeline import evaluate
-from tritonrl.generate import HFGenerator, OpenAIGenerator, SamplingConfig, make_generator
+from tritonrl.generate import HFGenerator, OpenAIGenerator, SamplingConfig, VLLMGenerator, make_generator, sample_tasks
 from tritonrl.tasks.loader import builtin_task
 from tritonrl.verify.config import VerifyConfig
 
@@ -85,5 +85,43 @@ def test_hf_generator_on_a_tiny_local_model(tiny_model_dir, tmp_path):
 
 def test_hf_generator_refuses_a_hub_name():
     pytest.importorskip("transformers")
-    with pytest.raises(ConfigError, match="not a local directory"):
+    with pytest.raises(ConfigError, match="not a local model directory"):
         HFGenerator("Qwen/Qwen3-8B", SamplingConfig())
+
+
+def test_hf_generator_samples_several_prompts_per_generate_call(tiny_model_dir):
+    gen = HFGenerator(tiny_model_dir, SamplingConfig(max_new_tokens=6, seed=1, prompts_per_call=2), device="cpu")
+    calls = []
+    real = gen.model.generate
+
+    def counting(**kwargs):
+        calls.append(kwargs["input_ids"].shape[0])
+        return real(**kwargs)
+
+    gen.model.generate = counting
+    tasks = [RELU, builtin_task("vector_add"), builtin_task("softmax")]
+    out = dict((t.task_id, texts) for t, texts in sample_tasks(gen, tasks, 3))
+    assert calls == [2, 1]  # two prompts (left-padded) in the first call, the last one alone
+    assert list(out) == ["relu", "vector_add", "softmax"] and all(len(v) == 3 for v in out.values())
+
+
+def test_sample_tasks_calls_a_plain_generator_once_per_task():
+    class Plain:
+        name = "plain"
+
+        def __init__(self):
+            self.calls = []
+
+        def generate(self, task, k):
+            self.calls.append(task.task_id)
+            return [task.task_id] * k
+
+    gen = Plain()
+    assert [texts for _, texts in sample_tasks(gen, [RELU, RELU], 2)] == [["relu", "relu"]] * 2
+    assert gen.calls == ["relu", "relu"]
+
+
+def test_vllm_backend_asks_for_a_merged_model_instead_of_an_adapter(tiny_model_dir, tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": tiny_model_dir}))
+    with pytest.raises(ConfigError, match="OUT/merged"):
+        VLLMGenerator(str(tmp_path), SamplingConfig())

@@ -1,8 +1,10 @@
-"""Sample k completions per task from a model, with the shared prompt module (`train/prompts.py`).
+"""Sample k completions per task from a model, with the shared prompt module (`tasks/prompts.py`).
 
-Backends: a local Hugging Face model (transformers `generate`, local paths only, offline), vLLM when installed, and
-any OpenAI-compatible HTTP endpoint (a served model, or a teacher for distillation). Each returns raw completions;
-extraction and verification happen later, so a completion is stored exactly as the model wrote it.
+Backends: a local Hugging Face model (transformers `generate` on a folder `tritonrl.models` loads: a full model or a
+LoRA adapter with its base; offline), vLLM when installed, and any OpenAI-compatible HTTP endpoint (a served model,
+or a teacher for distillation). Each returns raw completions; extraction and verification happen later, so a
+completion is stored exactly as the model wrote it. `sample_tasks` batches several prompts per backend call where the
+backend can (`generate_batch`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from tritonrl.errors import ConfigError
+from tritonrl.models import load_causal_lm, load_tokenizer, resolve_model
 from tritonrl.tasks.prompts import build_messages, render_prompt
 from tritonrl.tasks.schema import Task
 
@@ -26,10 +29,17 @@ class SamplingConfig:
     temperature: float = dataclasses.field(default=1.0, metadata={"help": "Sampling temperature."})
     top_p: float = dataclasses.field(default=0.95, metadata={"help": "Nucleus sampling mass."})
     seed: int | None = dataclasses.field(default=None, metadata={"help": "Sampling seed (None: random)."})
+    prompts_per_call: int = dataclasses.field(
+        default=8,
+        metadata={"help": "Local HF backend: prompts per `generate` call, each with k samples (so one call holds "
+                          "prompts_per_call * k sequences; lower it when memory runs out)."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens={self.max_new_tokens}: must be >= 1.")
+        if self.prompts_per_call < 1:
+            raise ConfigError(f"prompts_per_call={self.prompts_per_call}: must be >= 1 (1 = one prompt per call).")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ConfigError(f"temperature={self.temperature}, top_p={self.top_p}: need temperature >= 0 and "
                               "0 < top_p <= 1.")  # fmt: skip
@@ -42,43 +52,52 @@ class Generator(Protocol):
 
 
 class HFGenerator:
-    """transformers `generate` on a local model directory (never downloads)."""
+    """transformers `generate` on a local model folder (a LoRA adapter is merged into its base; never downloads)."""
 
     def __init__(self, model_path: str, sampling: SamplingConfig, *, device: str | None = None) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if not os.path.isdir(model_path):
-            raise ConfigError(f"--model {model_path!r}: not a local directory; pass the path of a downloaded model.")
+        source = resolve_model(model_path)
         self.name = f"hf:{model_path}"
         self.sampling = sampling
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        self.tokenizer = load_tokenizer(source, padding_side="left")  # left: batched prompts end where outputs start
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, dtype="auto")
+        self.model = load_causal_lm(source)
         self.model.to(self.device).eval()
 
+    @property
+    def prompts_per_call(self) -> int:
+        return self.sampling.prompts_per_call
+
     def generate(self, task: Task, k: int) -> list[str]:
+        return self.generate_batch([task], k)[0]
+
+    def generate_batch(self, tasks: Sequence[Task], k: int) -> list[list[str]]:
+        """k completions for each task, from one `generate` call over all the prompts (left-padded)."""
         import torch
 
-        prompt = render_prompt(task, self.tokenizer)
-        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+        prompts = [render_prompt(task, self.tokenizer) for task in tasks]
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         if self.sampling.seed is not None:
             torch.manual_seed(self.sampling.seed)
         s = self.sampling
         with torch.no_grad():
             out = self.model.generate(
                 **enc, do_sample=s.temperature > 0, temperature=s.temperature or None, top_p=s.top_p,
-                max_new_tokens=s.max_new_tokens, num_return_sequences=k,
-                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                max_new_tokens=s.max_new_tokens, num_return_sequences=k, pad_token_id=self.tokenizer.pad_token_id,
             )  # fmt: skip
-        new = out[:, enc["input_ids"].shape[1] :]
-        return [self.tokenizer.decode(row, skip_special_tokens=True) for row in new]
+        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        return [texts[i * k : (i + 1) * k] for i in range(len(tasks))]  # generate returns each prompt's k in a row
 
 
 class VLLMGenerator:
     """vLLM offline engine on a local model directory (needs the optional vllm package and a GPU)."""
 
     def __init__(self, model_path: str, sampling: SamplingConfig) -> None:
+        if resolve_model(model_path).is_adapter:
+            raise ConfigError(f"--gen-backend vllm: {model_path!r} is a LoRA adapter; give vLLM a full model "
+                              "folder (`tritonrl train sft|grpo --merge` writes OUT/merged) or use --gen-backend "
+                              "hf.")  # fmt: skip
         try:
             from vllm import LLM, SamplingParams
         except ImportError as exc:
@@ -89,10 +108,14 @@ class VLLMGenerator:
         self.sampling = sampling
 
     def generate(self, task: Task, k: int) -> list[str]:
+        return self.generate_batch([task], k)[0]
+
+    def generate_batch(self, tasks: Sequence[Task], k: int) -> list[list[str]]:
+        """k completions for each task; vLLM schedules all the conversations of one call together."""
         s = self.sampling
         params = self._params(n=k, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens)
-        result = self.llm.chat(build_messages(task), params)
-        return [o.text for o in result[0].outputs]
+        results = self.llm.chat([build_messages(task) for task in tasks], params)
+        return [[o.text for o in r.outputs] for r in results]
 
 
 class OpenAIGenerator:
@@ -122,6 +145,20 @@ class OpenAIGenerator:
                 raise ConfigError(f"endpoint {self.name} returned no choices for {task.task_id}")
             out += got
         return out[:k]
+
+
+def sample_tasks(generator: Generator, tasks: Sequence[Task], k: int) -> Iterator[tuple[Task, list[str]]]:
+    """(task, its k completions) for every task, in order. A generator with `generate_batch` gets
+    `prompts_per_call` tasks per call (all of them when it does not say); others are called once per task."""
+    batch = getattr(generator, "generate_batch", None)
+    if batch is None:
+        for task in tasks:
+            yield task, generator.generate(task, k)
+        return
+    size = max(1, getattr(generator, "prompts_per_call", len(tasks)))
+    for start in range(0, len(tasks), size):
+        chunk = list(tasks[start : start + size])
+        yield from zip(chunk, batch(chunk, k), strict=True)
 
 
 def make_generator(

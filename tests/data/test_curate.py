@@ -1,4 +1,4 @@
-"""tasks/curate.py and tasks/verdict_cache.py: KernelBook ports curated with the real verifier (CPU interpreter).
+"""data/curate.py and verify/cache.py: KernelBook ports curated with the real verifier (CPU interpreter).
 
 Each sandboxed verification costs ~3 s, so the default run verifies two rows; `-m slow` curates the whole sample.
 """
@@ -50,6 +50,28 @@ def test_libdevice_and_blocked_ports_are_labelled_without_running():
     assert gelu.status == Status.NEEDS_GPU and "libdevice.erf" in gelu.reason
     assert norm.status == Status.BLOCKED and "welford" in norm.reason
     assert cache.misses == 0 and not gelu.usable
+
+
+def test_parallel_curation_goes_through_the_warm_pool(tmp_path, monkeypatch):
+    """jobs=2: each policy's round is one verify_many batch; results keep input order, each reported once."""
+    import tritonrl.verify.pool as pool
+
+    batches = []
+    real = pool.verify_many
+
+    def spy(items, cfg, **kw):  # noqa: ANN001, ANN003
+        items = list(items)
+        batches.append((cfg.policy, len(items), kw["jobs"]))
+        return real(items, cfg, **kw)
+
+    monkeypatch.setattr(pool, "verify_many", spy)
+    seen = []
+    results = curate(_entries(104, 101, 107), CPU, VerdictCache(tmp_path / "v.jsonl"), on_result=seen.append, jobs=2)
+    assert [r.status for r in results] == [Status.PARTIAL_PORT, Status.VERIFIED, Status.NEEDS_GPU]
+    assert sorted(r.task_id for r in seen) == sorted(r.task_id for r in results)
+    assert batches == [("strict", 1, 1), ("partial", 1, 1)]  # never more workers than misses
+    assert all(r.seconds > 0 for r in results[:2]) and results[2].seconds == 0
+    assert len((tmp_path / "v.jsonl").read_text().splitlines()) == 2
 
 
 @pytest.mark.slow

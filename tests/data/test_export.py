@@ -1,4 +1,4 @@
-"""tasks/export.py: SFT/RL rows, JSONL + HF DatasetDict, manifest, verdict cache; the export is readable by
+"""data/export.py: SFT/RL rows, JSONL + HF DatasetDict, manifest, verdict cache; the export is readable by
 train/data.py and is itself a suite. Two solutions are verified for real (CPU interpreter); the rest is cheap."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tritonrl.data.export import ExportConfig, export, load_export_suite
-from tritonrl.data.splits import SPLITS, split_of
+from tritonrl.data.splits import SPLITS, SplitConfig, split_of
 from tritonrl.data.suites import load_suite, make_suite
 from tritonrl.tasks.loader import builtin_task
 from tritonrl.tasks.prompts import build_messages
@@ -150,6 +150,56 @@ def test_augmented_variants_share_their_familys_split_and_pass_rates_relabel(tmp
     assert all(len(splits) == 1 for splits in by_family.values())
     assert {r["variant"] for r in rows} == {"", "float16", "x2"} and result.n_sft == 0
     assert next(r for r in rows if r["task_id"] == "relu")["difficulty"] == "hard"  # 0/5 passed
+
+
+def test_op_pair_split_and_zero_shot_prompts_reach_the_rows_and_manifest(tmp_path):
+    """Solutions are dropped so nothing is verified: this is about splits and prompts."""
+    from tritonrl.data.splits import op_pairs
+
+    fusion = load_suite("fusion:40:0")
+    suite = make_suite("fusion", [dataclasses.replace(e, solution=None) for e in fusion.entries], seed=0)
+    splits = SplitConfig(by="op-pair", fractions=(0.6, 0.2, 0.2))
+    result = export([suite], ExportConfig(out=str(tmp_path), splits=splits, prompt="zero-shot"), CPU)
+    manifest = result.manifest
+    assert manifest["splits"]["by"] == "op-pair" and manifest["prompt"] == "zero-shot"
+    held = {tuple(p) for pairs in manifest["splits"]["held_out_pairs"].values() for p in pairs}
+    assert manifest["splits"]["held_out_pairs"]["test"] and held
+    chains = {e.task_id: e.op_chain() for e in fusion.entries}
+    train = [r for r in _all(tmp_path, "rl") if r["split"] == "train"]
+    assert train and not any(op_pairs(chains[r["task_id"]]) & held for r in train)
+    row = _all(tmp_path, "rl")[0]
+    assert row["prompt"] == build_messages(next(e.task for e in fusion.entries if e.task_id == row["task_id"]),
+                                           style="zero-shot")  # fmt: skip
+    assert load_export_suite(tmp_path).counts("split") == manifest["counts"]["rl"]["split"]
+
+
+def test_export_dataset_defaults_to_the_exports_prompt_style(tmp_path):
+    pytest.importorskip("datasets")
+    from tritonrl.train.data import export_dataset
+
+    suite = _subset("builtin", {"relu", "softmax", "cumsum", "rmsnorm", "matmul"})
+    suite = make_suite("builtin", [dataclasses.replace(e, solution=None) for e in suite.entries])
+    export([suite], ExportConfig(out=str(tmp_path), prompt="zero-shot", splits=SplitConfig(fractions=(1, 0, 0))), CPU)
+    rows = export_dataset(tmp_path, "rl", "train")
+    assert rows[0]["prompt"] == build_messages(builtin_task(rows[0]["task_id"]), style="zero-shot")
+    assert "Example." in export_dataset(tmp_path, "rl", "train", style="one-shot")[0]["prompt"][-1]["content"]
+
+
+def test_cli_export_flags_reach_the_manifest(tmp_path, capsys):
+    from tritonrl.cli.main import main
+
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for name in ("relu", "linear_bias_relu"):
+        shutil.copy(builtin_task(name).path, folder / f"{name}.py")  # no solutions/: nothing to verify
+    argv = ["tasks", "export", str(folder), "--out", str(tmp_path / "out"), "--split-by", "op-pair", "--prompt",
+            "zero-shot", "--jobs", "3", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (manifest["splits"]["by"], manifest["prompt"]) == ("op-pair", "zero-shot")
+    assert "op pairs held out of train" in capsys.readouterr().out
+    assert main([*argv[:-4], "--jobs", "0", "--device", "cpu"]) == 2
+    assert "jobs=0: must be >= 1" in capsys.readouterr().err
 
 
 def test_bad_format_is_a_config_error():

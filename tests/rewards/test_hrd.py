@@ -3,9 +3,12 @@ and from a real tokenizer), and per-token advantages."""
 
 from __future__ import annotations
 
+import doctest
+
 import pytest
 
-from tritonrl.rewards.reward import hrd_token_advantages, split_plan_code, token_roles
+from tritonrl.rewards import hrd as hrd_module
+from tritonrl.rewards.hrd import hrd_token_advantages, split_plan_code, token_roles
 from tritonrl.verify.extract import extract_code
 
 CODE = "import triton\n\n\nclass ModelNew:\n    def forward(self, x):\n        return x"
@@ -107,16 +110,37 @@ def test_token_roles_with_a_real_tokenizer(tiny_model_dir: str) -> None:
 
 def test_hrd_advantages_split_by_role() -> None:
     assert hrd_token_advantages(0.8, 2.0, [1, 0, 1], alpha=0.5) == [0.8, 1.0, 0.8]
-    assert hrd_token_advantages(0.8, 2.0, [0, 0], alpha=0.0) == [0.0, 0.0]
+    assert hrd_token_advantages(0.8, 2.0, [1, 0], alpha=0.0) == [0.8, 0.0]
     assert hrd_token_advantages(0.8, 2.0, []) == []
 
 
 def test_hrd_default_alpha_is_tritonrl_s() -> None:
-    assert hrd_token_advantages(1.0, 1.0, [0]) == [pytest.approx(0.1)]
+    assert hrd_token_advantages(1.0, 1.0, [1, 0]) == [1.0, pytest.approx(0.1)]
 
 
-def test_hrd_rejects_bad_roles_and_alpha() -> None:
+def test_without_a_speed_reward_plan_tokens_get_the_correctness_advantage() -> None:
+    # Every CPU run: no speed reward. A failing answer's reasoning is pushed down with its code, a passing one's up.
+    assert hrd_token_advantages(-0.5, None, [0, 0, 1, 1, 0]) == [-0.5] * 5
+    assert hrd_token_advantages(0.5, None, [0, 1]) == [0.5, 0.5]
+
+
+def test_an_answer_without_code_is_penalised_on_every_token() -> None:
+    # Group [pass, no code]: the no-code answer's correctness advantage is negative, and no token escapes it.
+    assert hrd_token_advantages(-0.5, None, [0, 0, 0]) == [-0.6, -0.6, -0.6]
+    assert hrd_token_advantages(-0.5, 2.0, [0, 0]) == [-0.6, -0.6]  # a speed reward does not rescue it either
+    # A group where every answer lacks code has group advantage 0; the format penalty still applies.
+    assert hrd_token_advantages(0.0, None, [0, 0], no_code_penalty=0.3) == [-0.3, -0.3]
+
+
+def test_hrd_rejects_bad_roles_alpha_and_penalty() -> None:
     with pytest.raises(ValueError, match="roles"):
         hrd_token_advantages(1.0, 1.0, [0, 2])
     with pytest.raises(ValueError, match="alpha"):
         hrd_token_advantages(1.0, 1.0, [0], alpha=-0.1)
+    with pytest.raises(ValueError, match="no_code_penalty"):
+        hrd_token_advantages(1.0, 1.0, [0], no_code_penalty=float("nan"))
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(hrd_module)
+    assert result.attempted >= 8 and result.failed == 0

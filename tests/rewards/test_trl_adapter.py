@@ -129,6 +129,25 @@ def test_reward_kind_follows_the_beta_schedule(client: VerifierClient) -> None:
     assert logs.metric("kernel/beta") == [0.0, 0.25]
 
 
+def test_reward_functions_survive_a_pickle_round_trip(client: VerifierClient) -> None:
+    """TRL's async GRPO pickles reward functions into its rollout process; the copies must still score."""
+    import pickle
+
+    from trl.trainer.utils import get_callable_name, is_async_callable
+
+    funcs = pickle.loads(pickle.dumps(make_reward_funcs(client, kinds=("correct", "staged"))))
+    try:
+        assert [get_callable_name(f) for f in funcs] == ["kernel_correct", "kernel_staged"]
+        assert all(is_async_callable(f) for f in funcs)
+        assert funcs[0].client is funcs[1].client is not client  # one fresh client, shared as before
+        logs = Logs()
+        correct, staged = call_like_trl(funcs, ["p"] * 2, [ANSWER, FALLBACK], logs, task_id=["relu", "relu"])
+        assert (correct, staged) == ([1.0, 0.0], [1.0, 0.3])
+        assert logs.metric("kernel/correct_frac") == [0.5]
+    finally:
+        funcs[0].client.close()
+
+
 def test_missing_task_id_column_is_an_error(client: VerifierClient) -> None:
     with pytest.raises(ValueError, match="task_id"):
         call_like_trl(make_reward_funcs(client), ["p"], [ANSWER], Logs())

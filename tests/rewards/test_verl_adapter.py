@@ -70,3 +70,30 @@ def test_speed_kind_on_cpu_is_refused_before_verifying() -> None:
 def test_unknown_task_id_names_the_suite() -> None:
     with pytest.raises(TaskError, match="not a task of suite 'builtin'"):
         compute_score("kernelbench", SOLUTION, "no_such_task", None, **REWARD_KWARGS)
+
+
+def test_step_comes_from_extra_info_first() -> None:
+    assert verl_adapter.training_step({"step": 7, "global_steps": 3}, samples_per_step=2) == 7
+    assert verl_adapter.training_step({"global_steps": 3}, samples_per_step=2) == 3  # verl's meta_info name
+    assert verl_adapter.training_step({}, samples_per_step=None) is None
+
+
+def test_step_is_counted_from_calls_without_step_information() -> None:
+    first = verl_adapter.training_step(None, samples_per_step=1)
+    steps = [verl_adapter.training_step(None, samples_per_step=1) for _ in range(3)]
+    assert steps == [first + 1, first + 2, first + 3]  # one step per call; the schedule advances
+
+
+def test_the_result_reports_an_advancing_step() -> None:
+    kwargs = {**REWARD_KWARGS, "samples_per_step": 1}
+    a = compute_score("kernelbench", SOLUTION, "relu", None, **kwargs)
+    b = compute_score("kernelbench", SOLUTION, "relu", None, **kwargs)
+    assert b["step"] == a["step"] + 1 and b["score"] == 1.0
+    assert compute_score("kernelbench", SOLUTION, "relu", {"global_steps": 42}, **kwargs)["step"] == 42
+
+
+def test_a_linear_beta_schedule_without_step_information_is_refused() -> None:
+    # On cuda the speed kind is allowed; the schedule check comes before anything is verified.
+    linear = {"kind": "mixed", "beta_schedule": "linear", "beta_start": 0.0, "beta_end": 0.3}
+    with pytest.raises(ConfigError, match="samples_per_step"):
+        compute_score("kernelbench", SOLUTION, "relu", None, suite="builtin", device="cuda", reward_config=linear)

@@ -10,6 +10,7 @@ import pytest
 from tritonrl.errors import ConfigError
 from tritonrl.tasks.loader import builtin_task
 from tritonrl.train.config import (
+    DEFAULT_PRESET,
     EXTENSIONS,
     PRESETS,
     ExtensionConfig,
@@ -19,13 +20,16 @@ from tritonrl.train.config import (
     reward_kinds,
     to_reward_config,
     to_verify_config,
+    weakened_defences,
 )
+from tritonrl.train.settings import TrainSettings, default_learning_rate
 from tritonrl.verify.config import DISTRIBUTIONS, VerifyConfig
 from tritonrl.verify.funnel import verify
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "candidates" / "relu"
 
 EXPECTED_FLAGS = {
+    "hardened": {"multi_input", "numerical_stability", "strict_sandbox", "calibrated_timing"},
     "baseline": set(),
     "multi_input_only": {"multi_input"},
     "curriculum_only": {"curriculum"},
@@ -74,6 +78,36 @@ def test_strict_sandbox_switches_static_checks_and_audit_guard():
 
 def test_verify_config_keeps_the_base_device():
     assert to_verify_config(preset("all_extensions"), VerifyConfig(device="cuda")).device == "cuda"
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_default_preset_verifies_rewards_as_eval_does(device):
+    ext = load_config(None).ext
+    assert load_config(None).preset == DEFAULT_PRESET == "hardened"
+    rewards = VerifyConfig.for_rewards(device)  # the training base: eval's hardened config minus the compile baseline
+    assert to_verify_config(ext, rewards) == rewards
+    assert weakened_defences(ext, VerifyConfig(device=device)) == []
+
+
+def test_with_the_default_preset_an_identity_relu_earns_nothing():
+    """The baseline preset's verifier passes a relu that copies its input (the task's native inputs are >= 0)."""
+    from tritonrl.rewards.reward import reward
+
+    relu, code = builtin_task("relu"), (FIXTURES / "identity_on_negatives.py").read_text()
+    ext = load_config(None).ext
+    verdict = verify(relu, code, to_verify_config(ext, VerifyConfig.for_rewards("cpu")))
+    assert not verdict.passed and verdict.failure.value == "wrong_values"
+    assert reward(verdict, to_reward_config(ext)) == 0.0
+    assert verify(relu, code, to_verify_config(preset("baseline"), VerifyConfig.for_rewards("cpu"))).passed
+
+
+def test_weakened_defences_names_what_a_preset_turns_off():
+    off = weakened_defences(preset("baseline"), VerifyConfig(device="cuda"))
+    assert off[0] == "shape variants (n_variants 3 -> 0)" and off[1].startswith("value distributions normal, wide")
+    assert off[2:] == ["static checks", "audit guard", "the timing stage (implausible-speedup checks)"]
+    assert "the timing stage (implausible-speedup checks)" not in weakened_defences(preset("baseline"))  # cpu: none
+    assert weakened_defences(preset("sandbox_only"))[:1] == ["shape variants (n_variants 3 -> 0)"]
+    assert weakened_defences(preset("all_extensions"), VerifyConfig(device="cuda")) == []
 
 
 def test_multi_input_catches_identity_on_negatives():
@@ -127,7 +161,7 @@ def test_calibrated_timing_on_cpu_says_timing_is_unavailable(caplog):
     assert reward_kinds(ext, "cpu") == ("reward",)
     assert reward_kinds(ext, "cuda") == ("reward", "speed")
     assert reward_kinds(preset("baseline"), "cuda") == ("reward",)
-    with caplog.at_level(logging.WARNING, logger="tritonrl.train.config"):
+    with caplog.at_level(logging.INFO, logger="tritonrl.train.config"):
         to_verify_config(ext, VerifyConfig(device="cpu"))
     assert "timing is unavailable" in caplog.text
     (line,) = [x for x in describe(ext, "cpu") if x.startswith("calibrated_timing")]
@@ -192,6 +226,37 @@ def test_yaml_errors_name_the_problem(tmp_path, text, match):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"loss_type": "ppo"}, r"loss_type='ppo': must be one of .*dapo"),
+        ({"scale_rewards": "std"}, r"scale_rewards='std': must be one of \('group', 'batch', 'none'\)"),
+        ({"reward_weights": []}, r"reward_weights=\[\]: must be a non-empty list"),
+        ({"reward_weights": [1.0, "a"]}, "one per reward function"),
+        ({"reward_weights": [float("nan")]}, "finite"),
+    ],
+)
+def test_grpo_settings_errors_name_value_rule_and_fix(fields, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainSettings(**fields)
+
+
+def test_grpo_settings_from_yaml(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("train: {loss_type: dr_grpo, scale_rewards: none, mask_truncated_completions: true, "
+                    "reward_weights: [1, 0.5], merge: true}\nlora: {enabled: false}\n")  # fmt: skip
+    cfg = load_config(path)
+    t = cfg.train
+    assert (t.loss_type, t.scale_rewards, t.mask_truncated_completions) == ("dr_grpo", "none", True)
+    assert t.reward_weights == [1.0, 0.5] and t.merge and cfg.lora.enabled is False
+
+
+def test_full_weight_training_takes_a_tenth_of_the_lora_learning_rate():
+    assert (default_learning_rate("sft", True), default_learning_rate("best-of-n", True)) == (2e-4, 2e-4)
+    assert (default_learning_rate("grpo", True), default_learning_rate("grpo", False)) == (1e-5, 1e-6)
+    assert default_learning_rate("sft", False) == 2e-5
+
+
 def test_bundled_yaml_configs_load():
     from pathlib import Path
 
@@ -199,9 +264,12 @@ def test_bundled_yaml_configs_load():
     from tritonrl.train.config import load_config
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    grpo = load_config(root / "grpo.yaml", "easy_combo")
-    assert grpo.ext.hrd and grpo.ext.numerical_stability and grpo.train.num_generations == 8 and grpo.lora.r == 16
-    assert load_config(root / "sft.yaml").train.learning_rate == 2e-4
+    grpo = load_config(root / "grpo.yaml")
+    assert grpo.preset == "hardened" and weakened_defences(grpo.ext) == []
+    assert grpo.ext.hrd and grpo.ext.learning_zone and grpo.train.num_generations == 8 and grpo.lora.r == 16
+    assert (grpo.train.loss_type, grpo.train.scale_rewards, grpo.train.reward_weights) == ("dapo", "group", None)
+    sft = load_config(root / "sft.yaml")
+    assert sft.train.learning_rate == 2e-4 and sft.lora.enabled and not sft.train.merge
     assert set(load_grid(root / "ablation.yaml")) >= {"hardened", "single_input", "no_ghost_replay"}
 
 

@@ -88,11 +88,62 @@ def test_learning_zone_forgets_old_outcomes():
     assert zone.pass_rate("t") > 0.75  # the recent passes dominate despite 40 old failures
 
 
-def test_drop_constant_groups():
-    zone = LearningZoneSampler([])
-    kept = zone.drop_constant_groups({"a": [0.0, 0.0, 0.0], "b": [1.0, 0.0], "c": [1.0, 1.0], "d": [0.5]})
-    assert kept == {"b": [1.0, 0.0]}
-    assert (zone.n_constant_groups, zone.n_groups) == (3, 4)
+def test_all_equal_groups_bench_the_task_for_skip_draws_draws():
+    zone = LearningZoneSampler(["solved", "open"], skip_after=2, skip_draws=5)
+    zone.record("solved", [1.0] * 4)
+    assert not zone.skipped("solved")  # one all-pass group is not yet a pattern
+    zone.record("solved", [1.0] * 4)
+    rng = random.Random(0)
+    assert [zone.choose(rng, ["solved", "open"]) for _ in range(5)] == ["open"] * 5
+    assert not zone.skipped("solved")  # back after 5 draws
+    assert "solved" in {zone.choose(rng, ["solved", "open"]) for _ in range(200)}
+    assert (zone.n_constant_groups, zone.n_groups, zone.n_skips) == (2, 2, 1)
+
+
+def test_all_fail_groups_bench_too_and_a_mixed_group_resets_the_run():
+    zone = LearningZoneSampler(["hopeless", "mixed"], skip_after=2, skip_draws=5)
+    zone.record("mixed", [0.0, 0.0])
+    zone.record("mixed", [1.0, 0.0])  # signal: the run of all-equal groups starts over
+    zone.record("mixed", [0.0, 0.0])
+    zone.record("hopeless", [0.0, 0.0])
+    zone.record("hopeless", [0.0, 0.0])
+    assert zone.skipped("hopeless") and not zone.skipped("mixed")
+    assert zone.n_constant_groups == 4 and zone.n_groups == 5
+
+
+def test_all_fail_groups_with_different_staged_rewards_still_carry_signal():
+    zone = LearningZoneSampler(["t"], skip_after=1)
+    zone.record("t", [0.0, 0.0], rewards=[0.3, 0.0])  # both failed, one compiled: staged credit differs
+    assert not zone.skipped("t") and zone.n_constant_groups == 0
+    zone.record("t", [0.0, 0.0], rewards=[0.3, 0.3])
+    assert zone.skipped("t")
+
+
+def test_a_single_sample_is_not_an_all_equal_group():
+    zone = LearningZoneSampler(["t"], skip_after=1)
+    zone.record("t", [1.0])
+    assert not zone.skipped("t") and zone.n_constant_groups == 0
+
+
+def test_when_every_task_is_benched_the_whole_pool_is_drawn():
+    zone = LearningZoneSampler(["a"], skip_after=1, skip_draws=10)
+    zone.record("a", [0.0, 0.0])
+    assert zone.skipped("a") and zone.choose(random.Random(0), ["a"]) == "a"
+
+
+def test_skip_draws_zero_only_down_weights():
+    zone = LearningZoneSampler(["a", "b"], skip_after=1, skip_draws=0)
+    zone.record("a", [1.0, 1.0])
+    assert not zone.skipped("a") and zone.n_skips == 0
+
+
+def test_task_sampler_skips_a_task_whose_groups_carry_no_signal():
+    ext = preset("baseline", learning_zone=True, learning_zone_skip_after=1, learning_zone_skip_draws=20)
+    zone = LearningZoneSampler.from_extensions([t.task_id for t in _tasks()], ext)
+    sampler = TaskSampler(_tasks(), zone=zone, seed=0)
+    sampler.record("relu", [1.0, 1.0, 1.0, 1.0])
+    assert "relu" not in {sampler.next_task().task_id for _ in range(20)}
+    assert "relu" in {sampler.next_task().task_id for _ in range(200)}
 
 
 def _tasks():
@@ -127,6 +178,9 @@ def test_sampler_is_deterministic_and_resumable():
     a, b = make(), make()
     assert [a.next_task().task_id for _ in range(50)] == [b.next_task().task_id for _ in range(50)]
     a.record("relu", [1.0, 0.0])
+    a.record("softmax", [0.0, 0.0])
+    a.record("softmax", [0.0, 0.0])  # benched: the skip state must round-trip too
+    assert a.zone.skipped("softmax")
     c = make()
     c.load_state_dict(a.state_dict())
     assert [a.next_task().task_id for _ in range(50)] == [c.next_task().task_id for _ in range(50)]

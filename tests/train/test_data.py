@@ -92,3 +92,34 @@ def test_export_dataset_reads_a_tasks_export(tmp_path):
     assert export_dataset(out, "rl", split)["task_id"] == ["relu"]
     with pytest.raises(ConfigError, match="'sft' or 'rl'"):
         export_dataset(out, "dpo", split)
+
+
+def test_suite_pairs_are_the_fusion_generators_solutions():
+    from tritonrl.data.fusion.spec import generate_fusion_tasks
+    from tritonrl.data.suites import load_suite
+    from tritonrl.train.data import suite_pairs
+
+    generated = {g.task.task_id: g.solution for g in generate_fusion_tasks(3, seed=0)}
+    pairs = suite_pairs(load_suite("fusion:3:0"))
+    assert [task_id for task_id, _ in pairs] == list(generated)
+    for task_id, answer in pairs:
+        code, _ = extract_code(answer)
+        assert answer.startswith("Plan: ") and code.strip() == generated[task_id].strip()
+    builtin = dict(suite_pairs(load_suite("builtin")))
+    assert builtin["relu"] == solution_completion(builtin_task("relu"))  # one completion format for both
+
+
+def test_suite_pairs_leave_unverified_ports_out(caplog):
+    from tritonrl.data.suites import load_suite
+    from tritonrl.train.data import suite_pairs
+
+    sample = Path(__file__).resolve().parents[1] / "fixtures/kernelbook/sample.jsonl"
+    assert suite_pairs(load_suite(f"kernelbook:{sample}")) == []
+    assert "kernelbook are unverified" in caplog.text and "tritonrl tasks export" in caplog.text
+
+
+def test_rows_take_the_prompt_style():
+    relu = builtin_task("relu")
+    (sft,) = sft_dataset([relu], style="zero-shot")
+    assert sft["prompt"] == build_messages(relu, style="zero-shot") != build_messages(relu, style="one-shot")
+    assert rl_dataset([relu], style="zero-shot")[0]["prompt"] == build_messages(relu, style="zero-shot")

@@ -19,9 +19,10 @@ pytest.importorskip("peft")
 from tritonrl.errors import ConfigError  # noqa: E402
 from tritonrl.rewards.client import VerifierClient  # noqa: E402
 from tritonrl.tasks.loader import builtin_task  # noqa: E402
-from tritonrl.train.config import LoraSettings, preset, to_verify_config  # noqa: E402
+from tritonrl.train.config import preset, to_verify_config  # noqa: E402
 from tritonrl.train.data import solution_completion  # noqa: E402
 from tritonrl.train.grpo import decode_with_offsets, group_advantages, run_grpo  # noqa: E402
+from tritonrl.train.settings import LoraSettings  # noqa: E402
 from tritonrl.verify.config import VerifyConfig  # noqa: E402
 
 GARBAGE = "I would write a kernel here, but no code follows."
@@ -105,6 +106,63 @@ def test_grpo_curriculum_stream_gets_feedback(tiny_model_dir, tmp_path):
     assert (Path(result.out_dir) / "sampler_state.json").is_file()
 
 
+def test_grpo_continues_an_sft_adapter(tiny_model_dir, tmp_path, lora_snapshot, relu_client):
+    from tritonrl.models import resolve_model
+    from tritonrl.train.sft import run_sft
+
+    relu = builtin_task("relu")
+    sft = run_sft(tiny_model_dir, [relu], tmp_path / "sft", steps=1, lr=1e-2, lora=LORA, batch_size=1)
+    result = run_grpo(sft, [relu], tmp_path / "grpo", preset("baseline"), steps=1, num_generations=2,
+                      max_completion_length=16, lr=1e-2, lora=LORA, client=relu_client, callbacks=[lora_snapshot],
+                      rollout_func=scripted_rollout([solution_completion(relu), GARBAGE]))  # fmt: skip
+    log = json.loads((Path(result.out_dir) / "train_log.json").read_text())
+    assert log["mode"] == "continue adapter" and log["base_model"] == str(Path(tiny_model_dir).resolve())
+    assert lora_snapshot.before and lora_snapshot.unchanged() == []
+    assert resolve_model(result.out_dir).base_path == str(Path(tiny_model_dir).resolve())
+
+
+def test_grpo_config_carries_the_loss_settings(tmp_path):
+    from tritonrl.train.grpo import _grpo_config
+
+    args = _grpo_config(tmp_path, steps=1, lr=1e-5, batch_size=4, grad_accum=1, num_generations=4,
+                        max_completion_length=64, temperature=1.0, logging_steps=1, seed=0, use_vllm=False,
+                        shuffle=True, loss_type="dr_grpo", scale_rewards="none", mask_truncated_completions=True,
+                        reward_weights=[1.0])  # fmt: skip
+    assert (args.loss_type, args.scale_rewards, args.mask_truncated_completions) == ("dr_grpo", "none", True)
+    assert (args.reward_weights, args.num_generations, args.max_completion_length) == ([1.0], 4, 64)
+
+
+def test_one_reward_weight_per_reward_function(tiny_model_dir, tmp_path, relu_client):
+    with pytest.raises(ConfigError, match=r"2 weight\(s\) for 1 reward function"):
+        run_grpo(tiny_model_dir, [builtin_task("relu")], tmp_path, preset("baseline"), steps=1, num_generations=2,
+                 reward_weights=[1.0, 0.5], client=relu_client)  # fmt: skip
+
+
+def test_feedback_reward_survives_pickling(relu_client):
+    """TRL's async GRPO pickles reward functions into its rollout process: the copy must still score and feed back."""
+    import asyncio
+    import pickle
+
+    from tritonrl.rewards.reward import RewardConfig
+    from tritonrl.rewards.trl_adapter import make_reward_funcs
+    from tritonrl.train.curriculum import LearningZoneSampler, TaskSampler
+    from tritonrl.train.grpo import FeedbackReward
+
+    relu = builtin_task("relu")
+    sampler = TaskSampler([relu], zone=LearningZoneSampler(["relu"]), seed=0)
+    (func,) = make_reward_funcs(relu_client, RewardConfig(), kinds=("reward",))
+    restored = pickle.loads(pickle.dumps(FeedbackReward(func, relu_client, sampler)))
+    try:
+        assert restored.__name__ == "kernel_binary" and restored.client is not relu_client
+        prompt = [{"role": "user", "content": "relu"}]
+        values = asyncio.run(restored(prompts=[prompt, prompt], completions=[solution_completion(relu), GARBAGE],
+                                      task_id=["relu", "relu"]))  # fmt: skip
+        assert values == [1.0, 0.0]
+        assert restored.sampler.zone.trials["relu"] == 2 and sampler.zone.trials["relu"] == 0  # the copy's sampler
+    finally:
+        restored.client.close()
+
+
 def test_a_client_that_ignores_the_extensions_is_refused(tiny_model_dir, tmp_path):
     relu = builtin_task("relu")
     with VerifierClient({"relu": relu}, VerifyConfig(device="cpu")) as hardened:  # multi-input and sandbox on
@@ -131,33 +189,65 @@ def test_decode_with_offsets_covers_the_text(tiny_model_dir):
     assert "".join(decoded[s:e] for s, e in offsets) == text
 
 
-def test_hrd_token_advantages_split_code_and_plan(tiny_model_dir):
-    """Code tokens get the code reward's group advantage, plan tokens alpha x the plan (speed) reward's."""
-    from collections import defaultdict
-    from types import SimpleNamespace
-
+def _hrd_batch(tok):
+    """Token ids and mask of a group of two: a plan + code answer, and an answer without code."""
     import torch
-    from transformers import AutoTokenizer
 
-    from tritonrl.train.grpo import HRDGRPOTrainer
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     texts = ["Plan: one block.\n```python\nclass ModelNew:\n    pass\n```", "no code at all"]
     rows = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
     width = max(map(len, rows)) + 2
     ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
     mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    trainer = SimpleNamespace(
+    return rows, ids, mask
+
+
+def _hrd_trainer(tok, rewards, plan_col):
+    """The attributes HRDGRPOTrainer._token_advantages reads, without building a trainer."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import torch
+
+    return SimpleNamespace(
         model=SimpleNamespace(training=True), num_generations=2, num_generations_eval=2, scale_rewards="none",
-        _rewards_per_func=torch.tensor([[1.0, 2.0], [0.0, 0.0]]), _code_col=0, _plan_col=1, _alpha=0.1,
-        accelerator=SimpleNamespace(process_index=0), processing_class=tok, _metrics={"train": defaultdict(list)},
+        _rewards_per_func=torch.tensor(rewards), _code_col=0, _plan_col=plan_col, _alpha=0.1,
+        _no_code_penalty=0.1, accelerator=SimpleNamespace(process_index=0), processing_class=tok,
+        _metrics={"train": defaultdict(list)},
     )  # fmt: skip
+
+
+def test_hrd_token_advantages_split_code_and_plan(tiny_model_dir):
+    """Code tokens get the code reward's group advantage, plan tokens alpha x the plan (speed) reward's."""
+    from transformers import AutoTokenizer
+
+    from tritonrl.train.grpo import HRDGRPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows, ids, mask = _hrd_batch(tok)
+    trainer = _hrd_trainer(tok, [[1.0, 2.0], [0.0, 0.0]], plan_col=1)
     adv = HRDGRPOTrainer._token_advantages(trainer, ids, mask)  # code adv (+.5, -.5), plan adv (+1, -1)
     first = adv[0, : len(rows[0])].tolist()
     assert {round(x, 6) for x in first} == {0.5, 0.1} and first[0] == pytest.approx(0.1)  # starts with plan
-    assert adv[1, : len(rows[1])].tolist() == pytest.approx([-0.1] * len(rows[1]))  # no code: all plan
+    # No code: every token gets min(code adv, 0) - penalty = -0.6, not alpha x the speed advantage.
+    assert adv[1, : len(rows[1])].tolist() == pytest.approx([-0.6] * len(rows[1]))
     assert adv[:, -2:].abs().sum() == 0  # padding
     assert 0 < trainer._metrics["train"]["hrd/code_token_frac"][0] < 1
+
+
+def test_hrd_without_a_speed_reward_gives_plan_tokens_the_correctness_advantage(tiny_model_dir):
+    """Every CPU run: one reward function. Plan tokens used to get 0 and a no-code answer 0 on every token."""
+    from transformers import AutoTokenizer
+
+    from tritonrl.train.grpo import HRDGRPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows, ids, mask = _hrd_batch(tok)
+    adv = HRDGRPOTrainer._token_advantages(_hrd_trainer(tok, [[1.0], [0.0]], plan_col=None), ids, mask)
+    assert adv[0, : len(rows[0])].tolist() == pytest.approx([0.5] * len(rows[0]))  # plan and code alike
+    assert adv[1, : len(rows[1])].tolist() == pytest.approx([-0.6] * len(rows[1]))  # the format failure pays
+    # A group where nobody wrote code: zero group advantage, and still a penalty on every token.
+    adv = HRDGRPOTrainer._token_advantages(_hrd_trainer(tok, [[0.0], [0.0]], plan_col=None), ids, mask)
+    assert adv[1, : len(rows[1])].tolist() == pytest.approx([-0.1] * len(rows[1]))
 
 
 @pytest.mark.gpu

@@ -41,6 +41,49 @@ def test_dry_run_takes_the_new_flags(capsys):
     assert (train["grad_accum"], train["max_length"], train["logging_steps"]) == (2, 1024, 5)
 
 
+def test_dry_run_default_preset_keeps_every_defence(capsys):
+    assert train_main(["grpo", "--device", "cpu", "--dry-run"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["preset"] == "hardened" and out["defences_off"] == []
+
+
+def test_dry_run_takes_the_grpo_loss_and_model_flags(capsys):
+    argv = ["grpo", "--loss-type", "dr_grpo", "--scale-rewards", "none", "--mask-truncated-completions",
+            "--reward-weights", "1", "0.5", "--num-generations", "2", "--max-completion-length", "64", "--no-lora",
+            "--merge", "--merge-input-adapter", "--device", "cpu", "--dry-run"]  # fmt: skip
+    assert train_main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    t = out["train"]
+    assert (t["loss_type"], t["scale_rewards"], t["mask_truncated_completions"]) == ("dr_grpo", "none", True)
+    assert (t["reward_weights"], t["num_generations"], t["max_completion_length"]) == ([1.0, 0.5], 2, 64)
+    assert t["merge"] and t["merge_input_adapter"] and out["lora"]["enabled"] is False
+
+
+def test_bad_loss_type_is_a_usage_error(capsys):
+    assert train_main(["grpo", "--loss-type", "ppo", "--dry-run"]) == 2
+    assert "loss_type='ppo'" in capsys.readouterr().err
+
+
+def test_baseline_preset_says_which_defences_it_turns_off(tmp_path, capsys):
+    # The warning comes before any work (here the missing model then stops the run).
+    assert train_main(["grpo", "--preset", "baseline", "--model", str(tmp_path / "none"), "--device", "cpu",
+                       "--out", str(tmp_path / "out")]) == 2  # fmt: skip
+    out = capsys.readouterr().out
+    assert "warning: preset baseline turns off verifier defences" in out
+    assert "static checks" in out and "shape variants" in out and "identity relu" in out
+
+
+@pytest.mark.parametrize("command", ["grpo", "best-of-n"])
+def test_an_adapter_without_its_base_fails_before_any_work(command, tmp_path, capsys):
+    adapter = tmp_path / "sft"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/moved/tiny"}))
+    rc = train_main([command, "--model", str(adapter), "--device", "cpu", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'/moved/tiny'" in err and "base_model_name_or_path" in err
+    assert not (tmp_path / "out").exists()  # nothing was written, sampled or verified
+
+
 def test_bad_device_is_a_usage_error(capsys):
     assert train_main(["grpo", "--device", "gpu", "--dry-run"]) == 2
     assert "cuda:N" in capsys.readouterr().err
@@ -88,6 +131,28 @@ def test_sft_through_the_cli(tiny_model_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_the_readme_chain_sft_grpo_best_of_n_eval_on_one_model_folder(tmp_path, capsys):
+    """tiny-model -> sft -> grpo --model <sft out> -> best-of-n --model <grpo out> -> eval --model <bon model>."""
+    pytest.importorskip("trl")
+    from tritonrl.cli.main import main
+
+    w = tmp_path
+    common = ["--device", "cpu", "--workers", "2", "--log-level", "WARNING"]
+    assert main(["train", "tiny-model", "--out", str(w / "tiny")]) == 0
+    assert main(["train", "sft", "--model", str(w / "tiny"), "--out", str(w / "sft"), "--steps", "1", *common]) == 0
+    assert main(["train", "grpo", "--model", str(w / "sft"), "--out", str(w / "grpo"), "--steps", "1",
+                 "--num-generations", "2", "--max-completion-length", "16", "--rollouts", "scripted",
+                 *common]) == 0  # fmt: skip
+    assert json.loads((w / "grpo" / "train_log.json").read_text())["mode"] == "continue adapter"
+    assert main(["train", "best-of-n", "--model", str(w / "grpo"), "--out", str(w / "bon"), "--n", "2", "--k", "1",
+                 "--steps", "1", "--rollouts", "scripted", *common]) == 0  # fmt: skip
+    assert f"done: {w / 'bon'} (model: {w / 'bon' / 'model'})" in capsys.readouterr().out
+    assert main(["eval", "--suite", "builtin", "--tasks", "relu", "--model", str(w / "bon" / "model"), "--k", "2",
+                 "--max-new-tokens", "8", "--device", "cpu", "--run", str(w / "eval"), "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["overall"]["n_samples"] == 2
+
+
+@pytest.mark.slow
 def test_grpo_through_the_cli(tiny_model_dir, tmp_path):
     pytest.importorskip("trl")
     out = tmp_path / "run"
@@ -99,3 +164,10 @@ def test_grpo_through_the_cli(tiny_model_dir, tmp_path):
     assert log["extensions"]["curriculum"] and log["verify"]["n_variants"] > 0  # easy_combo: multi-input on
     assert "rewards/kernel_staged/mean" in log["log_history"][0]  # easy_combo: staged reward
     assert (out / "sampler_state.json").is_file()
+
+
+def test_dry_run_takes_checkpoint_and_logging_flags(capsys):
+    argv = ["sft", "--device", "cpu", "--save-steps", "5", "--resume", "--report-to", "tensorboard", "--dry-run"]
+    assert train_main(argv) == 0
+    train = json.loads(capsys.readouterr().out)["train"]
+    assert (train["save_steps"], train["resume"], train["report_to"]) == (5, True, "tensorboard")

@@ -64,6 +64,13 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--prompt",
+        choices=["one-shot", "zero-shot"],
+        default="one-shot",
+        help="prompt style when sampling: with a worked example, or without (as the model was trained)",
+    )
+    p.add_argument("--prompts-per-call", type=int, default=8, help="prompts batched into one generate call (hf)")
     p.add_argument("--jobs", type=int, default=2, help="parallel verifications (CPU; on CUDA one per GPU)")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
 

@@ -25,8 +25,11 @@ def _eval_sources(args: argparse.Namespace):  # noqa: ANN202
     skip = frozenset(suite_ids - {t.task_id for t in tasks})
     if args.candidates:
         return tasks, Path(args.candidates), None, skip
+    from tritonrl.tasks.prompts import set_default_style
+
+    set_default_style(args.prompt)  # every prompt of this run, as `train --prompt` does for training
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                              seed=args.seed)  # fmt: skip
+                              seed=args.seed, prompts_per_call=args.prompts_per_call)  # fmt: skip
     gen = make_generator(model=args.model, backend=args.gen_backend, endpoint=args.endpoint,
                          endpoint_model=args.endpoint_model, sampling=sampling)  # fmt: skip
     return tasks, None, gen, skip
@@ -40,7 +43,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     with eval_progress(disable=args.json) as progress:
         result = evaluate(run_dir, tasks, verify_config(args), candidates=candidates, generator=generator, k=args.k,
-                          jobs=args.jobs, backend=args.backend, meta={"suite": args.suite}, progress=progress,
+                          jobs=args.jobs, backend=args.backend, meta={"suite": args.suite, "prompt": args.prompt},
+                          progress=progress,
                           skip_tasks=skip)  # fmt: skip
     if args.json:
         print(json.dumps(result.summary.to_dict()))

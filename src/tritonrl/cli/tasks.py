@@ -59,7 +59,7 @@ def _curate_tasks(suite, args: argparse.Namespace) -> int:  # noqa: ANN001
             done[0] += 1
             progress("verify", done[0], len(entries))
 
-        results = curate(entries, verify_config(args), cache, on_result=tick)
+        results = curate(entries, verify_config(args), cache, on_result=tick, jobs=args.jobs)
     if args.json:
         print(json.dumps([{**dataclasses.asdict(r), "status": r.status.value} for r in results]))
     else:
@@ -74,11 +74,11 @@ def _export_tasks(args: argparse.Namespace) -> int:
     from tritonrl.data.suites import load_suite
 
     specs = args.suites or [args.suite]
-    splits = SplitConfig(fractions=parse_fractions(args.split_fractions), seed=args.split_seed)
+    splits = SplitConfig(fractions=parse_fractions(args.split_fractions), seed=args.split_seed, by=args.split_by)
     cfg = ExportConfig(out=args.out, formats=tuple(args.format or ["jsonl"]), include_partial=args.include_partial,
                        dtypes=tuple(d for d in args.dtypes.split(",") if d), splits=splits,
                        scales=tuple(float(x) for x in args.scales.split(",") if x), dedup=not args.no_dedup,
-                       cache=args.cache, pass_rates=args.pass_rates)  # fmt: skip
+                       cache=args.cache, pass_rates=args.pass_rates, prompt=args.prompt, jobs=args.jobs)  # fmt: skip
     suites = [load_suite(spec, splits=splits) for spec in specs]
     with stage_progress(disable=args.json) as progress:
         result = export(suites, cfg, verify_config(args), progress=progress)
@@ -91,6 +91,8 @@ def _export_tasks(args: argparse.Namespace) -> int:
             c = counts[kind]
             print(f"  {kind}: level {c['level']}  source {c['source']}  split {c['split']}")
         print(f"  curation: {counts['curation']}  skipped: {counts['skipped']} (see skipped.jsonl)")
+        for split, pairs in result.manifest["splits"]["held_out_pairs"].items():
+            print(f"  {split}: {len(pairs)} op pairs held out of train: " + ", ".join(f"{a}>{b}" for a, b in pairs))
     return EXIT_OK
 
 
@@ -114,6 +116,9 @@ def _check_tasks(tasks: list, args: argparse.Namespace) -> int:
 
 
 def add_tasks_parser(sub) -> None:  # noqa: ANN001
+    from tritonrl.data.splits import SPLIT_MODES
+    from tritonrl.tasks.prompts import PromptStyle
+
     suite_help = ("builtin | kernelbench:PATH[:1,2] | kernelbench-hf:SRC[:1,2] | kernelbook:SRC | fusion:N[:SEED] | "
                   "a folder; add @train/@val/@test for one split")  # fmt: skip
     tasks = sub.add_parser("tasks", help="list, show, check, curate or export the tasks of a suite")
@@ -134,6 +139,7 @@ def add_tasks_parser(sub) -> None:  # noqa: ANN001
         if name == "curate":
             add_verify_options(p, json_flag=False, policy_flag=False)
             p.add_argument("--cache", help="verdict cache JSONL (reused across runs)")
+            p.add_argument("--jobs", type=int, default=2, help="verifications at once, in pre-started workers")
         p.set_defaults(func=cmd_tasks)
     p = actions.add_parser("export", help="write SFT/RL training data (JSONL and/or HF datasets) with a manifest")
     p.add_argument("suites", nargs="*", help=f"one or more suites ({suite_help}); default --suite")
@@ -145,7 +151,13 @@ def add_tasks_parser(sub) -> None:  # noqa: ANN001
     p.add_argument("--scales", default="", help="shape variants: size factors, e.g. 0.5,2")
     p.add_argument("--no-dedup", action="store_true", help="keep tasks whose normalized source repeats")
     p.add_argument("--split-fractions", default="0.8,0.1,0.1", help="train,val,test fractions of families")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the family hash")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the family hash (and of the op-pair order)")
+    p.add_argument("--split-by", choices=SPLIT_MODES, default="family",
+                   help="family: hash of each family; op-pair: hold whole adjacent op pairs (linear>gelu) out "
+                        "of train, so test tasks ask for fusions never trained on (pairs in the manifest)")  # fmt: skip
+    p.add_argument("--prompt", choices=[s.value for s in PromptStyle], default=PromptStyle.ONE_SHOT.value,
+                   help="prompt style of the rows: with a worked example (one-shot) or not (zero-shot)")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=2, help="verifications at once, in pre-started workers")
     p.add_argument("--cache", help="verdict cache JSONL (default OUT/verdicts.jsonl)")
     p.add_argument("--pass-rates", help="verdict JSONL (task_id, passed) to relabel difficulty by pass rate")
     add_verify_options(p, policy_flag=False)

@@ -1,7 +1,8 @@
 """Export suites as training data: SFT rows (prompt + verified solution with a plan) and RL rows (prompt + reference
 + metadata), as JSONL per split and, optionally, as Hugging Face DatasetDicts saved to disk, with a manifest.
 
-    OUT/manifest.json         suites (name, version), generator seed, split config, counts per level/source/split
+    OUT/manifest.json         suites (name, version), generator seed, split config (with the op pairs held out of
+                              train in op-pair mode), prompt style, counts per level/source/split
     OUT/sft/<split>.jsonl     {task_id, prompt, completion, policy, split, level, source, difficulty, family, variant}
     OUT/rl/<split>.jsonl      {task_id, prompt, reference, roles, split, level, source, difficulty, family, variant,
                                label}
@@ -9,9 +10,10 @@
     OUT/curation.jsonl        one curation result per task with a solution; OUT/skipped.jsonl what was dropped
     OUT/verdicts.jsonl        the verdict cache (a rerun verifies nothing it has verified before)
 
-Only solutions the verifier passed go into SFT rows: `verified` (strict), and with `include_partial` also
-`partial_port` (policy "partial"). An export folder is itself a suite (`load_export_suite`, `tritonrl ... --suite
-OUT@train`), and `train/data.py` reads `sft/<split>.jsonl` as verified pairs.
+Solutions are verified `jobs` at a time in pre-started workers (`verify/pool.py`). Only solutions the verifier
+passed go into SFT rows: `verified` (strict), and with `include_partial` also `partial_port` (policy "partial"). An
+export folder is itself a suite (`load_export_suite`, `tritonrl ... --suite OUT@train`), and `train/data.py` reads
+`sft/<split>.jsonl` as verified pairs.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from typing import Any
 
 from tritonrl.data.difficulty import pass_rates, profile, relabel_by_pass_rate
 from tritonrl.data.sources.rows import read_rows
-from tritonrl.data.splits import SPLITS, SplitConfig, split_of
-from tritonrl.data.suites import MANIFEST, Suite, SuiteTask, make_suite
+from tritonrl.data.splits import SPLITS, SplitConfig, SplitPlan
+from tritonrl.data.suites import MANIFEST, Suite, SuiteTask, assign_suite_splits, make_suite
 from tritonrl.errors import ConfigError, TaskError
 from tritonrl.tasks.loader import load_task
-from tritonrl.tasks.prompts import build_messages
+from tritonrl.tasks.prompts import PromptStyle, build_messages, prompt_style
 from tritonrl.verify.config import VerifyConfig
 
 log = logging.getLogger(__name__)
@@ -56,12 +58,21 @@ class ExportConfig:
     pass_rates: str | None = dataclasses.field(
         default=None, metadata={"help": "Verdict records (JSONL with task_id, passed) to relabel difficulty with."}
     )
-    one_shot: bool = dataclasses.field(default=True, metadata={"help": "Prompts carry the one-shot example."})
+    prompt: str = dataclasses.field(
+        default=PromptStyle.ONE_SHOT.value,
+        metadata={"help": "Prompt style: one-shot (with the worked example) or zero-shot (tasks/prompts.py)."},
+    )
+    jobs: int = dataclasses.field(
+        default=2, metadata={"help": "Verifications at once, each in a pre-started worker (verify/pool.py)."}
+    )
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
             raise ConfigError(f"formats={list(self.formats)}: each must be one of {FORMATS} (e.g. --format jsonl).")
+        prompt_style(self.prompt)  # raises with the accepted styles
+        if self.jobs < 1:
+            raise ConfigError(f"jobs={self.jobs}: must be >= 1 (the number of verifications at once, e.g. --jobs 2).")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,7 +111,7 @@ def export(
         variants, dropped = augment(entries, dtypes=cfg.dtypes, scales=cfg.scales, on_variant=tick)
         entries += variants
         skipped += dropped
-    entries = [dataclasses.replace(e, split=split_of(e.family, cfg.splits)) for e in entries]
+    entries, plan = assign_suite_splits(entries, cfg.splits)
     if cfg.pass_rates:
         labels = relabel_by_pass_rate({e.task_id: e.difficulty for e in entries}, pass_rates(read_rows(cfg.pass_rates)))
         entries = [dataclasses.replace(e, difficulty=labels[e.task_id]) for e in entries]
@@ -112,15 +123,16 @@ def export(
         done_curate[0] += 1
         progress("verify", done_curate[0], len(with_solution))
 
-    curation = {c.task_id: c for c in curate(with_solution, verify_cfg, cache, on_result=curated_tick)}
+    curated = curate(with_solution, verify_cfg, cache, on_result=curated_tick, jobs=cfg.jobs)
+    curation = {c.task_id: c for c in curated}
     sft, rl = [], []
     for e in entries:
-        messages = build_messages(e.task, one_shot=cfg.one_shot)
+        messages = build_messages(e.task, style=cfg.prompt)
         rl.append(_rl_row(e, messages))
         c = curation.get(e.task_id)
         if c is not None and (c.status == "verified" or (cfg.include_partial and c.status == "partial_port")):
             sft.append({**_meta(e), "prompt": messages, "completion": completion(e, c.policy), "policy": c.policy})
-    manifest = _manifest(suites, cfg, verify_cfg, sft, rl, curation, skipped, cache)
+    manifest = _manifest(suites, cfg, verify_cfg, sft, rl, curation, skipped, cache, plan)
     _write(out, cfg, sft, rl, curation, skipped, manifest)
     return ExportResult(out, manifest, len(sft), len(rl))
 
@@ -189,7 +201,7 @@ def _counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"total": len(rows), **{key: by(key) for key in ("level", "source", "split", "difficulty", "variant")}}
 
 
-def _manifest(suites, cfg, verify_cfg, sft, rl, curation, skipped, cache) -> dict[str, Any]:  # noqa: ANN001
+def _manifest(suites, cfg, verify_cfg, sft, rl, curation, skipped, cache, plan: SplitPlan) -> dict[str, Any]:  # noqa: ANN001
     import hashlib
 
     import tritonrl
@@ -204,7 +216,13 @@ def _manifest(suites, cfg, verify_cfg, sft, rl, curation, skipped, cache) -> dic
         "version": version,
         "suites": [{"name": s.name, "version": s.version, "seed": s.seed, "n_tasks": len(s.entries)} for s in suites],
         "generator_seed": seeds[0] if len(seeds) == 1 else (seeds or None),
-        "splits": {"seed": cfg.splits.seed, "fractions": list(cfg.splits.fractions), "by": "family"},
+        "splits": {
+            "seed": cfg.splits.seed,
+            "fractions": list(cfg.splits.fractions),
+            "by": cfg.splits.by,
+            "held_out_pairs": plan.to_manifest(),
+        },
+        "prompt": cfg.prompt,
         "augment": {"dtypes": list(cfg.dtypes), "scales": list(cfg.scales)},
         "dedup": cfg.dedup,
         "verify": {

@@ -11,7 +11,8 @@ Specs (`load_suite(spec)` returns a `Suite`; `resolve_suite(spec)` only its task
     PATH                        a KernelBench checkout, an export folder (manifest.json), or a folder of task files
                                 (with solutions/<id>.py where a task ships a solution)
     SPEC@train|@val|@test       only the tasks of one split
-Levels: 1 a single op, 2 a fusion of ops, 3 a model. Splits are assigned per family (`splits.py`): leak-free.
+Levels: 1 a single op, 2 a fusion of ops, 3 a model. Splits are assigned per family (`splits.py`): leak-free, by
+family hash or, with `SplitConfig(by="op-pair")`, holding whole adjacent op pairs out of train.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import dataclasses
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
-from tritonrl.data.difficulty import infer_level, structural_difficulty
+from tritonrl.data.difficulty import infer_level, profile, structural_difficulty
 from tritonrl.data.sources.kernelbench import checkout_root, load_checkout, load_hf
-from tritonrl.data.splits import SPLITS, SplitConfig, split_of
+from tritonrl.data.splits import SPLITS, SplitConfig, SplitPlan, assign_splits
 from tritonrl.errors import TaskError
 from tritonrl.tasks.loader import builtin_tasks, load_task_dir
 from tritonrl.tasks.schema import Task
@@ -48,6 +50,7 @@ class SuiteTask:
     label: str = ""  # a curation label: "partial_port" (needs policy='partial'), "blocked", ...
     note: str = ""  # why the label (a blocker, a conversion note)
     meta: tuple[tuple[str, str], ...] = ()  # provenance (KernelBook repo, licence, ...), sorted by key
+    ops: tuple[str, ...] = ()  # the op chain when the source knows it (fusion: the generator's); see `op_chain`
 
     @property
     def task_id(self) -> str:
@@ -56,6 +59,10 @@ class SuiteTask:
     @property
     def level(self) -> int:
         return int(self.task.level or 1)
+
+    def op_chain(self) -> tuple[str, ...]:
+        """The ops of forward in order: the generator's chain for fusion tasks, else the static profile's."""
+        return self.ops or profile(self.task).ops
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,10 +101,15 @@ def load_suite(spec: str, *, splits: SplitConfig | None = None) -> Suite:
     base, _, split = spec.rpartition("@") if "@" in spec and not Path(spec).exists() else (spec, "", "")
     suite = _load(base)
     if suite.name != "export":
-        cfg = splits or SplitConfig()
-        suite = dataclasses.replace(suite, entries=tuple(dataclasses.replace(e, split=split_of(e.family, cfg))
-                                                         for e in suite.entries))  # fmt: skip
+        entries, _ = assign_suite_splits(suite.entries, splits or SplitConfig())
+        suite = dataclasses.replace(suite, entries=tuple(entries))
     return suite.only(split) if split else suite
+
+
+def assign_suite_splits(entries: Sequence[SuiteTask], cfg: SplitConfig) -> tuple[list[SuiteTask], SplitPlan]:
+    """The entries with their splits under `cfg` (by family hash, or holding op pairs out), and the plan."""
+    plan = assign_splits([(e.family, e.op_chain() if cfg.by == "op-pair" else ()) for e in entries], cfg)
+    return [dataclasses.replace(e, split=s) for e, s in zip(entries, plan.splits, strict=True)], plan
 
 
 def make_suite(name: str, entries: list[SuiteTask], *, seed: int | None = None, skipped=()) -> Suite:  # noqa: ANN001
@@ -203,5 +215,5 @@ def _fusion(spec: str, rest: str) -> Suite:
         ops = generated.spec.get("ops") if isinstance(generated.spec, dict) else None
         family = f"fusion/{'-'.join(ops)}" if ops else task.task_id  # dtype/size siblings of one op chain
         entries.append(entry(task, "fusion", family=family, difficulty=generated.difficulty,
-                             solution=generated.solution))  # fmt: skip
+                             solution=generated.solution, ops=tuple(ops or ())))  # fmt: skip
     return make_suite("fusion", entries, seed=seed)

@@ -17,7 +17,7 @@ from tritonrl.errors import ConfigError
 from tritonrl.eval.metrics import Summary, summarize
 from tritonrl.eval.runner import Progress, RunStats, device_label, register_samples, run_local, run_ray
 from tritonrl.eval.store import ResultStore
-from tritonrl.generate import Generator
+from tritonrl.generate import Generator, sample_tasks
 from tritonrl.tasks.schema import Task
 from tritonrl.verify.config import VerifyConfig
 
@@ -55,10 +55,7 @@ def generate_samples(store: ResultStore, tasks: list[Task], generator: Generator
     """Sample k completions for every task that has none registered yet; registers them as they come."""
     have = store.sampled_tasks()
     made = 0
-    for task in tasks:
-        if task.task_id in have:
-            continue
-        completions = generator.generate(task, k)
+    for task, completions in sample_tasks(generator, [t for t in tasks if t.task_id not in have], k):
         register_samples(store, [(task.task_id, i, task.level, c) for i, c in enumerate(completions)])
         made += len(completions)
     return made
@@ -67,12 +64,11 @@ def generate_samples(store: ResultStore, tasks: list[Task], generator: Generator
 def materialise_samples(folder: Path, tasks: list[Task], generator: Generator, k: int) -> Path:
     """Write k sampled completions per task to `folder/<task_id>/<i>.txt` (tasks already there are skipped), so
     several evaluations (an ablation) judge the same samples."""
-    for task in tasks:
+    todo = [t for t in tasks if not (folder / t.task_id).is_dir() or len(list((folder / t.task_id).glob("*.txt"))) < k]
+    for task, completions in sample_tasks(generator, todo, k):
         target = folder / task.task_id
-        if target.is_dir() and len(list(target.glob("*.txt"))) >= k:
-            continue
         target.mkdir(parents=True, exist_ok=True)
-        for i, text in enumerate(generator.generate(task, k)):
+        for i, text in enumerate(completions):
             (target / f"{i:04d}.txt").write_text(text)
     return folder
 

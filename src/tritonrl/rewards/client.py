@@ -8,7 +8,8 @@ pool, a training script must keep its entry point under `if __name__ == "__main_
 
 Verdicts are cached by (task_id, sha256(completion), VerifyConfig.config_hash()), in flight included, so several
 reward functions scoring the same batch (TRL calls each one separately, concurrently when async) run each kernel
-once. The cache is an LRU bounded by `cache_size`; it is per client, in memory, and not persisted.
+once. The cache is an LRU bounded by `cache_size`; it is per client, in memory, and not persisted. A pickled client
+carries its tasks and settings only: the copy starts its own pool.
 """
 
 from __future__ import annotations
@@ -122,6 +123,16 @@ class VerifierClient:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings and tasks only: a copy (TRL's async GRPO ships reward functions to its rollout
+        process) starts its own pool on first use, with an empty cache and zero counters."""
+        return {"tasks": dict(self._tasks), "verify_cfg": self.verify_cfg, "workers": self.workers,
+                "cache_size": self.cache_size, "max_tasks_per_child": self.max_tasks_per_child}  # fmt: skip
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["tasks"], state["verify_cfg"], workers=state["workers"], cache_size=state["cache_size"],
+                      max_tasks_per_child=state["max_tasks_per_child"])  # fmt: skip
 
     def __enter__(self) -> VerifierClient:
         return self

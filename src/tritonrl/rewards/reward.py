@@ -1,9 +1,8 @@
 """Rewards as pure functions of a Verdict: binary, staged credit, clipped speedup, Kevin's and a correctness/speed mix.
 
-`reward(verdict, cfg, step)` dispatches on `RewardConfig.kind`; `rank_speed_rewards` ranks a GRPO group by speed;
-`split_plan_code` / `token_roles` / `hrd_token_advantages` implement TritonRL's hierarchical reward decomposition
-(plan tokens vs code tokens) for a trainer with token-level advantages. Nothing here verifies, imports torch or
-knows about a trainer: the adapters (`trl_adapter.py`, `verl_adapter.py`) feed these functions verdicts.
+`reward(verdict, cfg, step)` dispatches on `RewardConfig.kind`; `rank_speed_rewards` ranks a GRPO group by speed
+(TritonRL's hierarchical reward decomposition, per-token, is `rewards/hrd.py`). Nothing here verifies, imports torch
+or knows about a trainer: the adapters (`trl_adapter.py`, `verl_adapter.py`) feed these functions verdicts.
 
 A speed term needs a measured speedup. A verdict without one (the CPU interpreter never times) makes every speed
 reward of a *passing* verdict `None`, never 0: 0 would read as "infinitely slow" and 1 as "as fast as PyTorch".
@@ -13,17 +12,12 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import field
 
 from tritonrl.errors import ConfigError
 from tritonrl.types import Stage, Verdict
-from tritonrl.verify.extract import extract_code  # pure Python: no torch, nothing executed
-
-log = logging.getLogger(__name__)
 
 KINDS = ("binary", "staged", "speedup", "kevin", "mixed")
 SPEED_KINDS = frozenset({"speedup", "kevin", "mixed"})  # kinds whose value needs a measured speedup
@@ -305,121 +299,3 @@ def rank_speed_rewards(speedups: Sequence[float | None], *, winsor: tuple[float,
         q = 0.5 if n == 1 else ((first + last - 1) / 2) / (n - 1)
         out.append(round((min(max(q, lo), hi) - lo) / (hi - lo), 12))
     return out
-
-
-# --- hierarchical reward decomposition (TritonRL) -------------------------------------------------------------------
-
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)  # as in verify/extract.py
-_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
-_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
-
-
-def split_plan_code(completion: str) -> tuple[int, int]:
-    """The [start, end) character span of `completion` holding the code `verify.extract.extract_code` takes.
-
-    Everything outside the span is "plan" (reasoning, prose, the fence lines). The span excludes leading and
-    trailing whitespace. No extractable code gives the empty span (len, len): every token is plan.
-
-    >>> text = "Plan: one program per block.\\n```python\\nclass ModelNew:\\n    pass\\n```\\nDone."
-    >>> start, end = split_plan_code(text)
-    >>> text[start:end]
-    'class ModelNew:\\n    pass'
-    >>> split_plan_code("no code here")
-    (12, 12)
-    """
-    n = len(completion)
-    code, _ = extract_code(completion)
-    if code is None:
-        return n, n
-    norm, norm_to_orig = _normalise_newlines(completion)
-    answer, answer_to_norm = _answer_region(norm)
-    found = _locate_lines(answer, code.rstrip("\n").split("\n"))
-    if found is None:  # a mismatch between this mirror and extract_code: a bug, not a candidate's doing
-        log.warning("split_plan_code: extracted code not found in the completion; treating it all as plan")
-        return n, n
-    start, end = found
-    while start < end and answer[start].isspace():
-        start += 1
-    while end > start and answer[end - 1].isspace():
-        end -= 1
-    if start == end:
-        return n, n
-    return norm_to_orig[answer_to_norm[start]], norm_to_orig[answer_to_norm[end - 1]] + 1
-
-
-def _normalise_newlines(text: str) -> tuple[str, list[int]]:
-    """extract_code's preprocessing (CRLF -> LF, leading byte-order marks dropped), with the original index of
-    every kept character."""
-    index = [i for i, ch in enumerate(text) if not (ch == "\r" and text[i + 1 : i + 2] == "\n")]
-    while index and text[index[0]] == "\ufeff":
-        index.pop(0)
-    return "".join(text[i] for i in index), index
-
-
-def _answer_region(text: str) -> tuple[str, list[int]]:
-    """extract_code's reasoning removal, with the position in `text` of every kept character."""
-    keep = [True] * len(text)
-    for m in _THINK_BLOCK.finditer(text):
-        keep[m.start() : m.end()] = [False] * (m.end() - m.start())
-    index = [i for i, k in enumerate(keep) if k]
-    rest = "".join(text[i] for i in index)
-    closes = list(_THINK_CLOSE.finditer(rest))
-    start = closes[-1].end() if closes else 0
-    opened = _THINK_OPEN.search(rest, start)
-    end = opened.start() if opened else len(rest)
-    return rest[start:end], index[start:end]
-
-
-def _locate_lines(text: str, code_lines: list[str]) -> tuple[int, int] | None:
-    """Span of the last run of lines of `text` equal to `code_lines` up to leading whitespace (fences dedent)."""
-    lines = text.split("\n")
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line) + 1)
-    k = len(code_lines)
-
-    def same(line: str, code_line: str) -> bool:
-        return line.endswith(code_line) and not line[: len(line) - len(code_line)].strip(" \t")
-
-    for i in range(len(lines) - k, -1, -1):
-        if all(same(lines[i + j], code_lines[j]) for j in range(k)):
-            start = offsets[i] + len(lines[i]) - len(code_lines[0])
-            return start, offsets[i + k - 1] + len(lines[i + k - 1])
-    return None
-
-
-def token_roles(completion: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
-    """Role of every token of a completion: 1 = code, 0 = plan.
-
-    Args:
-        completion: the completion text the offsets refer to.
-        offsets: per token, its [start, end) character offsets in `completion` (a tokenizer's `offset_mapping`
-            with `return_offsets_mapping=True`, computed on the completion alone).
-
-    A token is code when it overlaps the `split_plan_code` span by at least one character; zero-width tokens
-    (special tokens report (0, 0)) are plan.
-
-    >>> text = "Plan.\\n```python\\nclass ModelNew:\\n    pass\\n```"
-    >>> token_roles(text, [(0, 5), (5, 16), (16, 21), (21, 31), (31, 40), (40, 44), (0, 0)])
-    [0, 0, 1, 1, 1, 0, 0]
-    """
-    start, end = split_plan_code(completion)
-    return [1 if s < e and s < end and e > start else 0 for s, e in offsets]
-
-
-def hrd_token_advantages(code_adv: float, plan_adv: float, roles: Sequence[int], alpha: float = 0.1) -> list[float]:
-    """TritonRL's hierarchical reward decomposition: per-token advantages from two sequence-level advantages.
-
-    Code tokens (role 1) get the correctness advantage `code_adv`; plan tokens (role 0) get `alpha * plan_adv`,
-    the down-weighted speed advantage (TritonRL uses alpha = 0.1; shared/notes/verification.md 1.2).
-
-    >>> hrd_token_advantages(code_adv=1.0, plan_adv=-2.0, roles=[0, 0, 1, 1, 0])
-    [-0.2, -0.2, 1.0, 1.0, -0.2]
-    """
-    if not (math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha={alpha}: must be a finite number >= 0 (TritonRL: 0.1).")
-    bad = sorted({r for r in roles if r not in (0, 1)})
-    if bad:
-        raise ValueError(f"roles contain {bad}: each must be 0 (plan) or 1 (code), as token_roles returns.")
-    plan = alpha * plan_adv
-    return [float(code_adv) if r == 1 else plan for r in roles]

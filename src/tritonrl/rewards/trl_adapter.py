@@ -3,7 +3,8 @@
 `make_reward_funcs(client, cfg, kinds=...)` returns async functions for `GRPOTrainer(reward_funcs=...)` (or RLOO).
 TRL calls each with keyword arguments: prompts, completions, completion_ids, every dataset column (here `task_id`,
 one entry per completion), trainer_state, log_extra and log_metric (shared/notes/training.md 1.3). They share the
-client's verdict cache, so a batch's kernels are verified once however many functions score it. The first function
+client's verdict cache, so a batch's kernels are verified once however many functions score it. They are callable
+instances, not closures, so they pickle (TRL's async GRPO sends them to its rollout process). The first function
 also reports the verdicts: `log_metric("kernel/correct_frac", ...)` and friends, and the per-sample stage and failure
 as completions-table columns through `log_extra` (only one function logs, since TRL appends every call's columns).
 
@@ -71,7 +72,8 @@ def make_reward_funcs(
     if any(k in ("speed", "speed_rank") for k in kinds) and not client.verify_cfg.is_cuda:
         log.warning("speed rewards on device=%s: no timing, so correct samples get None", client.verify_cfg.device)
     return [
-        _make(kind, name, client, cfg, report=i == 0) for i, (kind, name) in enumerate(zip(kinds, names, strict=True))
+        KernelReward(kind, name, client, cfg, report=i == 0)
+        for i, (kind, name) in enumerate(zip(kinds, names, strict=True))
     ]
 
 
@@ -79,8 +81,17 @@ def _name(kind: str, cfg: RewardConfig) -> str:
     return f"kernel_{cfg.kind}" if kind == "reward" else f"kernel_{kind}"
 
 
-def _make(kind: str, name: str, client: VerifierClient, cfg: RewardConfig, *, report: bool) -> RewardFunc:
-    async def reward_func(
+class KernelReward:
+    """One TRL reward function (an async callable instance, so it pickles for TRL's async GRPO rollout process; the
+    client travels without its pool and cache and starts a fresh pool on first use)."""
+
+    def __init__(self, kind: str, name: str, client: VerifierClient, cfg: RewardConfig, *, report: bool) -> None:
+        self.kind, self.client, self.cfg, self.report = kind, client, cfg, report
+        self.__name__ = self.__qualname__ = name  # TRL's get_callable_name reads __name__ (logs: rewards/<name>/mean)
+        self.__doc__ = f"TRL reward function '{name}' (tritonrl.rewards.trl_adapter, kind={kind!r})."
+
+    async def __call__(
+        self,
         prompts: list,
         completions: list,
         completion_ids: list[list[int]] | None = None,
@@ -90,6 +101,7 @@ def _make(kind: str, name: str, client: VerifierClient, cfg: RewardConfig, *, re
         log_extra: Callable[[str, list], None] | None = None,
         **kwargs: Any,
     ) -> list[float | None]:
+        name, cfg = self.__name__, self.cfg
         if task_id is None:
             raise ValueError(
                 f"{name}: no task_id column reached the reward function; the dataset needs a 'task_id' column "
@@ -97,17 +109,13 @@ def _make(kind: str, name: str, client: VerifierClient, cfg: RewardConfig, *, re
             )
         if len(task_id) != len(completions):
             raise ValueError(f"{name}: {len(task_id)} task ids for {len(completions)} completions.")
-        verdicts = await client.averdicts(list(task_id), [completion_text(c) for c in completions])
+        verdicts = await self.client.averdicts(list(task_id), [completion_text(c) for c in completions])
         step = int(getattr(trainer_state, "global_step", 0) or 0)
-        if report:
+        if self.report:
             _report(verdicts, log_metric, log_extra)
-        if log_metric is not None and kind == "reward" and cfg.kind == "mixed":
+        if log_metric is not None and self.kind == "reward" and cfg.kind == "mixed":
             log_metric("kernel/beta", cfg.beta_at(step))
-        return _score(kind, verdicts, cfg, step, task_id, prompts)
-
-    reward_func.__name__ = reward_func.__qualname__ = name
-    reward_func.__doc__ = f"TRL reward function '{name}' (tritonrl.rewards.trl_adapter, kind={kind!r})."
-    return reward_func
+        return _score(self.kind, verdicts, cfg, step, task_id, prompts)
 
 
 def _score(

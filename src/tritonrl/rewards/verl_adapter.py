@@ -11,9 +11,15 @@ Point verl's reward loop at this file; `reward_kwargs` reach every call as keywo
 
 A dataset row's `reward_model.ground_truth` is a task id of `suite` ("builtin", "kernelbench:PATH[:1,2]" or a
 folder; see data/suites.py) or the text of a KernelBench reference file; its `extra_info` may override `suite`,
-`device`, `reward_kind` and give `step` (mixed's beta schedule). `reward_config` (a dict of RewardConfig fields) and
-`workers` come from reward_kwargs. The result is {"score", "passed", "stage", "failure", "speedup", "timed"}; verl
-logs the extra keys, averaging the numeric ones (speedup is NaN when not timed, so an untimed run shows NaN, not 0).
+`device` and `reward_kind`. `reward_config` (a dict of RewardConfig fields) and `workers` come from reward_kwargs.
+The result is {"score", "passed", "stage", "failure", "speedup", "timed", "step"}; verl logs the extra keys,
+averaging the numeric ones (speedup is NaN when not timed, so an untimed run shows NaN, not 0).
+
+The training step (mixed's beta schedule) is `extra_info["step"]`, else `extra_info["global_steps"]` (verl's name
+for it in `meta_info`, which a reward manager can copy into extra_info), else counted: with reward_kwargs
+`samples_per_step` (the compute_score calls one worker process makes per training step, i.e. train_batch_size *
+rollout.n / reward.num_workers), step = calls so far in this process // samples_per_step. A linear beta schedule
+with neither is refused (ConfigError): its beta would stay at beta_start for the whole run.
 
 Each process keeps one VerifierClient per VerifyConfig (normally one), created on first use, so a RewardLoopWorker
 reuses its pool and cache across calls. Ray gives reward workers no GPU (CUDA_VISIBLE_DEVICES=""): device=cuda
@@ -25,6 +31,7 @@ a number.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import threading
 from typing import Any
@@ -38,6 +45,7 @@ from tritonrl.verify.config import VerifyConfig
 
 _CLIENTS: dict[tuple[VerifyConfig, int], VerifierClient] = {}
 _LOCK = threading.Lock()
+_CALLS = itertools.count()  # compute_score calls of this process that counted a step (next() is atomic in CPython)
 
 
 def compute_score(
@@ -88,10 +96,31 @@ def _prepare(
             "use device=cuda on workers that see a GPU, or reward_kind binary/staged."
         )
     task = _task(str(ground_truth), str(options.get("suite", "builtin")), data_source)
+    step = training_step(extra_info, options.get("samples_per_step"))
+    if step is None and cfg.kind == "mixed" and cfg.beta_schedule == "linear":
+        raise ConfigError(
+            "reward_config beta_schedule='linear' needs the training step, and neither extra_info['step'] nor "
+            "extra_info['global_steps'] came with the row: set reward_kwargs.samples_per_step to the compute_score "
+            "calls one worker makes per step (train_batch_size * rollout.n / reward.num_workers), or use "
+            "beta_schedule='constant'."
+        )
     client = _client(verify_cfg, int(options.get("workers", 2)))
     client.add_tasks([task])
-    step = int((extra_info or {}).get("step", 0) or 0)
-    return client, task, cfg, step
+    return client, task, cfg, step or 0
+
+
+def training_step(extra_info: dict | None, samples_per_step: int | None) -> int | None:
+    """The training step of this call: extra_info's `step` or `global_steps`, else this process's call count //
+    `samples_per_step`, else None (not known)."""
+    for key in ("step", "global_steps"):
+        value = (extra_info or {}).get(key)
+        if value is not None:
+            return int(value)
+    if samples_per_step is None:
+        return None
+    if int(samples_per_step) < 1:
+        raise ConfigError(f"samples_per_step={samples_per_step}: must be >= 1 (compute_score calls per step).")
+    return next(_CALLS) // int(samples_per_step)
 
 
 def _result(v: Verdict, cfg: RewardConfig, step: int) -> dict[str, Any]:
@@ -104,6 +133,7 @@ def _result(v: Verdict, cfg: RewardConfig, step: int) -> dict[str, Any]:
         "failure": v.failure.value if v.failure else "",
         "speedup": float("nan") if speedup is None else float(speedup),
         "timed": speedup is not None,
+        "step": step,
     }
 
 

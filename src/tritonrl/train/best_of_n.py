@@ -1,9 +1,11 @@
 """Best-of-N expert iteration (the TritonRL baseline's RL stage) with real verification.
 
-Each round samples N completions per task from the current model, verifies every one with the VerifierClient,
-keeps the top K *correct* ones per task (highest reward, then shortest), fine-tunes a LoRA adapter on them (SFT),
-and merges it into the model the next round samples from. Per-round statistics go to `out_dir/best_of_n.json` and
-each round's kept set to `round_<r>/kept.jsonl` (the verified-pairs format `train/data.py::load_pairs` reads).
+Each round samples N completions per task from the current model (several prompts per generate call), verifies
+every one with the VerifierClient, keeps the top K *correct* ones per task (highest reward, then shortest; the same
+code twice, up to comments and formatting, counts once), fine-tunes a LoRA adapter on them (SFT) and merges it into
+the model the next round samples from (with LoRA off it fine-tunes every weight). The last round's model is
+`out_dir/model`, earlier ones `round_<r>/model`. Per-round statistics go to `out_dir/best_of_n.json` and each round's
+kept set to `round_<r>/kept.jsonl` (the verified-pairs format `train/data.py::load_pairs` reads).
 """
 
 from __future__ import annotations
@@ -16,19 +18,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tritonrl.generate import Generator, HFGenerator, SamplingConfig
+from tritonrl.data.dedup import normalized_source
+from tritonrl.generate import Generator, HFGenerator, SamplingConfig, sample_tasks
+from tritonrl.models import resolve_model
 from tritonrl.rewards.client import VerifierClient
 from tritonrl.tasks.schema import Task
 from tritonrl.train.config import (
     ExtensionConfig,
-    LoraSettings,
     check_client_config,
     reward_kinds,
     to_reward_config,
     to_verify_config,
+    weakened_defences,
 )
+from tritonrl.train.settings import LoraSettings
 from tritonrl.types import Verdict
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.extract import extract_code
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +63,36 @@ def score(verdict: Verdict, completion: str, ext: ExtensionConfig, device: str) 
     return Scored(verdict.task_id, completion, verdict.passed, value, str(verdict.stage.value), failure)
 
 
+def code_key(completion: str) -> str:
+    """What makes two completions the same kernel: the extracted code without comments, docstrings or formatting
+    (the whole text when no code can be extracted)."""
+    code, _ = extract_code(completion)
+    return normalized_source(code if code is not None else completion)
+
+
 def top_k(scored: Sequence[Scored], k: int) -> list[Scored]:
-    """The k best correct completions: highest reward first, then the shorter one (stable on full ties).
+    """The k best correct completions with distinct code: highest reward first, then the shorter one (stable on full
+    ties); a completion whose code (`code_key`) an earlier pick already has is skipped, so k copies of one kernel
+    never crowd out the others.
 
     >>> s = [Scored("t", "long answer", True, 1.0, "done", None), Scored("t", "bad", False, 0.0, "parse", "x"),
-    ...      Scored("t", "short", True, 1.0, "done", None)]
-    >>> [c.completion for c in top_k(s, 1)]
-    ['short']
+    ...      Scored("t", "short", True, 1.0, "done", None), Scored("t", "short  # same", True, 1.0, "done", None)]
+    >>> [c.completion for c in top_k(s, 2)]
+    ['short', 'long answer']
     """
-    correct = [s for s in scored if s.passed]
-    return sorted(correct, key=lambda s: (-s.reward, len(s.completion)))[:k]
+    kept: list[Scored] = []
+    seen: set[str] = set()
+    for s in sorted((s for s in scored if s.passed), key=lambda s: (-s.reward, len(s.completion))):
+        key = code_key(s.completion)
+        if key not in seen and len(kept) < k:
+            seen.add(key)
+            kept.append(s)
+    return kept
 
 
 @dataclasses.dataclass(frozen=True)
 class BestOfNResult:
-    out_dir: str  # best_of_n.json, round_<r>/{kept.jsonl, adapter/, model/}
+    out_dir: str  # best_of_n.json, model/ (the last round's), round_<r>/{kept.jsonl, adapter/, model/}
     model_path: str  # the model after the last round that trained (the input model when none did)
     rounds: list[dict[str, Any]]  # per-round statistics, as written to best_of_n.json
     kept: list[Scored]  # the last round's kept set
@@ -117,22 +138,29 @@ def run_best_of_n(
     workers: int = 2,
     seed: int = 0,
     callbacks: list | None = None,
+    merge_input_adapter: bool = False,
 ) -> BestOfNResult:
     """Expert iteration: R rounds of sample N -> verify -> keep top K correct per task -> SFT (LoRA) -> merge.
 
     Args:
+        model_path: local model folder: a full model, or a LoRA adapter (sampled merged; round 0 continues training
+            it unless `merge_input_adapter`).
+        lora: the adapter each round trains (default `LoraSettings()`); `enabled=False` fine-tunes every weight.
         generator_factory: model path -> Generator (default: `HFGenerator(path, sampling)` on the current model).
         client: a VerifierClient to use (and leave open), built with `to_verify_config(ext, base)`; by default one is
             made and closed here.
         callbacks: passed to every round's SFTTrainer.
     """
-    from tritonrl.train.sft import write_log
+    from tritonrl.train.model_io import write_log
 
+    resolve_model(model_path)  # a wrong folder fails now, not after sampling and verifying
     unused = [f for f in ("curriculum", "learning_zone", "hrd") if getattr(ext, f)]
     if unused:
         log.warning("best-of-N ignores %s (GRPO-only extensions)", unused)
     out = Path(out_dir)
     verify_cfg = check_client_config(ext, client.verify_cfg) if client else to_verify_config(ext, verify_cfg)
+    if off := weakened_defences(ext, VerifyConfig(device=verify_cfg.device)):
+        log.warning("best-of-N verifies without %s: it keeps kernels `tritonrl eval` rejects", "; ".join(off))
     sampling = sampling or SamplingConfig(seed=seed)
     factory = generator_factory or (lambda path: HFGenerator(path, sampling))
     own_client = client is None
@@ -147,9 +175,10 @@ def run_best_of_n(
                                                        round_dir)  # fmt: skip
             row = _round_stats(r, scored, kept)
             if kept:
-                current = _fine_tune(current, tasks, kept, round_dir, steps=steps, lr=lr, lora=lora,
-                                     batch_size=batch_size, max_length=max_length, seed=seed + r,
-                                     callbacks=callbacks)  # fmt: skip
+                model_dir = out / "model" if r == rounds - 1 else round_dir / "model"
+                current = _fine_tune(current, tasks, kept, round_dir, model_dir, lora=lora or LoraSettings(),
+                                     steps=steps, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed + r,
+                                     callbacks=callbacks, merge_input_adapter=merge_input_adapter)  # fmt: skip
             else:
                 log.warning("best-of-N round %d: no correct completion among %d samples; no fine-tuning", r, n_samples)
             stats.append({**row, "trained": bool(kept), "model": current})
@@ -177,7 +206,7 @@ def _sample_and_keep(
     """Sample `n` completions per task from `model`, verify and score them, keep the top `k` correct per task and
     write the kept set to `round_dir/kept.jsonl`. Returns (scored per task, kept, number of samples)."""
     generator = factory(model)
-    samples = {t.task_id: generator.generate(t, n) for t in tasks}
+    samples = {t.task_id: texts for t, texts in sample_tasks(generator, tasks, n)}
     del generator  # free the sampling model before fine-tuning
     ids = [t for t, texts in samples.items() for _ in texts]
     texts = [c for cs in samples.values() for c in cs]
@@ -193,11 +222,16 @@ def _sample_and_keep(
     return scored, kept, len(texts)
 
 
-def _fine_tune(model: str, tasks: Sequence[Task], kept: list[Scored], round_dir: Path, **sft_kwargs: Any) -> str:
-    """SFT a LoRA adapter on `kept` into `round_dir/adapter` (`sft_kwargs`: `run_sft`'s settings) and merge it into
-    `model`; returns the merged model's path."""
-    from tritonrl.train.sft import merge_adapter, run_sft
+def _fine_tune(model: str, tasks: Sequence[Task], kept: list[Scored], round_dir: Path, model_dir: Path, *,
+               lora: LoraSettings, **sft_kwargs: Any) -> str:  # fmt: skip
+    """Fine-tune `model` on `kept` (`sft_kwargs`: `run_sft`'s settings) and return the folder of the result, a full
+    model: a LoRA adapter in `round_dir/adapter` merged into `model_dir`, or with LoRA off every weight, in
+    `model_dir` directly."""
+    from tritonrl.train.sft import run_sft
 
     pairs = [(s.task_id, s.completion) for s in kept]
-    adapter = run_sft(model, tasks, round_dir / "adapter", pairs=pairs, **sft_kwargs)
-    return merge_adapter(model, adapter, round_dir / "model")
+    if lora.enabled:
+        run_sft(model, tasks, round_dir / "adapter", pairs=pairs, lora=lora, merged_dir=model_dir, **sft_kwargs)
+    else:
+        run_sft(model, tasks, model_dir, pairs=pairs, lora=lora, **sft_kwargs)
+    return str(model_dir)

@@ -2,20 +2,22 @@
 
 `ExtensionConfig` says which of the seed project's extensions are on; `to_verify_config` and `to_reward_config` turn
 the flags into what actually runs (a flag that is off really switches its layer off, so ablations compare like with
-like). `load_config(path, preset)` reads a YAML recipe with `extensions:`, `train:` and `lora:` sections on top of a
-preset. Nothing here imports torch, transformers or TRL.
+like). The default preset, `hardened`, verifies rewards exactly as `tritonrl eval` does; `weakened_defences` names
+what any other choice turns off. `load_config(path, preset)` reads a YAML recipe with `extensions:`, `train:` and
+`lora:` sections on top of a preset (those two sections are `train/settings.py`). Nothing here imports torch,
+transformers or TRL.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from tritonrl.errors import ConfigError
+from tritonrl.train.settings import LoraSettings, TrainSettings
 from tritonrl.verify.config import VerifyConfig
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,9 @@ class ExtensionConfig:
     )
     learning_zone: bool = field(
         default=False,
-        metadata={"help": "Difficulty-aware sampling: prefer tasks whose estimated pass rate is near 0.5."},
-    )
+        metadata={"help": "Difficulty-aware sampling: prefer tasks whose estimated pass rate is near 0.5, and skip "
+                          "tasks whose recent groups were all-equal for a while (DAPO dynamic sampling)."},
+    )  # fmt: skip
     hrd: bool = field(
         default=False,
         metadata={"help": "Hierarchical reward decomposition: plan tokens and code tokens get separate advantages."},
@@ -90,9 +93,22 @@ class ExtensionConfig:
     learning_zone_decay: float = field(
         default=0.9, metadata={"help": "Per-update decay of old pass/fail counts (1.0: never forget)."}
     )
-    hrd_alpha: float = field(
-        default=0.1, metadata={"help": "HRD: weight of the other part's advantage in each token's advantage."}
+    learning_zone_skip_after: int = field(
+        default=2,
+        metadata={"help": "Dynamic sampling: a task whose last this-many groups were all-equal (all pass or all fail: "
+                          "zero advantage) is left out of the draw for learning_zone_skip_draws draws."},
+    )  # fmt: skip
+    learning_zone_skip_draws: int = field(
+        default=8, metadata={"help": "Draws a task with all-equal groups sits out (0: never skip, only down-weight)."}
     )
+    hrd_alpha: float = field(
+        default=0.1, metadata={"help": "HRD: weight of the speed advantage on plan tokens (with a speed reward)."}
+    )
+    hrd_no_code_penalty: float = field(
+        default=0.1,
+        metadata={"help": "HRD: extra negative advantage on every token of an answer with no code block, so a "
+                          "format failure is penalised even in a group where every answer failed."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for name in EXTENSIONS:
@@ -115,8 +131,14 @@ class ExtensionConfig:
             raise ConfigError(f"learning_zone_floor={self.learning_zone_floor}: must be in [0, 1].")
         if not 0.0 < self.learning_zone_decay <= 1.0:
             raise ConfigError(f"learning_zone_decay={self.learning_zone_decay}: must be in (0, 1].")
+        if self.learning_zone_skip_after < 1 or self.learning_zone_skip_draws < 0:
+            raise ConfigError(f"learning_zone_skip_after={self.learning_zone_skip_after}, learning_zone_skip_draws="
+                              f"{self.learning_zone_skip_draws}: need skip_after >= 1 and skip_draws >= 0 (0 turns "
+                              "skipping off); the defaults are 2 and 8.")  # fmt: skip
         if not 0.0 <= self.hrd_alpha <= 1.0:
             raise ConfigError(f"hrd_alpha={self.hrd_alpha}: must be in [0, 1]; TritonRL uses 0.1.")
+        if not 0.0 <= self.hrd_no_code_penalty <= 1.0:
+            raise ConfigError(f"hrd_no_code_penalty={self.hrd_no_code_penalty}: must be in [0, 1]; the default is 0.1.")
 
     @property
     def enabled(self) -> tuple[str, ...]:
@@ -124,7 +146,11 @@ class ExtensionConfig:
 
 
 _ALL = dict.fromkeys(EXTENSIONS, True)
+# Every verifier layer `tritonrl eval` runs, so a reward never passes a kernel the evaluation rejects.
+_HARDENED = {"multi_input": True, "numerical_stability": True, "strict_sandbox": True, "calibrated_timing": True}
+DEFAULT_PRESET = "hardened"
 PRESETS: dict[str, dict[str, bool]] = {
+    "hardened": _HARDENED,
     "baseline": {},
     "multi_input_only": {"multi_input": True},
     "curriculum_only": {"curriculum": True},
@@ -175,10 +201,27 @@ def to_verify_config(ext: ExtensionConfig, base: VerifyConfig | None = None) -> 
         overrides["metamorphic"] = ext.metamorphic
     if not ext.calibrated_timing and base.timing:
         overrides["timing"] = False  # no timing stage at all: no speedup, no speed reward, faster verdicts
-    if ext.calibrated_timing and not timing_available(base.device):
-        log.warning("calibrated_timing: timing is unavailable on device=%s (it needs a GPU); no speed reward.",
-                    base.device)  # fmt: skip
+    if ext.calibrated_timing and not timing_available(base.device):  # info: the default preset asks for it everywhere
+        log.info("calibrated_timing: timing is unavailable on device=%s (it needs a GPU); no speed reward.",
+                 base.device)  # fmt: skip
     return dataclasses.replace(base, **overrides)
+
+
+def weakened_defences(ext: ExtensionConfig, base: VerifyConfig | None = None) -> list[str]:
+    """The defences of the hardened verifier (`base`, by default `VerifyConfig()`: what `tritonrl eval` runs) that
+    these flags turn off, one phrase each; empty for the hardened preset. Timing counts only where it runs (cuda)."""
+    base = base or VerifyConfig()
+    cfg = to_verify_config(ext, base)
+    off = []
+    if cfg.n_variants < base.n_variants:
+        off.append(f"shape variants (n_variants {base.n_variants} -> {cfg.n_variants})")
+    if dropped := [d for d in base.distributions if d not in cfg.distributions]:
+        off.append(f"value distributions {', '.join(dropped)}")
+    off += [f"{name.replace('_', ' ')}" for name in ("static_checks", "audit_guard")
+            if getattr(base, name) and not getattr(cfg, name)]  # fmt: skip
+    if base.times and not cfg.times:
+        off.append("the timing stage (implausible-speedup checks)")
+    return off
 
 
 def check_client_config(ext: ExtensionConfig, client_cfg: VerifyConfig) -> VerifyConfig:
@@ -220,88 +263,6 @@ def describe(ext: ExtensionConfig, device: str) -> list[str]:
 
 
 @dataclasses.dataclass
-class LoraSettings:
-    r: int = field(default=16, metadata={"help": "LoRA rank (the seeds use 16)."})
-    alpha: int = field(default=32, metadata={"help": "LoRA alpha (the seeds use 32)."})
-    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    target_modules: str | list[str] = field(
-        default="all-linear", metadata={"help": "'all-linear' (every Linear except the output layer) or names."}
-    )
-
-    def __post_init__(self) -> None:
-        if self.r < 1 or self.alpha < 1:
-            raise ConfigError(f"lora r={self.r}, alpha={self.alpha}: both must be >= 1 (e.g. r=16, alpha=32).")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"lora dropout={self.dropout}: must be in [0, 1).")
-
-    def to_peft(self):  # noqa: ANN201 (peft.LoraConfig, imported lazily)
-        from peft import LoraConfig
-
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_modules, task_type="CAUSAL_LM")  # fmt: skip
-
-
-ROLLOUTS = ("policy", "scripted")
-
-
-@dataclasses.dataclass
-class TrainSettings:
-    model: str | None = field(default=None, metadata={"help": "Local model directory (never downloaded)."})
-    output_dir: str = field(default="runs/train", metadata={"help": "Where adapters, logs and stats go."})
-    suite: str = field(default="builtin", metadata={"help": "Task suite (see data/suites.py)."})
-    steps: int = field(default=10, metadata={"help": "Optimizer steps (SFT and GRPO; per round for best-of-N)."})
-    learning_rate: float | None = field(
-        default=None, metadata={"help": "None: 2e-4 for SFT, 1e-5 for GRPO (TRL's LoRA guidance)."}
-    )
-    batch_size: int | None = field(
-        default=None,
-        metadata={"help": "Per-device batch: examples (SFT, best-of-N; None: 2) or completions (GRPO; a multiple of "
-                          "num_generations; None: one group)."},
-    )  # fmt: skip
-    grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
-    num_generations: int = field(default=4, metadata={"help": "GRPO group size."})
-    max_completion_length: int = field(default=1024, metadata={"help": "Generated tokens per completion."})
-    max_length: int = field(default=4096, metadata={"help": "SFT: longest tokenized prompt + completion."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (GRPO and best-of-N)."})
-    seed: int = field(default=0, metadata={"help": "Seed for data order, curriculum and training."})
-    device: str = field(default="auto", metadata={"help": "Verifier device: auto, cpu, cuda or cuda:N."})
-    workers: int = field(default=2, metadata={"help": "Parallel verifier workers."})
-    use_vllm: bool = field(default=False, metadata={"help": "GRPO generation through vLLM (when installed)."})
-    fusion_dir: str | None = field(default=None, metadata={"help": "Folder of generated L2 fusion task files."})
-    pairs: str | None = field(
-        default=None, metadata={"help": "SFT data: JSONL (file or folder) of verified {task_id, completion} pairs."}
-    )
-    rounds: int = field(default=1, metadata={"help": "Best-of-N: expert-iteration rounds."})
-    n: int = field(default=10, metadata={"help": "Best-of-N: completions sampled per task (the seeds use 10)."})
-    k: int = field(default=3, metadata={"help": "Best-of-N: correct completions kept per task (the seeds use 3)."})
-    logging_steps: int = field(default=1, metadata={"help": "Log every N steps."})
-    rollouts: str = field(
-        default="policy",
-        metadata={"help": "GRPO and best-of-N completions: 'policy' samples the model; 'scripted' answers each group "
-                          "with the bundled solution and a wrong answer (real verdicts; a plumbing check, "
-                          "train/scripted.py)."},
-    )  # fmt: skip
-
-    def __post_init__(self) -> None:
-        if self.rollouts not in ROLLOUTS:
-            raise ConfigError(f"train.rollouts={self.rollouts!r}: choose one of {ROLLOUTS}.")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ConfigError(f"train.device={self.device!r}: must be auto, cpu, cuda or cuda:N.")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError(f"train.batch_size={self.batch_size}: must be >= 1 (or null for the default).")
-        for name in ("steps", "grad_accum", "num_generations", "max_completion_length", "max_length",
-                     "workers", "rounds", "n", "k", "logging_steps"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name}={getattr(self, name)}: must be >= 1.")
-        if self.num_generations < 2:
-            raise ConfigError(f"train.num_generations={self.num_generations}: GRPO needs groups of >= 2.")
-        if self.k > self.n:
-            raise ConfigError(f"train.k={self.k} > train.n={self.n}: cannot keep more completions than sampled.")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            raise ConfigError(f"train.learning_rate={self.learning_rate}: must be positive (e.g. 2e-4 for SFT).")
-
-
-@dataclasses.dataclass
 class RunConfig:
     """Everything one `tritonrl train` run needs."""
 
@@ -332,7 +293,7 @@ def load_config(path: str | Path | None, preset_name: str | None = None) -> RunC
     sections = {"preset", "extensions", "train", "lora"}
     if unknown := sorted(set(data) - sections):
         raise ConfigError(f"{path}: unknown section(s) {unknown}; valid: {sorted(sections)}.")
-    name = preset_name or data.get("preset") or "baseline"
+    name = preset_name or data.get("preset") or DEFAULT_PRESET
     base = preset(name)
     ext = _build(ExtensionConfig, {**dataclasses.asdict(base), **(data.get("extensions") or {})}, "extensions")
     train = _build(TrainSettings, data.get("train") or {}, "train")

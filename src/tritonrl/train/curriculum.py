@@ -3,9 +3,11 @@
 `AdaptiveCurriculum` is the seeds' schedule: start with 10% L2 tasks and add 0.05 each step on which the moving
 average of L1 correctness over the last 5 steps is >= 0.4, up to 50%. `LearningZoneSampler` keeps a decayed
 Beta(1, 1) pass-rate estimate per task and weights tasks by how close that estimate is to 0.5, where a GRPO group
-carries the most signal (Bae et al., arXiv 2504.03380). `TaskSampler` combines the two (level first, then the task
-within the level) and streams rows for TRL as an infinite `datasets.IterableDataset` (so `max_steps` must be set).
-All three are pure Python, deterministic given a seed, and checkpointable through `state_dict()`.
+carries the most signal (Bae et al., arXiv 2504.03380); it also does dynamic sampling (DAPO): a task whose recent
+groups were all-equal (all pass or all fail, so zero advantage) sits out the next draws. `TaskSampler` combines the
+two (level first, then the task within the level) and streams rows for TRL as an infinite `datasets.IterableDataset`
+(so `max_steps` must be set). All three are pure Python, deterministic given a seed, and checkpointable through
+`state_dict()`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from tritonrl.errors import ConfigError
 from tritonrl.tasks.schema import Task
-
-K = TypeVar("K")
 
 
 class AdaptiveCurriculum:
@@ -83,33 +83,62 @@ class LearningZoneSampler:
     0.5 (sampled first) and old outcomes fade as the policy improves. The weight is 1 - ((p - t) / max(t, 1 - t))^2,
     which for t = 0.5 is 4 p (1 - p), the normalised variance of a Bernoulli, floored at `floor`.
 
+    Dynamic sampling: a group whose outcomes are all equal has zero advantage everywhere and only costs compute. When
+    a task's last `skip_after` groups were all equal, it is left out of the next `skip_draws` draws (unless every
+    task of the pool is out; then the whole pool is used), after which its estimate decides again.
+
     >>> z = LearningZoneSampler(["easy", "hard"])
     >>> z.record("easy", [1, 1, 1, 1]); z.record("hard", [0, 0, 1, 0])
     >>> round(z.pass_rate("easy"), 2), round(z.pass_rate("hard"), 2), z.weight("easy") < z.weight("hard")
     (0.83, 0.33, True)
+    >>> z.record("easy", [1, 1, 1, 1]); z.skipped("easy"), z.n_constant_groups, z.n_groups  # 2 all-pass groups
+    (True, 2, 3)
     """
 
     def __init__(
-        self, task_ids: Iterable[str], *, target: float = 0.5, floor: float = 0.05, decay: float = 0.9
-    ) -> None:
+        self, task_ids: Iterable[str], *, target: float = 0.5, floor: float = 0.05, decay: float = 0.9,
+        skip_after: int = 2, skip_draws: int = 8,
+    ) -> None:  # fmt: skip
         if not 0.0 < target < 1.0 or not 0.0 <= floor <= 1.0 or not 0.0 < decay <= 1.0:
             raise ConfigError(f"learning zone target={target}, floor={floor}, decay={decay}: need 0 < target < 1, "
                               "0 <= floor <= 1 and 0 < decay <= 1.")  # fmt: skip
+        if skip_after < 1 or skip_draws < 0:
+            raise ConfigError(f"learning zone skip_after={skip_after}, skip_draws={skip_draws}: need skip_after >= 1 "
+                              "and skip_draws >= 0 (0: never skip).")  # fmt: skip
         self.target, self.floor, self.decay = target, floor, decay
+        self.skip_after, self.skip_draws = skip_after, skip_draws
         self.passes: dict[str, float] = dict.fromkeys(task_ids, 0.0)
         self.trials: dict[str, float] = dict.fromkeys(self.passes, 0.0)
+        self.constant_run: dict[str, int] = {}  # consecutive all-equal groups per task
+        self.skip_until: dict[str, int] = {}  # task -> the draw count from which it may be drawn again
+        self.n_draws = 0
         self.n_constant_groups = 0
         self.n_groups = 0
+        self.n_skips = 0  # times a task was benched
 
     @classmethod
     def from_extensions(cls, task_ids: Iterable[str], ext: Any) -> LearningZoneSampler:
         return cls(task_ids, target=ext.learning_zone_target, floor=ext.learning_zone_floor,
-                   decay=ext.learning_zone_decay)  # fmt: skip
+                   decay=ext.learning_zone_decay, skip_after=ext.learning_zone_skip_after,
+                   skip_draws=ext.learning_zone_skip_draws)  # fmt: skip
 
-    def record(self, task_id: str, outcomes: Sequence[float]) -> None:
-        """Add one group's outcomes (1 pass, 0 fail; fractions allowed) for a task."""
+    def record(self, task_id: str, outcomes: Sequence[float], rewards: Sequence[float] | None = None) -> None:
+        """Add one group's outcomes (1 pass, 0 fail; fractions allowed) for a task; bench the task after
+        `skip_after` groups in a row whose `rewards` (the trained reward, e.g. staged credit; default: the outcomes)
+        were all equal."""
         self.passes[task_id] = self.decay * self.passes.get(task_id, 0.0) + float(sum(outcomes))
         self.trials[task_id] = self.decay * self.trials.get(task_id, 0.0) + len(outcomes)
+        self.n_groups += 1
+        signal = outcomes if rewards is None else rewards
+        if len(signal) < 2 or max(signal) != min(signal):
+            self.constant_run[task_id] = 0
+            return
+        self.n_constant_groups += 1
+        self.constant_run[task_id] = self.constant_run.get(task_id, 0) + 1
+        if self.skip_draws and self.constant_run[task_id] >= self.skip_after:
+            self.skip_until[task_id] = self.n_draws + self.skip_draws
+            self.constant_run[task_id] = 0
+            self.n_skips += 1
 
     def pass_rate(self, task_id: str) -> float:
         return (self.passes.get(task_id, 0.0) + 1.0) / (self.trials.get(task_id, 0.0) + 2.0)
@@ -119,28 +148,26 @@ class LearningZoneSampler:
         z = (self.pass_rate(task_id) - t) / max(t, 1.0 - t)
         return max(self.floor, 1.0 - z * z)
 
+    def skipped(self, task_id: str) -> bool:
+        """Whether the task sits out the next draw (its recent groups were all equal)."""
+        return self.skip_until.get(task_id, 0) > self.n_draws
+
     def choose(self, rng: random.Random, task_ids: Sequence[str]) -> str:
-        return rng.choices(list(task_ids), weights=[self.weight(t) for t in task_ids], k=1)[0]
-
-    def drop_constant_groups(self, rewards_by_group: Mapping[K, Sequence[float]]) -> dict[K, list[float]]:
-        """The groups whose rewards are not all equal (DAPO dynamic sampling): a constant group has zero advantage
-        everywhere and only costs compute. Counts what it drops (`n_constant_groups` of `n_groups`).
-
-        >>> LearningZoneSampler([]).drop_constant_groups({"a": [0.0, 0.0], "b": [0.0, 1.0], "c": [1.0, 1.0]})
-        {'b': [0.0, 1.0]}
-        """
-        kept = {k: list(v) for k, v in rewards_by_group.items() if len(v) > 1 and max(v) != min(v)}
-        self.n_groups += len(rewards_by_group)
-        self.n_constant_groups += len(rewards_by_group) - len(kept)
-        return kept
+        pool = [t for t in task_ids if not self.skipped(t)] or list(task_ids)
+        self.n_draws += 1
+        return rng.choices(pool, weights=[self.weight(t) for t in pool], k=1)[0]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"passes": dict(self.passes), "trials": dict(self.trials),
+        return {"passes": dict(self.passes), "trials": dict(self.trials), "constant_run": dict(self.constant_run),
+                "skip_until": dict(self.skip_until), "n_draws": self.n_draws, "n_skips": self.n_skips,
                 "n_constant_groups": self.n_constant_groups, "n_groups": self.n_groups}  # fmt: skip
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.passes = {k: float(v) for k, v in state["passes"].items()}
         self.trials = {k: float(v) for k, v in state["trials"].items()}
+        self.constant_run = {k: int(v) for k, v in state["constant_run"].items()}
+        self.skip_until = {k: int(v) for k, v in state["skip_until"].items()}
+        self.n_draws, self.n_skips = int(state["n_draws"]), int(state["n_skips"])
         self.n_constant_groups = int(state["n_constant_groups"])
         self.n_groups = int(state["n_groups"])
 
@@ -171,10 +198,11 @@ class TaskSampler:
         self.n_drawn["l2" if task_id in self.l2 else "l1"] += 1
         return self.tasks[task_id]
 
-    def record(self, task_id: str, outcomes: Sequence[float]) -> None:
-        """Outcomes (1 pass, 0 fail) of one task's completions during the current step."""
+    def record(self, task_id: str, outcomes: Sequence[float], rewards: Sequence[float] | None = None) -> None:
+        """Outcomes (1 pass, 0 fail) of one task's group during the current step, and the rewards it was trained
+        on (which decide whether the group carried any signal; default: the outcomes)."""
         if self.zone is not None:
-            self.zone.record(task_id, outcomes)
+            self.zone.record(task_id, outcomes, rewards)
         task = self.tasks.get(task_id)
         if task is not None and (task.level or 1) < 2:
             self._step_l1.extend(float(x) for x in outcomes)

@@ -1,58 +1,56 @@
 """Training data from tasks: SFT prompt-completion rows and GRPO prompt rows, in the shared prompt format.
 
-SFT completions are "plan, then one ```python block", the answer shape `train/prompts.py` asks for and
-`verify/extract.py` reads. They come from verified pairs (a JSONL export of {task_id, completion}, or best-of-N's
-kept set) or, for tasks that ship one, the bundled known-correct solution with a plan taken from its docstring.
+SFT completions are "plan, then one ```python block", the answer shape `tasks/prompts.py` asks for and
+`verify/extract.py` reads, written by `data/export.py::completion` (the text an export's SFT rows hold). They come
+from verified pairs (a JSONL export of {task_id, completion}, or best-of-N's kept set), from the solutions a suite
+carries (`suite_pairs`: bundled files and the fusion generator's templates), or from tasks' bundled solutions.
 `select_tasks` applies the `fusion_data` extension to a suite. `export_dataset` reads a `tritonrl tasks export`
 folder (its `sft/<split>.jsonl` rows are verified pairs). Nothing here verifies: pairs must already be verified.
+Every builder takes the prompt style (`tasks/prompts.py`); None means the run's default.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tritonrl.data.export import completion
+from tritonrl.data.suites import MANIFEST, Suite, SuiteTask
 from tritonrl.errors import ConfigError
-from tritonrl.tasks.prompts import build_messages, render_prompt
+from tritonrl.tasks.prompts import PromptStyle, build_messages, render_prompt
 from tritonrl.tasks.schema import Task
 
 log = logging.getLogger(__name__)
 
 FUSION_PREFIX = "fusion/"
-
-
-def plan_text(task_id: str, code: str) -> str:
-    """A short plan for a known solution: its module docstring's description and the kernels it defines.
-
-    >>> plan_text("relu", '\"\"\"Triton solution for `relu`: flat 1-D grid.\"\"\"\\n@triton.jit\\ndef k(x): pass')
-    'Plan: flat 1-D grid. Kernels: `k`, launched from `ModelNew.forward`, which only allocates the output.'
-    """
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        tree = None
-    doc = (ast.get_docstring(tree) or "") if tree else ""
-    description = doc.split(":", 1)[1].strip() if ":" in doc else doc.strip() or f"port `{task_id}` to Triton."
-    kernels = [
-        n.name
-        for n in (tree.body if tree else [])
-        if isinstance(n, ast.FunctionDef) and any("jit" in ast.unparse(d) or "autotune" in ast.unparse(d)
-                                                    for d in n.decorator_list)
-    ]  # fmt: skip
-    names = ", ".join(f"`{k}`" for k in kernels) or "one Triton kernel"
-    return f"Plan: {description} Kernels: {names}, launched from `ModelNew.forward`, which only allocates the output."
+# Suite origins whose solutions count as verified without a curation run: bundled files (the test suite verifies the
+# built-in ones) and the fusion generator's templates (proven per op grammar by benchmarks/fusion_verify.py).
+# KernelBook ports are unverified Inductor code: curate them with `tritonrl tasks export`, train on sft/<split>.jsonl.
+TRUSTED_ORIGINS = ("builtin", "folder", "fusion")
+Style = PromptStyle | str | None
 
 
 def solution_completion(task: Task) -> str | None:
     """The assistant answer built from a task's bundled solution, or None when it ships none."""
     if not task.solution_path:
         return None
-    code = Path(task.solution_path).read_text().strip()
-    return f"{plan_text(task.task_id, code)}\n\n```python\n{code}\n```"
+    solution = Path(task.solution_path).read_text()
+    return completion(SuiteTask(task=task, origin="builtin", family=task.task_id, solution=solution), "strict")
+
+
+def suite_pairs(suite: Suite) -> list[tuple[str, str]]:
+    """(task_id, completion) pairs from the solutions a suite carries, for origins in TRUSTED_ORIGINS; solutions of
+    other origins are left out with a warning that says how to curate them."""
+    pairs = [(e.task_id, completion(e, "strict")) for e in suite.entries
+             if e.solution is not None and e.origin in TRUSTED_ORIGINS]  # fmt: skip
+    untrusted = sorted({e.origin for e in suite.entries if e.solution is not None and e.origin not in TRUSTED_ORIGINS})
+    if untrusted:
+        log.warning("suite %s: solutions of origin %s are unverified, so not SFT pairs; curate them with `tritonrl "
+                    "tasks export` and pass --pairs OUT/sft/train.jsonl", suite.name, ", ".join(untrusted))  # fmt: skip
+    return pairs
 
 
 def load_pairs(path: str | Path) -> list[tuple[str, str]]:
@@ -73,58 +71,66 @@ def load_pairs(path: str | Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def _prompt(task: Task, tokenizer: Any | None) -> list[dict[str, str]] | str:
+def _prompt(task: Task, tokenizer: Any | None, style: Style) -> list[dict[str, str]] | str:
     """Conversational messages, or plain text when the tokenizer has no chat template to apply them with."""
     if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
-        return render_prompt(task, tokenizer)
-    return build_messages(task)
+        return render_prompt(task, tokenizer, style=style)
+    return build_messages(task, style=style)
 
 
 def sft_rows(
-    tasks: Sequence[Task], tokenizer: Any | None = None, *, pairs: Iterable[tuple[str, str]] | None = None
+    tasks: Sequence[Task],
+    tokenizer: Any | None = None,
+    *,
+    pairs: Iterable[tuple[str, str]] | None = None,
+    style: Style = None,
 ) -> list[dict[str, Any]]:
     """Prompt-completion rows: one per pair when pairs are given, else one per task with a bundled solution."""
     by_id = {t.task_id: t for t in tasks}
     if pairs is None:
         pairs = [(t.task_id, c) for t in tasks if (c := solution_completion(t)) is not None]
     rows = []
-    for task_id, completion in pairs:
+    for task_id, answer_text in pairs:
         task = by_id.get(task_id)
         if task is None:
             log.warning("SFT pair for unknown task %r skipped (not in the suite).", task_id)
             continue
-        prompt = _prompt(task, tokenizer)
-        answer = completion if isinstance(prompt, str) else [{"role": "assistant", "content": completion}]
+        prompt = _prompt(task, tokenizer, style)
+        answer = answer_text if isinstance(prompt, str) else [{"role": "assistant", "content": answer_text}]
         rows.append({"prompt": prompt, "completion": answer, "task_id": task_id})
     return rows
 
 
 def sft_dataset(  # noqa: ANN201 (datasets.Dataset, imported lazily)
-    tasks: Sequence[Task], tokenizer: Any | None = None, *, pairs: Iterable[tuple[str, str]] | None = None
+    tasks: Sequence[Task],
+    tokenizer: Any | None = None,
+    *,
+    pairs: Iterable[tuple[str, str]] | None = None,
+    style: Style = None,
 ):
     """A `datasets.Dataset` of conversational prompt-completion rows (plain strings when `tokenizer` has no chat
     template), for SFTTrainer's completion-only loss. Raises ConfigError when no task has a verified completion."""
     from datasets import Dataset
 
-    rows = sft_rows(tasks, tokenizer, pairs=pairs)
+    rows = sft_rows(tasks, tokenizer, pairs=pairs, style=style)
     if not rows:
         raise ConfigError("no SFT data: none of the tasks ships a solution and no verified pairs were given "
-                          "(train.pairs).")  # fmt: skip
+                          "(--pairs, or a suite with solutions such as builtin or fusion:N).")  # fmt: skip
     return Dataset.from_list(rows)
 
 
-def rl_row(task: Task) -> dict[str, Any]:
+def rl_row(task: Task, *, style: Style = None) -> dict[str, Any]:
     """One GRPO prompt row; `task_id` is what the reward functions verify against."""
-    return {"prompt": build_messages(task), "task_id": task.task_id, "level": int(task.level or 1)}
+    return {"prompt": build_messages(task, style=style), "task_id": task.task_id, "level": int(task.level or 1)}
 
 
-def rl_dataset(tasks: Sequence[Task]):  # noqa: ANN201 (datasets.Dataset)
+def rl_dataset(tasks: Sequence[Task], *, style: Style = None):  # noqa: ANN201 (datasets.Dataset)
     """A `datasets.Dataset` of {prompt: messages, task_id, level}, one row per task."""
     from datasets import Dataset
 
     if not tasks:
         raise ConfigError("no RL tasks: the suite is empty.")
-    return Dataset.from_list([rl_row(t) for t in tasks])
+    return Dataset.from_list([rl_row(t, style=style) for t in tasks])
 
 
 def select_tasks(tasks: Sequence[Task], *, fusion_data: bool, fusion_dir: str | None) -> list[Task]:
@@ -145,14 +151,19 @@ def select_tasks(tasks: Sequence[Task], *, fusion_data: bool, fusion_dir: str | 
     return out + fused
 
 
-def export_dataset(path: str | Path, kind: str = "sft", split: str = "train", tokenizer: Any | None = None):  # noqa: ANN201
+def export_dataset(  # noqa: ANN201 (datasets.Dataset)
+    path: str | Path, kind: str = "sft", split: str = "train", tokenizer: Any | None = None, *, style: Style = None
+):
     """A trainer-ready `datasets.Dataset` from a `tritonrl tasks export` folder: the split's tasks (the folder is a
-    suite, `PATH@split`) with its verified SFT pairs (`kind="sft"`) or as GRPO prompt rows (`kind="rl"`)."""
+    suite, `PATH@split`) with its verified SFT pairs (`kind="sft"`) or as GRPO prompt rows (`kind="rl"`). The prompt
+    style defaults to the one the export was written with (its manifest's `prompt`)."""
     from tritonrl.data.suites import resolve_suite
 
     if kind not in ("sft", "rl"):
         raise ConfigError(f"kind={kind!r}: must be 'sft' or 'rl'.")
+    if style is None:
+        style = json.loads((Path(path) / MANIFEST).read_text()).get("prompt")
     tasks = resolve_suite(f"{path}@{split}")
     if kind == "rl":
-        return rl_dataset(tasks)
-    return sft_dataset(tasks, tokenizer, pairs=load_pairs(Path(path) / "sft" / f"{split}.jsonl"))
+        return rl_dataset(tasks, style=style)
+    return sft_dataset(tasks, tokenizer, pairs=load_pairs(Path(path) / "sft" / f"{split}.jsonl"), style=style)

@@ -1,10 +1,11 @@
-"""GRPO with LoRA and execution-verified rewards: TRL's GRPOTrainer over a VerifierClient.
+"""GRPO with execution-verified rewards: TRL's GRPOTrainer over a VerifierClient.
 
 `run_grpo` maps the extension flags to a VerifyConfig and a RewardConfig, builds the reward functions of
 `rewards/trl_adapter.py` (every reward is a real verdict from the sandboxed verifier, cached per completion), and
-trains a LoRA adapter. With `curriculum` or `learning_zone` on, the training set is a live `TaskSampler` stream and
-the verdicts of each step are fed back into it. With `hrd` on, `HRDGRPOTrainer` gives plan and code tokens separate
-advantages. Generation is transformers `generate`, or vLLM when requested and installed.
+trains a new LoRA adapter, continues the adapter it was given, or trains every weight (`train/model_io.py`). With
+`curriculum` or `learning_zone` on, the training set is a live `TaskSampler` stream and the verdicts of each step are
+fed back into it (pass rates, and skipping tasks whose groups are all-equal). With `hrd` on, `HRDGRPOTrainer` gives
+plan and code tokens separate advantages. Generation is transformers `generate`, or vLLM when requested and installed.
 """
 
 from __future__ import annotations
@@ -25,21 +26,23 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import nanstd
 
 from tritonrl.errors import ConfigError
+from tritonrl.models import load_tokenizer, resolve_model
 from tritonrl.rewards.client import VerifierClient
-from tritonrl.rewards.reward import hrd_token_advantages, token_roles
+from tritonrl.rewards.hrd import hrd_token_advantages, token_roles
 from tritonrl.rewards.trl_adapter import completion_text, make_reward_funcs
 from tritonrl.tasks.schema import Task
 from tritonrl.train.config import (
     ExtensionConfig,
-    LoraSettings,
     check_client_config,
     reward_kinds,
     to_reward_config,
     to_verify_config,
+    weakened_defences,
 )
 from tritonrl.train.curriculum import AdaptiveCurriculum, LearningZoneSampler, TaskSampler
 from tritonrl.train.data import rl_dataset, rl_row
-from tritonrl.train.sft import load_tokenizer, precision_kwargs, require_local_model, write_log
+from tritonrl.train.model_io import RunOutputs, StartModel, precision_kwargs, save_trained, start_model, write_log
+from tritonrl.train.settings import LoraSettings
 from tritonrl.verify.config import VerifyConfig
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ HRD_TRL_MIN, HRD_TRL_TESTED = Version("1.9.0"), Version("1.16.0")
 
 @dataclasses.dataclass(frozen=True)
 class GRPOResult:
-    out_dir: str  # adapter, tokenizer, train_log.json (+ sampler_state.json with a curriculum)
+    out_dir: str  # adapter (or model), tokenizer, train_log.json (+ sampler_state.json with a curriculum)
     log_history: list[dict[str, Any]]  # the trainer's logged metrics, one dict per logging step
     n_verified: int  # verifications the client ran (cache misses)
     n_cached: int  # reward requests answered from the verdict cache
@@ -111,12 +114,15 @@ class HRDGRPOTrainer(GRPOTrainer):
     """GRPOTrainer with TritonRL's hierarchical reward decomposition (per-token advantages).
 
     What changes, and nothing else: after TRL generates and scores a batch, the sequence advantage (B,) is replaced
-    by a (B, T) tensor. Tokens inside the extracted code span (`rewards.reward.token_roles`) get the group advantage
-    of the code reward function; plan tokens get `alpha` times that of the plan reward function (speed; 0 when there
-    is none, e.g. on cpu). TRL's loss, clipping, logging and the logged sequence advantages are untouched.
+    by a (B, T) tensor (`rewards.hrd.hrd_token_advantages`). Tokens inside the extracted code span
+    (`rewards.hrd.token_roles`) get the group advantage of the code reward function; plan tokens get `alpha` times
+    that of the plan reward function (speed), or the code advantage when there is none (every cpu run); an answer with
+    no code gets a negative advantage on every token. TRL's loss, clipping, logging and the logged sequence advantages
+    are untouched.
     """
 
-    def __init__(self, *args: Any, code_reward: str, plan_reward: str | None, alpha: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, code_reward: str, plan_reward: str | None, alpha: float, no_code_penalty: float,
+                 **kwargs: Any) -> None:  # fmt: skip
         check_trl_for_hrd()
         super().__init__(*args, **kwargs)
         names = list(self.reward_func_names)
@@ -124,7 +130,7 @@ class HRDGRPOTrainer(GRPOTrainer):
             raise ConfigError(f"hrd: reward functions {names} lack {code_reward!r} / {plan_reward!r}.")
         self._code_col = names.index(code_reward)
         self._plan_col = names.index(plan_reward) if plan_reward else None
-        self._alpha = alpha
+        self._alpha, self._no_code_penalty = alpha, no_code_penalty
         self._rewards_per_func: torch.Tensor | None = None
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: ANN001, ANN202
@@ -141,43 +147,49 @@ class HRDGRPOTrainer(GRPOTrainer):
         group = self.num_generations if mode == "train" else self.num_generations_eval
         rewards = self._rewards_per_func  # gathered over processes: (N_global, n_funcs)
         code = group_advantages(rewards[:, self._code_col], group, self.scale_rewards)
-        plan = (group_advantages(rewards[:, self._plan_col], group, self.scale_rewards)
-                if self._plan_col is not None else torch.zeros_like(code))  # fmt: skip
         b = completion_ids.size(0)
         local = slice(self.accelerator.process_index * b, (self.accelerator.process_index + 1) * b)
-        code, plan = code[local].tolist(), plan[local].tolist()
+        code = code[local].tolist()
+        plan: list[float | None] = [None] * b  # no speed reward: plan tokens take the code advantage
+        if self._plan_col is not None:
+            plan = group_advantages(rewards[:, self._plan_col], group, self.scale_rewards)[local].tolist()
         adv = torch.zeros(completion_mask.shape, dtype=torch.float32, device=completion_mask.device)
         n_code = n_tokens = 0
         for i in range(b):
             n = int(completion_mask[i].sum())
             text, offsets = decode_with_offsets(self.processing_class, completion_ids[i, :n].tolist())
             roles = token_roles(text, offsets)
-            adv[i, :n] = torch.tensor(hrd_token_advantages(code[i], plan[i], roles, self._alpha))
+            adv[i, :n] = torch.tensor(hrd_token_advantages(code[i], plan[i], roles, self._alpha,
+                                                            no_code_penalty=self._no_code_penalty))  # fmt: skip
             n_code, n_tokens = n_code + sum(roles), n_tokens + n
         self._metrics[mode]["hrd/code_token_frac"].append(n_code / max(n_tokens, 1))
         return adv
 
 
-def _with_feedback(func: Callable, client: VerifierClient, sampler: TaskSampler) -> Callable:
-    """Wrap a reward function so the verdicts it scored (cache hits) are fed to the sampler, per group."""
+class FeedbackReward:
+    """A reward function that also feeds the verdicts it scored (cache hits) to the TaskSampler, one record per group
+    (same task and prompt). A callable instance, so it pickles like the functions it wraps."""
 
-    async def reward_func(*, prompts: list, completions: list, task_id: list[str] | None = None,
-                          log_metric: Callable | None = None, **kwargs: Any) -> list[float | None]:  # fmt: skip
-        values = await func(prompts=prompts, completions=completions, task_id=task_id, log_metric=log_metric, **kwargs)
-        verdicts = await client.averdicts(list(task_id or []), [completion_text(c) for c in completions])
-        groups: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for t, p, v in zip(task_id or [], prompts, verdicts, strict=True):
-            groups[(t, repr(p))].append(1.0 if v.passed else 0.0)
-        for (t, _), outcomes in groups.items():
-            sampler.record(t, outcomes)
-        if sampler.zone is not None:
-            sampler.zone.drop_constant_groups(groups)  # counts the zero-signal groups
-        if log_metric is not None and sampler.curriculum is not None:
-            log_metric("curriculum/l2_fraction", sampler.curriculum.l2_fraction)
+    def __init__(self, func: Callable, client: VerifierClient, sampler: TaskSampler) -> None:
+        self.func, self.client, self.sampler = func, client, sampler
+        self.__name__ = self.__qualname__ = func.__name__
+
+    async def __call__(self, *, prompts: list, completions: list, task_id: list[str] | None = None,
+                       log_metric: Callable | None = None, **kwargs: Any) -> list[float | None]:  # fmt: skip
+        values = await self.func(prompts=prompts, completions=completions, task_id=task_id, log_metric=log_metric,
+                                 **kwargs)  # fmt: skip
+        verdicts = await self.client.averdicts(list(task_id or []), [completion_text(c) for c in completions])
+        groups: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        for t, p, v, value in zip(task_id or [], prompts, verdicts, values, strict=True):
+            groups[(t, repr(p))].append((1.0 if v.passed else 0.0, 0.0 if value is None else float(value)))
+        for (t, _), scored in groups.items():
+            # Groups whose rewards are all equal (no advantage) bench their task (LearningZoneSampler).
+            self.sampler.record(t, [outcome for outcome, _ in scored], [value for _, value in scored])
+        if log_metric is not None and self.sampler.zone is not None:
+            log_metric("learning_zone/skipped_tasks", float(sum(map(self.sampler.zone.skipped, self.sampler.tasks))))
+        if log_metric is not None and self.sampler.curriculum is not None:
+            log_metric("curriculum/l2_fraction", self.sampler.curriculum.l2_fraction)
         return values
-
-    reward_func.__name__ = reward_func.__qualname__ = func.__name__
-    return reward_func
 
 
 class SamplerCallback(TrainerCallback):
@@ -224,6 +236,10 @@ def run_grpo(
     batch_size: int | None = None,
     grad_accum: int = 1,
     temperature: float = 1.0,
+    loss_type: str = "dapo",
+    scale_rewards: str = "group",
+    mask_truncated_completions: bool = False,
+    reward_weights: Sequence[float] | None = None,
     use_vllm: bool = False,
     seed: int = 0,
     workers: int = 2,
@@ -231,19 +247,30 @@ def run_grpo(
     client: VerifierClient | None = None,
     callbacks: list | None = None,
     rollout_func: Callable | None = None,
+    merged_dir: str | Path | None = None,
+    merge_input_adapter: bool = False,
+    outputs: RunOutputs | None = None,
 ) -> GRPOResult:
-    """Train a LoRA adapter with GRPO on verified rewards; the adapter and logs go to `out_dir`.
+    """Train with GRPO on verified rewards; the adapter (or model) and logs go to `out_dir`.
 
     Args:
+        model_path: local model folder: a full model, or a LoRA adapter (continued unless `merge_input_adapter`).
         ext: extension flags (verifier layers, reward kind, curriculum / learning zone, HRD).
         steps: optimizer steps (`max_steps`; required for the curriculum stream).
         verify_cfg: the base verifier settings that `ext` switches layers of (default: cpu, hardened).
+        lora: the adapter to train (default `LoraSettings()`); `enabled=False` trains every weight.
+        loss_type, scale_rewards, mask_truncated_completions: TRL GRPOConfig's, passed through.
+        reward_weights: one per reward function (`reward_kinds(ext, device)`), None for all 1.
         client: a VerifierClient to use (and leave open), built with `to_verify_config(ext, base)`; by default one is
             made and closed here.
         batch_size: completions per device per step, a multiple of num_generations (default: one group).
         rollout_func: TRL's experimental custom-rollout hook, passed through (tests script completions with it).
+        merged_dir: also write a trained adapter merged into its base here, as a full model folder.
+        outputs: checkpoints, resuming and TensorBoard logs (default: none); the curriculum's sampler state is
+            written by its callback, not restored on resume.
     """
-    require_local_model(model_path)
+    outputs = outputs or RunOutputs()
+    resolve_model(model_path)  # a wrong folder fails here, before the verifier pool starts
     batch_size = batch_size or num_generations
     if batch_size % num_generations:
         raise ConfigError(f"batch_size={batch_size} is not a multiple of num_generations={num_generations}; GRPO "
@@ -252,8 +279,14 @@ def run_grpo(
         verify_cfg = check_client_config(ext, client.verify_cfg)
     else:
         verify_cfg = to_verify_config(ext, verify_cfg)
+    if off := weakened_defences(ext, VerifyConfig(device=verify_cfg.device)):
+        log.warning("rewards verify without %s: they accept kernels `tritonrl eval` rejects", "; ".join(off))
     reward_cfg = to_reward_config(ext)
     kinds = reward_kinds(ext, verify_cfg.device)  # kernel_binary or kernel_staged (+ kernel_speed when timed)
+    if reward_weights is not None and len(reward_weights) != len(kinds):
+        raise ConfigError(f"reward_weights={list(reward_weights)}: {len(reward_weights)} weight(s) for {len(kinds)} "
+                          f"reward function(s) {list(kinds)} (the speed reward exists only with calibrated_timing on "
+                          "a GPU); give one weight per function or none.")  # fmt: skip
     own_client = client is None
     client = client or VerifierClient({t.task_id: t for t in tasks}, verify_cfg, workers=workers)
     if not own_client:
@@ -262,16 +295,21 @@ def run_grpo(
     try:
         funcs = make_reward_funcs(client, reward_cfg, kinds=kinds)
         if sampler is not None:
-            funcs[0] = _with_feedback(funcs[0], client, sampler)
+            funcs[0] = FeedbackReward(funcs[0], client, sampler)
         args = _grpo_config(out_dir, steps=steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
                             num_generations=num_generations, max_completion_length=max_completion_length,
                             temperature=temperature, logging_steps=logging_steps, seed=seed, use_vllm=use_vllm,
-                            shuffle=sampler is None)  # fmt: skip
-        trainer = _grpo_trainer(model_path, tasks, out_dir, ext, funcs, args, sampler, lora=lora, callbacks=callbacks,
+                            shuffle=sampler is None, loss_type=loss_type, scale_rewards=scale_rewards,
+                            mask_truncated_completions=mask_truncated_completions,
+                            reward_weights=list(reward_weights) if reward_weights is not None else None,
+                            outputs=outputs)  # fmt: skip
+        start = start_model(model_path, lora or LoraSettings(), merge_input_adapter=merge_input_adapter)
+        trainer = _grpo_trainer(start, tasks, out_dir, ext, funcs, args, sampler, callbacks=callbacks,
                                 rollout_func=rollout_func)  # fmt: skip
-        log.info("GRPO: %d tasks, %d steps, groups of %d, rewards %s, extensions %s", len(tasks), steps,
-                 num_generations, [f.__name__ for f in funcs], list(ext.enabled) or "none")  # fmt: skip
-        return _train_and_save(trainer, model_path, out_dir, ext, verify_cfg, client, sampler)
+        log.info("GRPO: %d tasks, %d steps, groups of %d, rewards %s, extensions %s, %s", len(tasks), steps,
+                 num_generations, [f.__name__ for f in funcs], list(ext.enabled) or "none", start.mode)  # fmt: skip
+        return _train_and_save(trainer, start, out_dir, ext, verify_cfg, client, sampler, merged_dir=merged_dir,
+                               outputs=outputs)
     finally:
         if own_client:
             client.close()
@@ -291,20 +329,27 @@ def _grpo_config(
     seed: int,
     use_vllm: bool,
     shuffle: bool,
+    loss_type: str,
+    scale_rewards: str,
+    mask_truncated_completions: bool,
+    reward_weights: list[float] | None,
+    outputs: RunOutputs,
 ) -> GRPOConfig:
-    """TRL's GRPOConfig for `run_grpo`: no KL term (beta=0), no checkpoints, precision from the hardware."""
-    init_kwargs, precision = precision_kwargs()
+    """TRL's GRPOConfig for `run_grpo`: no KL term (beta=0), checkpoints and logs as `outputs` say, precision from
+    the hardware."""
+    _, precision = precision_kwargs()
     return GRPOConfig(
         output_dir=str(out_dir), max_steps=steps, learning_rate=lr, per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum, num_generations=num_generations,
-        max_completion_length=max_completion_length, temperature=temperature, beta=0.0, report_to="none",
-        save_strategy="no", logging_steps=logging_steps, seed=seed, model_init_kwargs=init_kwargs,
-        use_vllm=_use_vllm(use_vllm), shuffle_dataset=shuffle, remove_unused_columns=False, **precision,
+        max_completion_length=max_completion_length, temperature=temperature, beta=0.0, loss_type=loss_type,
+        scale_rewards=scale_rewards, mask_truncated_completions=mask_truncated_completions,
+        reward_weights=reward_weights, logging_steps=logging_steps, seed=seed, use_vllm=_use_vllm(use_vllm),
+        shuffle_dataset=shuffle, remove_unused_columns=False, **precision, **outputs.trainer_kwargs(),
     )  # fmt: skip
 
 
 def _grpo_trainer(
-    model_path: str,
+    start: StartModel,
     tasks: Sequence[Task],
     out_dir: str | Path,
     ext: ExtensionConfig,
@@ -312,7 +357,6 @@ def _grpo_trainer(
     args: GRPOConfig,
     sampler: TaskSampler | None,
     *,
-    lora: LoraSettings | None,
     callbacks: list | None,
     rollout_func: Callable | None,
 ) -> GRPOTrainer:
@@ -323,31 +367,33 @@ def _grpo_trainer(
     if ext.hrd:
         trainer_cls = HRDGRPOTrainer
         extra = {"code_reward": funcs[0].__name__, "plan_reward": funcs[1].__name__ if len(funcs) > 1 else None,
-                 "alpha": ext.hrd_alpha}  # fmt: skip
+                 "alpha": ext.hrd_alpha, "no_code_penalty": ext.hrd_no_code_penalty}  # fmt: skip
     all_callbacks = [*(callbacks or []), *([SamplerCallback(sampler, out_dir)] if sampler else [])]
     return trainer_cls(
-        model=model_path, reward_funcs=funcs, args=args, train_dataset=train_dataset,
-        processing_class=load_tokenizer(model_path, padding_side="left"),
-        peft_config=(lora or LoraSettings()).to_peft(), callbacks=all_callbacks, rollout_func=rollout_func, **extra,
+        model=start.model, reward_funcs=funcs, args=args, train_dataset=train_dataset,
+        processing_class=load_tokenizer(start.source, padding_side="left"), peft_config=start.peft_config,
+        callbacks=all_callbacks, rollout_func=rollout_func, **extra,
     )  # fmt: skip
 
 
 def _train_and_save(
     trainer: GRPOTrainer,
-    model_path: str,
+    start: StartModel,
     out_dir: str | Path,
     ext: ExtensionConfig,
     verify_cfg: VerifyConfig,
     client: VerifierClient,
     sampler: TaskSampler | None,
+    *,
+    merged_dir: str | Path | None,
+    outputs: RunOutputs,
 ) -> GRPOResult:
-    """Train, save the adapter and tokenizer to `out_dir`, and write `train_log.json`."""
-    trainer.train()
-    trainer.save_model(str(out_dir))
-    trainer.processing_class.save_pretrained(str(out_dir))
+    """Train, save the model and tokenizer to `out_dir` (`save_trained`), and write `train_log.json`."""
+    trainer.train(resume_from_checkpoint=outputs.resume_from(out_dir))
+    save_trained(trainer, trainer.processing_class, out_dir, start, merged_dir=merged_dir)
     history = list(trainer.state.log_history)
-    ext_d, verify_d = dataclasses.asdict(ext), dataclasses.asdict(verify_cfg)
-    meta = {"base_model": model_path, "extensions": ext_d, "verify": verify_d}
+    meta = {"model": start.source.path, "base_model": start.source.base_path, "mode": start.mode,
+            "extensions": dataclasses.asdict(ext), "verify": dataclasses.asdict(verify_cfg)}  # fmt: skip
     write_log(out_dir, "train_log.json", {**meta, "log_history": history})
     return GRPOResult(str(out_dir), history, client.n_submitted, client.n_cached,
                       sampler.state_dict() if sampler else None)  # fmt: skip

@@ -1,58 +1,26 @@
-"""Supervised fine-tuning with LoRA: TRL's SFTTrainer on prompt-completion rows, loss on the completion only.
+"""Supervised fine-tuning: TRL's SFTTrainer on prompt-completion rows, loss on the completion only.
 
-`run_sft` takes a local model directory (nothing is downloaded), builds the dataset from tasks (bundled solutions or
-verified pairs, see `train/data.py`) unless one is given, trains a LoRA adapter on every linear layer and saves the
-adapter and tokenizer to `out_dir`. `merge_adapter` folds an adapter into its base for the next expert-iteration
-round or for serving. No reporting integrations: `report_to="none"`; the log history goes to `train_log.json`.
+`run_sft` takes a local model folder (a full model or a LoRA adapter, `tritonrl.models`; nothing is downloaded),
+builds the dataset from tasks (bundled solutions or verified pairs, see `train/data.py`) unless one is given, and
+trains a new LoRA adapter on every linear layer, continues a given adapter, or with LoRA off trains every weight
+(`train/model_io.py`). `out_dir` ends up self-contained: the adapter (or model) and the tokenizer, plus the merged
+model in `merged_dir` when asked. The log history goes to `train_log.json`; checkpoints (with resume) and TensorBoard
+logs are opt-in (`RunOutputs`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tritonrl.errors import ConfigError
+from tritonrl.models import load_tokenizer
 from tritonrl.tasks.schema import Task
-from tritonrl.train.config import LoraSettings
+from tritonrl.train.model_io import RunOutputs, precision_kwargs, save_trained, start_model, write_log
+from tritonrl.train.settings import LoraSettings
 
 log = logging.getLogger(__name__)
-
-
-def require_local_model(model_path: str) -> None:
-    if not os.path.isdir(model_path) or not (Path(model_path) / "config.json").is_file():
-        raise ConfigError(f"model {model_path!r}: not a local model directory (no config.json); download it first "
-                          "and pass its path. Training never downloads.")  # fmt: skip
-
-
-def load_tokenizer(model_path: str, *, padding_side: str = "right"):  # noqa: ANN201
-    """The model's tokenizer from disk, with a pad token (falls back to EOS) and the given padding side."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = padding_side
-    return tok
-
-
-def precision_kwargs() -> tuple[dict[str, Any], dict[str, Any]]:
-    """(model_init_kwargs, TrainingArguments precision kwargs): bf16 on a GPU that has it, float32 otherwise
-    (TRL 1.x loads a string model in float32 unless told)."""
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return {"dtype": torch.bfloat16}, {"bf16": True}
-    return {"dtype": torch.float32}, {"bf16": False}
-
-
-def write_log(out_dir: str | Path, name: str, payload: Any) -> None:
-    path = Path(out_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
 
 
 def run_sft(
@@ -71,51 +39,44 @@ def run_sft(
     seed: int = 0,
     logging_steps: int = 1,
     callbacks: list | None = None,
+    merged_dir: str | Path | None = None,
+    merge_input_adapter: bool = False,
+    outputs: RunOutputs | None = None,
 ) -> str:
-    """Train a LoRA adapter with completion-only loss; returns `out_dir` (adapter + tokenizer + train_log.json).
+    """Fine-tune with completion-only loss; returns `out_dir` (adapter or model, tokenizer, train_log.json).
 
     Args:
-        model_path: local model directory.
+        model_path: local model folder: a full model, or a LoRA adapter (continued unless `merge_input_adapter`).
         tasks: the tasks whose bundled solutions (or `pairs`) make the data.
         steps: optimizer steps (`max_steps`).
+        lora: the adapter to train (default `LoraSettings()`); `enabled=False` trains every weight.
         pairs: verified (task_id, completion) pairs to train on instead of the bundled solutions.
         dataset: a ready prompt-completion `datasets.Dataset` (overrides tasks/pairs).
-        callbacks: extra `transformers.TrainerCallback`s (tests snapshot the LoRA weights with one).
+        callbacks: extra `transformers.TrainerCallback`s (tests snapshot the trainable weights with one).
+        merged_dir: also write the adapter merged into its base here, as a full model folder.
+        outputs: checkpoints, resuming and TensorBoard logs (default: none of them).
     """
     from trl import SFTConfig, SFTTrainer
 
     from tritonrl.train.data import sft_dataset
 
-    require_local_model(model_path)
     lora = lora or LoraSettings()
-    tokenizer = load_tokenizer(model_path)
+    outputs = outputs or RunOutputs()
+    start = start_model(model_path, lora, merge_input_adapter=merge_input_adapter)
+    tokenizer = load_tokenizer(start.source)
     train_dataset = dataset if dataset is not None else sft_dataset(tasks, tokenizer, pairs=pairs)
-    init_kwargs, precision = precision_kwargs()
+    _, precision = precision_kwargs()
     args = SFTConfig(
         output_dir=str(out_dir), max_steps=steps, learning_rate=lr, per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum, max_length=max_length, completion_only_loss=True, loss_type="nll",
-        packing=False, report_to="none", save_strategy="no", logging_steps=logging_steps, seed=seed,
-        model_init_kwargs=init_kwargs, **precision,
+        packing=False, logging_steps=logging_steps, seed=seed, **precision, **outputs.trainer_kwargs(),
     )  # fmt: skip
-    trainer = SFTTrainer(model=model_path, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                         peft_config=lora.to_peft(), callbacks=callbacks)  # fmt: skip
-    log.info("SFT: %d rows, %d steps, lr %.1e, LoRA r=%d alpha=%d", len(train_dataset), steps, lr, lora.r, lora.alpha)
-    trainer.train()
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    write_log(out_dir, "train_log.json", {"base_model": model_path, "rows": len(train_dataset),
+    trainer = SFTTrainer(model=start.model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                         peft_config=start.peft_config, callbacks=callbacks)  # fmt: skip
+    log.info("SFT: %d rows, %d steps, lr %.1e, %s", len(train_dataset), steps, lr, start.mode)
+    trainer.train(resume_from_checkpoint=outputs.resume_from(out_dir))
+    save_trained(trainer, tokenizer, out_dir, start, merged_dir=merged_dir)
+    write_log(out_dir, "train_log.json", {"model": model_path, "base_model": start.source.base_path,
+                                           "mode": start.mode, "rows": len(train_dataset),
                                            "log_history": trainer.state.log_history})  # fmt: skip
-    return str(out_dir)
-
-
-def merge_adapter(base_path: str, adapter_dir: str | Path, out_dir: str | Path) -> str:
-    """Fold a LoRA adapter into its base model and save a plain model directory (with the tokenizer)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(base_path, local_files_only=True, dtype="auto")
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(out_dir))
-    load_tokenizer(str(adapter_dir) if (Path(adapter_dir) / "tokenizer_config.json").is_file() else base_path
-                   ).save_pretrained(str(out_dir))  # fmt: skip
     return str(out_dir)

@@ -1,0 +1,338 @@
+"""Does training teach? A from-scratch model, SFT, then GRPO on the verifier's reward, against a control, in one run.
+
+    python benchmarks/train_experiment.py --out runs/experiment --device cuda            # one 10-minute GPU call
+    python benchmarks/train_experiment.py --out /tmp/exp --device cpu --smoke            # the plumbing, on a CPU
+    python benchmarks/train_experiment.py --replot runs/experiment/results.json          # table + plot again
+
+Phases (each writes its folder under --out, and `results.json` is rewritten after every phase, so a run cut by a
+time limit keeps what it measured):
+  data      fusion tasks split by op pair (`data/splits.py`): held-out test tasks contain an adjacent op pair that no
+            training task has, so a pass there is composition, not recall
+  init      `init-model`: a byte-level BPE tokenizer trained on the *training* tasks only, and a random Qwen3
+  untrained held-out pass@1 / pass@k of the random model (the floor)
+  sft       full-parameter SFT on the training tasks' verified template solutions, held-out NLL every --eval-every
+            steps (TensorBoard logs and checkpoints in sft/)
+  grpo      GRPO from the SFT model on the training tasks, rewards from the hardened verifier
+  control   the same wall time as GRPO spent on more SFT from the SFT model (the compute control)
+  eval      held-out pass@1 / pass@k after each phase, hardened verifier, bootstrap 95% intervals over tasks
+
+Success criteria, fixed before the first run (printed with the results):
+  C1  SFT teaches: the SFT model's held-out pass@1 interval lies above the untrained model's.
+  C2  RL adds: GRPO's held-out pass@1 exceeds the control's by more than the control's interval half-width.
+Whatever the outcome, the table says what happened; `docs/benchmarks.md` records the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("train_experiment")
+
+
+def bootstrap_ci(per_task: list[float], *, draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean over tasks and its 95% percentile-bootstrap interval (tasks resampled with replacement)."""
+    if not per_task:
+        return 0.0, 0.0, 0.0
+    rng = random.Random(seed)
+    n = len(per_task)
+    means = sorted(sum(rng.choices(per_task, k=n)) / n for _ in range(draws))
+    return sum(per_task) / n, means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
+
+
+def held_out_eval(name: str, model_dir: str, tasks: list, args: argparse.Namespace) -> dict[str, Any]:
+    """pass@1 and pass@k of `model_dir` on `tasks` (k samples each), hardened verifier, intervals over tasks."""
+    from tritonrl.eval.metrics import pass_at_k
+    from tritonrl.generate import HFGenerator, SamplingConfig
+    from tritonrl.verify.config import VerifyConfig
+    from tritonrl.verify.pool import verify_many
+
+    t0 = time.monotonic()
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    gen = HFGenerator(model_dir, sampling, device=args.train_device)
+    texts: list[list[str]] = []
+    for i in range(0, len(tasks), args.gen_batch):
+        texts += gen.generate_batch(tasks[i : i + args.gen_batch], args.k)
+    del gen
+    _free_gpu()
+    t_gen = time.monotonic() - t0
+    items = [(task, text) for task, group in zip(tasks, texts, strict=True) for text in group]
+    cfg = VerifyConfig(device=args.device, timing=False, compile_baseline=False)  # hardened; correctness only
+    verdicts = verify_many(items, cfg, jobs=args.jobs)
+    correct = [sum(v.passed for v in verdicts[i * args.k : (i + 1) * args.k]) for i in range(len(tasks))]
+    stages: dict[str, int] = {}
+    for v in verdicts:
+        key = "passed" if v.passed else f"{v.stage}/{v.failure}"
+        stages[key] = stages.get(key, 0) + 1
+    p1, p1_lo, p1_hi = bootstrap_ci([pass_at_k(args.k, c, 1) for c in correct])
+    pk, pk_lo, pk_hi = bootstrap_ci([pass_at_k(args.k, c, args.k) for c in correct])
+    out = {
+        "model": name, "tasks": len(tasks), "k": args.k, "pass@1": p1, "pass@1_ci": [p1_lo, p1_hi],
+        f"pass@{args.k}": pk, f"pass@{args.k}_ci": [pk_lo, pk_hi], "outcomes": dict(sorted(stages.items())),
+        "generate_s": round(t_gen, 1), "verify_s": round(time.monotonic() - t0 - t_gen, 1),
+    }  # fmt: skip
+    log.info("eval %s: pass@1 %.3f [%.3f, %.3f]  %s", name, p1, p1_lo, p1_hi, out["outcomes"])
+    return out
+
+
+def _free_gpu() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class HeldOutLoss:
+    """A TrainerCallback that logs the completion-only NLL on held-out (prompt, completion) rows every `every` steps:
+    the periodic held-out evaluation of the SFT phases (cheap: one forward per row, no generation)."""
+
+    def __new__(cls, rows: list[dict[str, Any]], tokenizer: Any, every: int, sink: list[dict[str, float]]):  # noqa: ANN204
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kw):  # noqa: ANN001, ANN201
+                if state.global_step % every == 0 and model is not None:
+                    sink.append({"step": state.global_step, "held_out_nll": _nll(model, tokenizer, rows)})
+                    log.info("step %d held-out NLL %.4f", state.global_step, sink[-1]["held_out_nll"])
+
+        return _Callback()
+
+
+def _nll(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float:
+    import torch
+
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for row in rows:
+            prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+            p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            c_ids = tokenizer(row["completion"][0]["content"] + "<|im_end|>", add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([p_ids + c_ids], device=model.device)
+            labels = ids.clone()
+            labels[:, : len(p_ids)] = -100
+            loss = model(input_ids=ids, labels=labels).loss
+            total += float(loss) * len(c_ids)
+            count += len(c_ids)
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def main() -> int:  # noqa: PLR0915 - one linear script, phase by phase
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="run folder (models, logs, results.json)")
+    ap.add_argument("--device", default="cuda", help="verifier device")
+    ap.add_argument("--size", default="small", help="init-model size: tiny (~5M), small (~30M), base (~100M)")
+    ap.add_argument("--tasks", type=int, default=600, help="fusion tasks generated (op-pair split 80/10/10)")
+    ap.add_argument("--fusion-seed", type=int, default=0)
+    ap.add_argument("--eval-tasks", type=int, default=32, help="held-out test tasks evaluated")
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--sft-steps", type=int, default=400)
+    ap.add_argument("--sft-lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--grpo-steps", type=int, default=6)
+    ap.add_argument("--grpo-lr", type=float, default=1e-5)
+    ap.add_argument("--num-generations", type=int, default=4)
+    ap.add_argument("--grpo-batch", type=int, default=16, help="completions per GRPO step")
+    ap.add_argument("--max-new-tokens", type=int, default=2048)
+    ap.add_argument("--max-length", type=int, default=4096)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--gen-batch", type=int, default=64, help="prompts per generate call in evaluation")
+    ap.add_argument("--eval-every", type=int, default=50, help="held-out NLL every N SFT steps")
+    ap.add_argument("--save-steps", type=int, default=200, help="checkpoints every N steps (SFT and GRPO)")
+    ap.add_argument("--jobs", type=int, default=12, help="verifier workers")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU plumbing run")
+    ap.add_argument("--budget-s", type=float, default=0, help="skip the phases that start after this many seconds")
+    ap.add_argument("--replot", help="a results.json: print its table and draw its plot, run nothing")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    if args.replot:
+        results = json.loads(Path(args.replot).read_text())
+        print(table(results))
+        print(plot(results, Path(args.replot).with_suffix(".png")))
+        return 0
+    if not args.out:
+        ap.error("--out is required (or --replot RESULTS)")
+
+    import torch
+
+    args.train_device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.smoke:
+        for name, value in dict(size="tiny", tasks=40, eval_tasks=2, k=2, sft_steps=2, grpo_steps=1, batch_size=2,
+                                num_generations=2, grpo_batch=2, max_new_tokens=32, max_length=2048,
+                                eval_every=1, jobs=2, save_steps=1).items():  # fmt: skip
+            setattr(args, name, value)
+
+    from tritonrl.data.splits import SplitConfig
+    from tritonrl.data.suites import load_suite
+    from tritonrl.tasks.prompts import set_default_style
+    from tritonrl.train.config import preset
+    from tritonrl.train.data import sft_rows, suite_pairs
+    from tritonrl.train.grpo import run_grpo
+    from tritonrl.train.init_model import InitModelConfig, init_model
+    from tritonrl.train.model_io import RunOutputs
+    from tritonrl.train.settings import LoraSettings
+    from tritonrl.train.sft import run_sft
+    from tritonrl.verify.config import VerifyConfig
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"args": {k: v for k, v in vars(args).items()}, "phases": {}, "eval": []}
+
+    def save() -> None:
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    def in_budget(phase: str) -> bool:
+        if args.budget_s and time.monotonic() - t_start > args.budget_s:
+            results["phases"][phase] = {"skipped": f"started after --budget-s {args.budget_s:.0f}"}
+            save()
+            return False
+        return True
+
+    t_start = time.monotonic()
+    set_default_style("zero-shot")  # the model learns the format from SFT: no one-shot example in its context
+    suite = load_suite(f"fusion:{args.tasks}:{args.fusion_seed}", splits=SplitConfig(by="op-pair", seed=args.seed))
+    train, test = suite.only("train"), suite.only("test")
+    pairs = suite_pairs(train)
+    held_out = test.tasks[: args.eval_tasks]
+    results["phases"]["data"] = {"train": len(train.entries), "test": len(test.entries), "eval": len(held_out)}
+    corpus = out / "corpus.txt"
+    corpus.write_text("\n\n".join(t.source for t in train.tasks) + "\n\n" + "\n\n".join(c for _, c in pairs))
+    model = init_model(InitModelConfig(size=args.size, out=str(out / "init"), corpus=(str(corpus),), seed=args.seed))
+    results["phases"]["init"] = {
+        "parameters": model.n_params,
+        "vocab": model.vocab_size,
+        "seconds": round(model.seconds, 1),
+    }
+    save()
+    results["eval"].append(held_out_eval("untrained", str(out / "init"), held_out, args))
+    save()
+
+    from tritonrl.models import load_tokenizer
+
+    tok = load_tokenizer(str(out / "init"))
+    nll_rows = sft_rows(held_out[:8], tok, pairs=suite_pairs(test)[:8])
+    full = LoraSettings(enabled=False)
+    try:
+        import tensorboard  # noqa: F401
+
+        report_to = "tensorboard"
+    except ImportError:
+        report_to = "none"
+    outputs = RunOutputs(save_steps=args.save_steps, report_to=report_to)
+    curve: list[dict[str, float]] = []
+    t0 = time.monotonic()
+    run_sft(str(out / "init"), train.tasks, out / "sft", steps=args.sft_steps, lr=args.sft_lr, lora=full,
+            batch_size=args.batch_size, max_length=args.max_length, pairs=pairs, seed=args.seed, logging_steps=10,
+            callbacks=[HeldOutLoss(nll_rows, tok, args.eval_every, curve)], outputs=outputs)  # fmt: skip
+    sft_s = time.monotonic() - t0
+    results["phases"]["sft"] = {"seconds": round(sft_s, 1), "held_out_nll": curve}
+    _free_gpu()
+    save()
+    results["eval"].append(held_out_eval("sft", str(out / "sft"), held_out, args))
+    save()
+
+    if not in_budget("grpo"):
+        print(table(results))
+        return 0
+    t0 = time.monotonic()
+    grpo = run_grpo(str(out / "sft"), train.tasks, out / "grpo", preset("all_extensions"), steps=args.grpo_steps,
+                    num_generations=args.num_generations, max_completion_length=args.max_new_tokens,
+                    verify_cfg=VerifyConfig.for_rewards(args.device), lr=args.grpo_lr, lora=full,
+                    batch_size=args.grpo_batch, temperature=args.temperature, seed=args.seed, workers=args.jobs,
+                    logging_steps=1, outputs=outputs)  # fmt: skip
+    grpo_s = time.monotonic() - t0
+    results["phases"]["grpo"] = {"seconds": round(grpo_s, 1), "out": str(grpo.out_dir)}
+    _free_gpu()
+    save()
+    results["eval"].append(held_out_eval("sft+grpo", str(out / "grpo"), held_out, args))
+    save()
+
+    if not in_budget("control"):
+        print(table(results))
+        return 0
+    # The control spends GRPO's wall time on more SFT from the same start (steps at SFT's measured rate).
+    control_steps = max(1, round(grpo_s / max(sft_s / args.sft_steps, 1e-6)))
+    curve_c: list[dict[str, float]] = []
+    t0 = time.monotonic()
+    run_sft(str(out / "sft"), train.tasks, out / "control", steps=control_steps, lr=args.sft_lr / 10, lora=full,
+            batch_size=args.batch_size, max_length=args.max_length, pairs=pairs, seed=args.seed + 1,
+            logging_steps=10, callbacks=[HeldOutLoss(nll_rows, tok, args.eval_every, curve_c)])  # fmt: skip
+    results["phases"]["control"] = {"seconds": round(time.monotonic() - t0, 1), "steps": control_steps,
+                                    "held_out_nll": curve_c}  # fmt: skip
+    _free_gpu()
+    results["eval"].append(held_out_eval("sft+more-sft (control)", str(out / "control"), held_out, args))
+    results["total_s"] = round(time.monotonic() - t_start, 1)
+    results["criteria"] = criteria(results["eval"])
+    save()
+    print(table(results))
+    print(plot(results, out / "results.png"))
+    return 0
+
+
+def plot(results: dict[str, Any], path: Path) -> str:
+    """pass@1 with its interval per model, and the held-out NLL curves of the SFT phases; returns what it wrote."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot: matplotlib is not installed (pip install matplotlib), table only"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    evals = results["eval"]
+    xs = range(len(evals))
+    p1 = [e["pass@1"] for e in evals]
+    err = [[e["pass@1"] - e["pass@1_ci"][0] for e in evals], [e["pass@1_ci"][1] - e["pass@1"] for e in evals]]
+    left.bar(xs, p1, yerr=err, capsize=4, color="#4878a8")
+    left.set_xticks(list(xs), [e["model"] for e in evals], rotation=15, fontsize=8)
+    left.set_ylabel("held-out pass@1 (95% CI)")
+    for phase in ("sft", "control"):
+        curve = results["phases"].get(phase, {}).get("held_out_nll") or []
+        if curve:
+            offset = 0 if phase == "sft" else results["args"]["sft_steps"]
+            right.plot([c["step"] + offset for c in curve], [c["held_out_nll"] for c in curve], marker="o", label=phase)
+    right.set_xlabel("SFT step")
+    right.set_ylabel("held-out NLL (nats/token)")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return f"plot: {path}"
+
+
+def criteria(evals: list[dict[str, Any]]) -> dict[str, bool]:
+    by = {e["model"]: e for e in evals}
+    untrained, sft, grpo = by["untrained"], by["sft"], by["sft+grpo"]
+    control = by["sft+more-sft (control)"]
+    half = (control["pass@1_ci"][1] - control["pass@1_ci"][0]) / 2
+    return {
+        "C1 SFT interval above untrained": sft["pass@1_ci"][0] > untrained["pass@1_ci"][1],
+        "C2 GRPO beyond the control's half-width": grpo["pass@1"] - control["pass@1"] > half,
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    k = results["args"]["k"]
+    lines = [f"| model | pass@1 [95% CI] | pass@{k} [95% CI] | outcomes |", "|---|---|---|---|"]
+    for e in results["eval"]:
+        lo, hi = e["pass@1_ci"]
+        klo, khi = e[f"pass@{k}_ci"]
+        lines.append(f"| {e['model']} | {e['pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e[f'pass@{k}']:.3f} "
+                     f"[{klo:.3f}, {khi:.3f}] | {e['outcomes']} |")  # fmt: skip
+    lines += [f"{name}: {'met' if ok else 'not met'}" for name, ok in results.get("criteria", {}).items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
