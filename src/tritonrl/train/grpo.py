@@ -308,8 +308,9 @@ def run_grpo(
                                 rollout_func=rollout_func)  # fmt: skip
         log.info("GRPO: %d tasks, %d steps, groups of %d, rewards %s, extensions %s, %s", len(tasks), steps,
                  num_generations, [f.__name__ for f in funcs], list(ext.enabled) or "none", start.mode)  # fmt: skip
-        return _train_and_save(trainer, start, out_dir, ext, verify_cfg, client, sampler, merged_dir=merged_dir,
-                               outputs=outputs)
+        return _train_and_save(
+            trainer, start, out_dir, ext, verify_cfg, client, sampler, merged_dir=merged_dir, outputs=outputs
+        )
     finally:
         if own_client:
             client.close()
