@@ -295,3 +295,33 @@ def test_any_installed_package_is_transparent(origin, candidate_file):
     library = code_at(other_package)
     assert origin.of(code_at(candidate_file)["call"](library["here"])) == "candidate"
     assert origin.of(code_at(TRITONRL_DIR / "fake.py")["call"](library["here"])) == "trusted"
+
+
+def test_a_venv_layered_on_the_system_site_is_trusted(tmp_path):
+    """torch and triton live in the base interpreter's site-packages while tritonrl sits in a venv made with
+    --system-site-packages (a common cluster layout): the guard's trusted paths come from the site layout, so the
+    bundled solution passes and an attack is still refused."""
+    import json
+    import subprocess
+    import sys
+    import sysconfig
+    from pathlib import Path
+
+    from tritonrl.tasks.loader import builtin_task
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
+    assert site != Path(sysconfig.get_paths()["purelib"])  # really a second site layer
+    (site / "tritonrl_src.pth").write_text(str(Path(__file__).resolve().parents[3] / "src") + "\n")
+    relu = builtin_task("relu")
+    attack = Path(__file__).resolve().parents[2] / "fixtures/candidates/relu/unseen_classattr_forward_prehook.py"
+    verdicts = []
+    for candidate in (relu.solution_path, attack):
+        run = subprocess.run([str(python), "-m", "tritonrl.cli.main", "verify", "relu", str(candidate), "--device",
+                              "cpu", "--json"], capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+        verdicts.append(json.loads(run.stdout))
+    assert verdicts[0]["passed"], verdicts[0]["message"]
+    assert not verdicts[1]["passed"] and verdicts[1]["stage"] == "provenance", verdicts[1]["message"]
