@@ -142,3 +142,24 @@ def test_timing_flags_reach_the_verify_config():
     assert cfg.times and not cfg.compile_baseline
     args = build_parser().parse_args(["verify", "relu", "x.py", "--device", "cuda", "--no-timing"])
     assert not verify_config(args).times
+
+
+def test_verify_replay_draws_the_recorded_cases_again(capsys, tmp_path):
+    """`--replay VERDICT.json` reuses the recorded seeds: the same cases, the same errors, the same verdict."""
+    wrong = ROOT / "tests/fixtures/candidates/softmax/running_max_from_zero.py"
+    assert main(["verify", "softmax", str(wrong), "--device", "cpu", "--json"]) == EXIT_REJECTED
+    first = json.loads(capsys.readouterr().out)
+    recorded = tmp_path / "verdict.json"
+    recorded.write_text(json.dumps(first))
+    assert main(["verify", "softmax", str(wrong), "--device", "cpu", "--json", "--replay", str(recorded)]) == 1
+    again = json.loads(capsys.readouterr().out)
+
+    def cases(verdict: dict) -> list:
+        return [(c["case"], c["seed"], c["n_mismatch"], c["max_abs_err"]) for c in verdict["checks"]]
+
+    assert (again["stage"], again["failure"], again["message"]) == (first["stage"], first["failure"], first["message"])
+    assert cases(again) == cases(first) and again["extra"]["seeds"] == first["extra"]["seeds"]
+    other = dict(first, extra={"seeds": {"base": {"init": 1}}})  # a verdict of another configuration
+    recorded.write_text(json.dumps(other))
+    assert main(["verify", "softmax", str(wrong), "--device", "cpu", "--replay", str(recorded)]) == EXIT_ERROR
+    assert "recorded seeds have no base/" in capsys.readouterr().err

@@ -23,8 +23,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     task = load_reference(args.reference)
     texts = [read_candidate(c) for c in args.candidate]
     cfg = verify_config(args)
+    replay = _recorded_seeds(args.replay) if args.replay else None
+    if replay is not None and len(texts) != 1:
+        raise ValueError("--replay takes one candidate: the one the recorded verdict judged")
     if len(texts) == 1:
-        verdicts = [verify(task, texts[0], cfg)]
+        verdicts = [verify(task, texts[0], cfg, replay=replay)]
     else:  # warm workers, several at a time; on a GPU timing still runs alone
         verdicts = verify_many([(task, t) for t in texts], cfg, jobs=args.jobs)
     if args.json:
@@ -37,6 +40,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"== {path}")
             print_verdict(verdict)
     return EXIT_OK if all(v.passed for v in verdicts) else EXIT_REJECTED
+
+
+def _recorded_seeds(path: str) -> dict:
+    """The seeds a `tritonrl verify --json` verdict recorded (`extra.seeds`)."""
+    try:
+        seeds = json.loads(Path(path).read_text())["extra"]["seeds"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--replay {path}: not a verdict with recorded seeds ({exc!r}); pass the JSON that "
+                         "`tritonrl verify --json` printed") from None  # fmt: skip
+    if not isinstance(seeds, dict) or not seeds:
+        raise ValueError(f"--replay {path}: the verdict recorded no seeds (it stopped before drawing any case)")
+    return seeds
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -65,6 +80,9 @@ def add_parsers(sub) -> None:  # noqa: ANN001
     p.add_argument("reference", help="KernelBench-format reference file, or a built-in task id")
     p.add_argument("candidate", nargs="+", help="candidate .py files or raw LLM completions; '-' reads stdin")
     p.add_argument("--jobs", type=int, default=4, help="with several candidates: verified at once (warm workers)")
+    p.add_argument("--replay", metavar="VERDICT_JSON",
+                   help="draw the cases of an earlier verdict again from its recorded seeds (same task, config and "
+                        "device): the same verdict, up to the candidate's own nondeterminism")  # fmt: skip
     add_verify_options(p)
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("demo", help="verify the bundled tasks' solutions and bundled bad candidates")

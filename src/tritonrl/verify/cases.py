@@ -17,12 +17,13 @@ import contextlib
 import copy
 import dataclasses
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from tritonrl.errors import TaskError
+from tritonrl.errors import ConfigError, TaskError
 from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan
@@ -89,6 +90,32 @@ def _seed() -> int:
     return secrets.randbits(31)  # fresh per run: the candidate cannot know the inputs in advance
 
 
+class Seeds:
+    """Where a verification's seeds come from: fresh secret ones, or (replay) the ones a verdict recorded in
+    `extra["seeds"]` (shape -> what -> seed: "init" for the parameters, one per distribution, "timing<i>"). Every
+    seed handed out is kept in `used`, which the verdict records once the run is over. A replay draws exactly the
+    same parameters and inputs on the same plan (same task, config and device), so its verdict is the same up to
+    the candidate's own nondeterminism."""
+
+    def __init__(self, recorded: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        self.recorded = recorded
+        self.used: dict[str, dict[str, int]] = {}
+
+    def __call__(self, shape: str, what: str) -> int:
+        if self.recorded is None:
+            seed = _seed()
+        else:
+            try:
+                seed = int(self.recorded[shape][what])
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError(
+                    f"replay: the recorded seeds have no {shape}/{what}; replay a verdict of the same task with the "
+                    "same configuration (its extra['seeds'], from `tritonrl verify --json`)."
+                ) from None
+        self.used.setdefault(shape, {})[what] = seed
+        return seed
+
+
 def _clone(inputs: list[Any]) -> list[Any]:
     return [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
 
@@ -122,22 +149,28 @@ class DrawnShape:
 
 
 def draw_shape(
-    task: Task, name: str, sizes: dict[str, int], cfg: VerifyConfig, distributions: tuple[str, ...] | None = None
+    task: Task,
+    name: str,
+    sizes: dict[str, int],
+    cfg: VerifyConfig,
+    distributions: tuple[str, ...] | None = None,
+    seeds: Seeds | None = None,
 ) -> DrawnShape:
     """Seeds, the reference model's parameters and every case's inputs for one shape (CPU only), one case per
     distribution (default: `cfg.distributions`)."""
     prog = ReferenceProgram(task, sizes)
-    init_seed = _seed()
+    seeds = seeds or Seeds()
+    init_seed = seeds(name, "init")
     model = prog.make_model(init_seed)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     draws = []
     constants = task_constants(task.source)
     chosen = distributions or cfg.distributions
-    seeds = [_seed() for _ in chosen]
-    natives = [prog.inputs(seed) for seed in seeds]
+    case_seeds = [seeds(name, distribution) for distribution in chosen]
+    natives = [prog.inputs(seed) for seed in case_seeds]
     # one more native draw where a single case would leave nothing to compare (costs one get_inputs call)
-    fixed = fixed_inputs(natives if len(natives) > 1 else [*natives, prog.inputs(_seed())])
-    for distribution, seed, native in zip(chosen, seeds, natives, strict=True):
+    fixed = fixed_inputs(natives if len(natives) > 1 else [*natives, prog.inputs(seeds(name, "probe"))])
+    for distribution, seed, native in zip(chosen, case_seeds, natives, strict=True):
         inputs = distribute(native, distribution, seed, constants=constants, fixed=fixed)
         exact = [a is not b for a, b in zip(native, inputs, strict=True) if not _floating(a)]
         # Redrawn integers may leave the reference's domain (offsets that must rise): keep them only where the
@@ -252,11 +285,11 @@ def ghost_informative(case: Case) -> bool:
     return True
 
 
-def draw_cases(task: Task, plan: ShapePlan, cfg: VerifyConfig) -> list[DrawnShape]:
+def draw_cases(task: Task, plan: ShapePlan, cfg: VerifyConfig, seeds: Seeds | None = None) -> list[DrawnShape]:
     """Every shape's seeds, parameters and inputs (CPU only: call it before holding the GPU)."""
     named = [("base", plan.base)] + [(f"variant{i + 1}", v) for i, v in enumerate(plan.variants[: cfg.n_variants])]
-    return [draw_shape(task, name, sizes, cfg, shape_distributions(i, cfg.distributions)) for i, (name, sizes)
-            in enumerate(named)]  # fmt: skip
+    return [draw_shape(task, name, sizes, cfg, shape_distributions(i, cfg.distributions), seeds)
+            for i, (name, sizes) in enumerate(named)]  # fmt: skip
 
 
 def run_cases(drawn: list[DrawnShape], plan: ShapePlan, cfg: VerifyConfig) -> tuple[list[Shape], list[str], bool]:
@@ -317,7 +350,7 @@ class DrawnTiming:
     draws: list[tuple[int, list[Any]]]  # (seed, native inputs on the CPU)
 
 
-def draw_timing(base: DrawnShape, cfg: VerifyConfig) -> DrawnTiming:
+def draw_timing(base: DrawnShape, cfg: VerifyConfig, seeds: Seeds | None = None) -> DrawnTiming:
     """Native input sets of the base shape under fresh seeds: `cfg.timing_input_sets` rotate through the timed
     calls, and `timing_input_sets - 1` more (one per input slot) feed the check round. The worker draws the same
     inputs from the same seeds (`worker_timing.prepare`), so only seeds travel and outputs can be checked here.
@@ -326,8 +359,9 @@ def draw_timing(base: DrawnShape, cfg: VerifyConfig) -> DrawnTiming:
     prog = base.prog
     model = copy.deepcopy(base.model)
     draws = []
-    for _ in range(cfg.timing_input_sets + timing_slots(cfg)):
-        seed = _seed()
+    seeds = seeds or Seeds()
+    for i in range(cfg.timing_input_sets + timing_slots(cfg)):
+        seed = seeds("timing", str(i))
         draws.append((seed, prog.inputs(seed)))
     return DrawnTiming(prog, model, draws)
 

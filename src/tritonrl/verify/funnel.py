@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from tritonrl.errors import SandboxError
@@ -25,6 +25,7 @@ from tritonrl.tasks.shapes import ShapePlan, plan_shapes_cached
 from tritonrl.types import Failure, FailureKind, Stage, StageOutcome, Verdict, candidate_sha256
 from tritonrl.verify import calibration
 from tritonrl.verify.cases import (
+    Seeds,
     TimingSets,
     draw_cases,
     draw_timing,
@@ -67,9 +68,17 @@ class _Clock:
         self._t = now
 
 
-def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None, *, pool: WorkerPool | None = None) -> Verdict:
+def verify(
+    task: Task,
+    candidate: str,
+    cfg: VerifyConfig | None = None,
+    *,
+    pool: WorkerPool | None = None,
+    replay: Mapping[str, Mapping[str, int]] | None = None,
+) -> Verdict:
     """Verify one candidate (a .py text or a raw LLM completion) against one task. `pool`: take a pre-started worker
-    from it (`verify/pool.py`; `verify_many` does this for batches)."""
+    from it (`verify/pool.py`; `verify_many` does this for batches). `replay`: the `extra["seeds"]` of an earlier
+    verdict of this task and config, to draw exactly its cases again (`cases.Seeds`)."""
     cfg = cfg or VerifyConfig()
     clock = _Clock()
     digest = candidate_sha256(candidate)
@@ -109,7 +118,7 @@ def verify(task: Task, candidate: str, cfg: VerifyConfig | None = None, *, pool:
     except (RecursionError, MemoryError):
         why = "the code is nested too deeply to analyse"
         return rejected(StageOutcome(stage, ok=False, failure=FailureKind.FORBIDDEN_CONSTRUCT, message=why))
-    return _run_sandboxed(task, code, cfg, clock, base, warnings, pool)
+    return _run_sandboxed(task, code, cfg, clock, base, warnings, pool, Seeds(replay))
 
 
 class _GpuHold:
@@ -150,7 +159,7 @@ class _GpuHold:
 
 def _run_sandboxed(
     task: Task, code: str, cfg: VerifyConfig, clock: _Clock, base: dict, warnings: tuple[str, ...],
-    pool: WorkerPool | None,
+    pool: WorkerPool | None, seeds: Seeds,
 ) -> Verdict:  # fmt: skip
     hold = _GpuHold(cfg)
     proc = pool.take(code, cfg) if pool is not None else WorkerProcess(code, cfg)
@@ -165,8 +174,8 @@ def _run_sandboxed(
         # Seeds, parameters and inputs are drawn on the host before the GPU is held: under the hold they lengthen
         # the drain every queued timing waits for (H100 batch, docs/benchmarks.md 4b: drawing under the hold, the
         # GPU sat held shared for 85% of the batch; drawn first, the batch verified 25% more candidates a minute).
-        drawn = draw_cases(task, plan, cfg)
-        drawn_timing = draw_timing(drawn[0], cfg) if cfg.times else None
+        drawn = draw_cases(task, plan, cfg, seeds)
+        drawn_timing = draw_timing(drawn[0], cfg, seeds) if cfg.times else None
         clock.lap("draw")
         proc.wait_warm()  # its start-up (~4 s on a GPU) overlaps other candidates' GPU work, not under our hold
         clock.lap("worker_warm")
@@ -209,6 +218,7 @@ def _run_sandboxed(
         "notes": notes,
         "tf32_tolerance": judge.tf32,
         "config_hash": cfg.config_hash(),
+        "seeds": seeds.used,  # revealed after the run: `verify(..., replay=...)` draws the same cases again
     }
     if timing is not None:
         extra["timing"] = timing
