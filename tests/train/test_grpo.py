@@ -123,13 +123,15 @@ def test_grpo_continues_an_sft_adapter(tiny_model_dir, tmp_path, lora_snapshot, 
 
 def test_grpo_config_carries_the_loss_settings(tmp_path):
     from tritonrl.train.grpo import _grpo_config
+    from tritonrl.train.model_io import RunOutputs
 
     args = _grpo_config(tmp_path, steps=1, lr=1e-5, batch_size=4, grad_accum=1, num_generations=4,
                         max_completion_length=64, temperature=1.0, logging_steps=1, seed=0, use_vllm=False,
                         shuffle=True, loss_type="dr_grpo", scale_rewards="none", mask_truncated_completions=True,
-                        reward_weights=[1.0])  # fmt: skip
+                        reward_weights=[1.0], outputs=RunOutputs(save_steps=5))  # fmt: skip
     assert (args.loss_type, args.scale_rewards, args.mask_truncated_completions) == ("dr_grpo", "none", True)
     assert (args.reward_weights, args.num_generations, args.max_completion_length) == ([1.0], 4, 64)
+    assert (args.save_steps, args.report_to) == (5, [])
 
 
 def test_one_reward_weight_per_reward_function(tiny_model_dir, tmp_path, relu_client):
