@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.messages import Loaded, Ready
 from tritonrl.verify.sandbox import ENV_PASSTHROUGH, WorkerProcess
 
 CANDIDATE = "import torch\n\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x\n"
@@ -121,7 +122,7 @@ def test_worker_hanging_at_import_is_killed_and_reaped(tmp_path):
         assert w.exit is not None and w.exit.timed_out
         assert w.proc.poll() is not None  # reaped: no zombie left behind
         assert w.exit.returncode == w.proc.returncode
-        assert all(f.get("t") != "loaded" for f in frames)
+        assert not any(isinstance(f, Loaded) for f in frames)
         with pytest.raises(ProcessLookupError):
             os.killpg(w.proc.pid, 0)  # the whole process group is gone
     finally:
@@ -149,3 +150,19 @@ def test_verify_works_under_an_address_space_hard_limit():
     )  # fmt: skip
     verdict = json.loads(run.stdout)
     assert verdict["passed"], verdict.get("message") or run.stderr[-2000:]
+
+
+def test_authenticated_frame_that_is_no_frame_becomes_a_protocol_error(make_worker):
+    # The candidate shares the worker process: a frame it writes under the real key must still parse as a frame.
+    from tritonrl.verify.protocol import ProtocolError, write_frame
+
+    w = make_worker()
+    r, wr = os.pipe()
+    w._read_fd = r
+    write_frame(wr, Ready(netns=False).to_wire(), w.key)
+    write_frame(wr, {"t": "done", "verdict": "passed"}, w.key)
+    os.close(wr)
+    w._reader()  # closes r
+    items = [w._frames.get_nowait() for _ in range(w._frames.qsize())]
+    assert items[0] == Ready(netns=False) and items[-1] is None
+    assert isinstance(items[1], ProtocolError) and "malformed frame" in str(items[1])

@@ -40,7 +40,7 @@ from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.extract import extract_code, parse_candidate, strip_main_guard
 from tritonrl.verify.gpu_lock import GpuLock
 from tritonrl.verify.judge import Judge
-from tritonrl.verify.messages import TimingParams
+from tritonrl.verify.messages import AwaitTiming, Ready, TimingFrame, TimingGo, TimingParams
 from tritonrl.verify.provenance import POLICIES
 from tritonrl.verify.sandbox import MODULE_NAMES, WorkerProcess
 from tritonrl.verify.static_checks import run_static_checks
@@ -198,8 +198,8 @@ def _run_sandboxed(
         proc.send_request(request)
         result: dict = {}
 
-        def on_timing(raw: dict) -> Failure | None:  # judged on arrival: before the post-timing recorded call
-            failure, result["timing"], result["speedup"] = _judge_timing(judge, raw, sets, baseline)
+        def on_timing(frame: TimingFrame) -> Failure | None:  # judged on arrival: before the post-timing recorded call
+            failure, result["timing"], result["speedup"] = _judge_timing(judge, frame, sets, baseline)
             return failure
 
         failure = _judge_stream(proc, judge, clock, hold, on_timing)
@@ -259,9 +259,9 @@ def _baselines(task: Task, sizes: dict, cfg: VerifyConfig) -> dict:
     }
 
 
-def _judge_timing(judge: Judge, raw: dict, sets: TimingSets, baseline: dict) -> tuple:
+def _judge_timing(judge: Judge, frame: TimingFrame, sets: TimingSets, baseline: dict) -> tuple:
     return judge_timing(
-        raw, sets.ref_outputs, tf32=judge.tf32, work=sets.work,
+        frame.to_wire(), sets.ref_outputs, tf32=judge.tf32, work=sets.work,
         ceilings=baseline.get("ceilings"), compile_ratio=baseline.get("compile_ratio"),
     )  # fmt: skip
 
@@ -287,15 +287,15 @@ def _request(proc: WorkerProcess, cfg: VerifyConfig, shapes: list, ghost: bool) 
 
 
 def _judge_stream(
-    proc: WorkerProcess, judge: Judge, clock: _Clock, hold: _GpuHold, on_timing: Callable[[dict], Failure | None]
+    proc: WorkerProcess, judge: Judge, clock: _Clock, hold: _GpuHold, on_timing: Callable[[TimingFrame], Failure | None]
 ) -> Failure | None:
     """Feed the worker's frames to the judge; stop the worker at the first certain failure; classify its exit."""
     failure: Failure | None = None
     for msg in proc.messages():
-        if msg.get("t") == "ready":  # interpreter start + torch/triton import + dispatch warm-up
+        if isinstance(msg, Ready):  # interpreter start + torch/triton import + dispatch warm-up
             clock.times["worker_ready_after_spawn"] = round((time.monotonic() - proc.started) * 1e3, 3)
         failure = judge.feed(msg)
-        if msg.get("t") == "timing":
+        if isinstance(msg, TimingFrame):
             clock.lap("timing")
             # the hold stays exclusive through the post-timing recorded call (~0.1 s): its GPU work would
             # otherwise overlap the next candidate's timing
@@ -304,14 +304,14 @@ def _judge_stream(
         if failure is not None:
             proc.kill()
             break
-        if msg.get("t") == "await_timing":  # every case is in and judged correct: time, alone on the GPU
+        if isinstance(msg, AwaitTiming):  # every case is in and judged correct: time, alone on the GPU
             go = judge.all_checked()
             if go:
                 clock.lap("correctness")
                 waited = hold.exclusive()
                 proc.pause_clock(waited)
                 clock.times["gpu_wait"] = round(waited * 1e3, 3)
-            proc.send_control({"go": go})
+            proc.send_control(TimingGo(go=go))
     if proc.exit is None:  # we stopped early: drain until EOF so the worker is reaped and its exit recorded
         for _ in proc.messages():
             pass

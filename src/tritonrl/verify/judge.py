@@ -1,9 +1,11 @@
-"""Turn the worker's message stream into stage outcomes (parent side, pure logic over decoded frames).
+"""Turn the worker's message stream into stage outcomes (parent side, pure logic over typed frames, `messages.py`).
 
 `Judge.feed` consumes one frame and returns a failure as soon as one is certain, so the funnel can kill the worker
 early; `Judge.finish` classifies how the worker ended when no frame explained it. Stage attribution: anything before
 the first forward is LOAD; what forward did (sandbox violations, torch compute, launches, tampering, dependence) is
 PROVENANCE; failing to produce the right outputs (exceptions, crashes, timeouts, wrong values) is CORRECTNESS.
+A frame that decoded but cannot be right (an unknown failure kind, a case that does not exist) fails closed, as a
+corrupted result channel, like a frame that does not decode at all.
 """
 
 from __future__ import annotations
@@ -18,6 +20,17 @@ import torch
 from tritonrl.types import CheckResult, Failure, FailureKind, ProvenanceReport, Stage
 from tritonrl.verify.cases import Shape
 from tritonrl.verify.correctness import compare_outputs
+from tritonrl.verify.messages import (
+    AwaitTiming,
+    CaseFrame,
+    Done,
+    Frame,
+    Loaded,
+    Ready,
+    Violation,
+    WorkerError,
+    poison_value,
+)
 from tritonrl.verify.metamorphic import RelationChecker
 from tritonrl.verify.provenance import ProvenancePolicy, judge_call
 from tritonrl.verify.sandbox import ExitInfo
@@ -32,11 +45,19 @@ def _has_bf16(case: Any) -> bool:
 
 
 def _poison_for(kind: str | None, dtype: torch.dtype) -> float | int | None:
-    if kind is None:
-        return None
-    from tritonrl.verify.messages import poison_value  # the same table the worker used
+    return None if kind is None else poison_value(dtype, kind)  # the same table the worker used
 
-    return poison_value(dtype, kind)
+
+def _corrupted(why: str) -> Failure:
+    """The result channel said something no honest worker says: fail closed (the candidate shares the worker)."""
+    return Failure(Stage.PROVENANCE, FailureKind.TAMPERING, f"result channel corrupted: {why}")
+
+
+def _failure_kind(value: str) -> FailureKind | None:
+    try:
+        return FailureKind(value)
+    except ValueError:
+        return None
 
 
 def _identical(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
@@ -60,7 +81,7 @@ class Judge:
         self.shapes = shapes
         self.interpreter = interpreter  # kernels ran in the CPU interpreter (whose bf16 arithmetic is unreliable)
         self.ghost_pending = ghost  # the first case's correctness waits for the ghost run: provenance comes first
-        self._deferred: tuple[dict[str, Any], str] | None = None
+        self._deferred: tuple[CaseFrame, str] | None = None
         self.policy = policy
         self.tf32 = tf32
         self.ready = False
@@ -80,60 +101,71 @@ class Judge:
         self.first_call: tuple[frozenset, frozenset] | None = None  # case 0's op and kernel sets, profile A
 
     # --- per frame ---------------------------------------------------------------------------------------------
-    def feed(self, msg: dict[str, Any]) -> Failure | None:
-        t = msg.get("t")
-        if t == "ready":
-            self.ready, self.netns = True, bool(msg.get("netns"))
-        elif t == "loaded":
-            self.loaded, self.load_ms = True, float(msg.get("ms", 0.0))
-        elif t == "done":
-            self.done = True
-        elif t == "await_timing":
-            failure = self.run_deferred()
-            self.timing_started = failure is None and self.all_checked()
-            return failure
-        elif t == "violation":
-            stage = Stage.TIMING if self.timing_started else Stage.PROVENANCE if self.loaded else Stage.LOAD
-            return Failure(stage, FailureKind(msg["kind"]), f"sandbox refused: {msg['detail']}")
-        elif t == "error":
-            return self._error(msg)
-        elif t == "case":
-            return self._case(msg)
-        return None
+    def feed(self, frame: Frame) -> Failure | None:
+        match frame:
+            case Ready():
+                self.ready, self.netns = True, frame.netns
+            case Loaded():
+                self.loaded, self.load_ms = True, float(frame.load_ms)
+            case Done():
+                self.done = True
+            case AwaitTiming():
+                failure = self.run_deferred()
+                self.timing_started = failure is None and self.all_checked()
+                return failure
+            case Violation():
+                if (kind := _failure_kind(frame.kind)) is None:
+                    return _corrupted(f"a violation of unknown kind {frame.kind!r:.60}")
+                stage = Stage.TIMING if self.timing_started else Stage.PROVENANCE if self.loaded else Stage.LOAD
+                return Failure(stage, kind, f"sandbox refused: {frame.detail}")
+            case WorkerError():
+                return self._error(frame)
+            case CaseFrame():
+                return self._case(frame)
+        return None  # TimingFrame: the funnel judges it (`timing_stats.py`)
 
-    def _error(self, msg: dict[str, Any]) -> Failure:
-        phase, kind = msg.get("phase"), FailureKind(msg.get("kind", "runtime_error"))
-        text = str(msg.get("message", ""))
+    def _error(self, frame: WorkerError) -> Failure:
+        phase, kind = frame.phase, _failure_kind(frame.kind)
+        if kind is None:
+            return _corrupted(f"an error of unknown kind {frame.kind!r:.60}")
+        text = frame.message
         if phase in ("load", "construct"):
             return Failure(Stage.LOAD, kind, f"{phase} failed: {_last_line(text)}", text)
         if phase == "timing":
             return Failure(Stage.TIMING, kind, f"a timed call failed: {_last_line(text)}", text)
-        where = self._case_name(msg)
+        if (where := self._case_name(frame.shape, frame.case, frame.mode)) is None:
+            return _corrupted(f"a forward error on shape {frame.shape}, case {frame.case}, which do not exist")
         return Failure(Stage.CORRECTNESS, kind, f"forward failed on {where}: {_last_line(text)}", text)
 
-    def _case_name(self, msg: dict[str, Any]) -> str:
-        shape = self.shapes[msg["shape"]]
-        name = shape.cases[msg["case"]].name if "case" in msg else shape.name
-        return name + ("" if msg.get("mode", "normal") == "normal" else f"#{msg['mode']}")
+    def _case_name(self, shape_index: int | None, case_index: int | None, mode: str | None) -> str | None:
+        """The case's name as verdicts show it; None when the indices name no case of this request."""
+        if shape_index is None or not 0 <= shape_index < len(self.shapes):
+            return None
+        shape = self.shapes[shape_index]
+        if case_index is not None and not 0 <= case_index < len(shape.cases):
+            return None
+        name = shape.cases[case_index].name if case_index is not None else shape.name
+        return name + ("" if mode in (None, "normal") else f"#{mode}")
 
-    def _case(self, msg: dict[str, Any]) -> Failure | None:
-        self.forward_ms += float(msg.get("ms", 0.0))
-        where = self._case_name(msg)
-        if msg.get("threads", 0) > 0:
+    def _case(self, frame: CaseFrame) -> Failure | None:
+        self.forward_ms += float(frame.forward_ms)
+        if (where := self._case_name(frame.shape, frame.case, frame.mode)) is None:
+            return _corrupted(f"a result for shape {frame.shape}, case {frame.case}, which do not exist")
+        if frame.threads > 0:
             return Failure(
                 Stage.PROVENANCE,
                 FailureKind.PROCESS_SPAWN,
-                f"forward left {msg['threads']} new thread(s) running on {where}",
+                f"forward left {frame.threads} new thread(s) running on {where}",
             )
-        if msg.get("tamper"):
+        if frame.tamper:
             return Failure(
-                Stage.PROVENANCE, FailureKind.TAMPERING, f"runtime tampering on {where}: " + "; ".join(msg["tamper"])
+                Stage.PROVENANCE, FailureKind.TAMPERING, f"runtime tampering on {where}: " + "; ".join(frame.tamper)
             )
-        launches = [(str(n), bool(m)) for n, m in msg.get("launches", [])]
-        if msg["mode"] == "ghost":
+        launches = list(frame.launches)
+        if frame.mode == "ghost":
             self.ghost_pending = False
-            first = self._deferred[0]["outputs"] if self._deferred else []
-            self.ghost_changed = not _identical(msg["outputs"], first)
+            first = list(self._deferred[0].outputs) if self._deferred else []
+            self.ghost_changed = not _identical(list(frame.outputs), first)
             if self.policy.require_dependence and not self.ghost_changed:
                 return Failure(
                     Stage.PROVENANCE,
@@ -142,8 +174,8 @@ class Judge:
                     "turned into no-ops the output is unchanged: the kernels do not compute it",
                 )
             return self.run_deferred()
-        ops = {str(k): int(v) for k, v in msg.get("ops", {}).items()}
-        if (failure := self._same_as_first_call(msg, ops, launches, where)) is not None:
+        ops = dict(frame.ops)
+        if (failure := self._same_as_first_call(frame, ops, launches, where)) is not None:
             return failure
         self.ops.update(ops)
         self.n_launches += len(launches)
@@ -152,23 +184,23 @@ class Judge:
         verdict = judge_call(self.policy, ops, launches)
         if verdict is not None:
             return Failure(Stage.PROVENANCE, verdict[0], f"{verdict[1]} (on {where})")
-        if msg.get("structure_error"):  # nothing to replay or compare: say what came back
-            return Failure(Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{msg['structure_error']} on "
+        if frame.structure_error:  # nothing to replay or compare: say what came back
+            return Failure(Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{frame.structure_error} on "
                            f"{where}")  # fmt: skip
         if self.ghost_pending and self._deferred is None:
-            self._deferred = (msg, where)
+            self._deferred = (frame, where)
             return None
-        return self._correctness(msg, where)
+        return self._correctness(frame, where)
 
     def _same_as_first_call(
-        self, msg: dict[str, Any], ops: dict[str, int], launches: list[tuple[str, bool]], where: str
+        self, frame: CaseFrame, ops: dict[str, int], launches: list[tuple[str, bool]], where: str
     ) -> Failure | None:
         """Case 0 runs in two environment profiles; both must launch the same kernels and issue the same kinds of op.
         Sets, not counts: a first call's autotuning launches each config a number of times that depends on timing
         (on a GPU, do_bench sizes its repetitions by the measured time), so counts differ between honest runs."""
-        if msg["mode"] == "normal" and msg["shape"] == 0 and msg["case"] == 0:
+        if frame.mode == "normal" and frame.shape == 0 and frame.case == 0:
             self.first_call = (frozenset(ops), frozenset(launches))
-        elif msg["mode"] == "profile" and self.first_call is not None:
+        elif frame.mode == "profile" and self.first_call is not None:
             first_ops, first_launches = self.first_call
             if frozenset(ops) != first_ops or frozenset(launches) != first_launches:
                 return Failure(
@@ -184,25 +216,23 @@ class Judge:
         """Judge the correctness of the case held back for the ghost run (also called at the end of the stream)."""
         if self._deferred is None:
             return None
-        msg, where = self._deferred
+        frame, where = self._deferred
         self._deferred = None
-        return self._correctness(msg, where)
+        return self._correctness(frame, where)
 
-    def _correctness(self, msg: dict[str, Any], where: str) -> Failure | None:
-        shape = self.shapes[msg["shape"]]
-        case = shape.cases[msg["case"]]
-        if msg.get("structure_error"):
-            return Failure(
-                Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{msg['structure_error']} on {where}"
-            )
-        outputs: list[torch.Tensor] = msg["outputs"]
-        if msg.get("container", case.ref_container) != case.ref_container:
+    def _correctness(self, frame: CaseFrame, where: str) -> Failure | None:
+        shape = self.shapes[frame.shape]
+        case = shape.cases[frame.case]
+        if frame.structure_error:
+            return Failure(Stage.CORRECTNESS, FailureKind.WRONG_OUTPUT_STRUCTURE, f"{frame.structure_error} on {where}")
+        outputs = list(frame.outputs)
+        if frame.container != case.ref_container:
             return Failure(
                 Stage.CORRECTNESS,
                 FailureKind.WRONG_OUTPUT_STRUCTURE,
-                f"forward returned a {msg['container']}, the reference a {case.ref_container} (on {where})",
+                f"forward returned a {frame.container}, the reference a {case.ref_container} (on {where})",
             )
-        mutated = [bool(m) and not r for m, r in zip(msg.get("mutated", []), case.ref_mutated, strict=False)]
+        mutated = [m and not r for m, r in zip(frame.mutated, case.ref_mutated, strict=False)]
         if any(mutated):
             index = mutated.index(True)
             return Failure(
@@ -211,7 +241,7 @@ class Judge:
                 f"forward modified input {index} on {where}; the reference does not",
             )
         poison_kind = case.poison
-        if msg["mode"] == "repeat" and poison_kind:
+        if frame.mode == "repeat" and poison_kind:
             poison_kind = "nan" if poison_kind == "sentinel" else "sentinel"
         poison = _poison_for(poison_kind, case.ref_outputs[0].dtype) if case.ref_outputs else None
         cmp = compare_outputs(outputs, case.ref_outputs, poison=poison, tf32=self.tf32)
@@ -222,7 +252,9 @@ class Judge:
             max_rel_err=_finite(cmp.max_rel_err), first_bad_index=cmp.first_bad_index, atol=cmp.atol, rtol=cmp.rtol,
         )  # fmt: skip
         self.checks.append(check)
-        if (related := self.relations.check(msg, outputs)) is not None:  # a violated relation explains more
+        # RelationChecker reads these three keys of the frame (it predates typed frames)
+        related = self.relations.check({"mode": frame.mode, "shape": frame.shape, "case": frame.case}, outputs)
+        if related is not None:  # a violated relation explains more
             self.checks.append(related)
             if not related.passed:
                 return Failure(Stage.CORRECTNESS, related.failure, related.message)
@@ -255,7 +287,7 @@ class Judge:
             return None
         stage = Stage.CORRECTNESS if self.loaded else Stage.LOAD
         if exit.protocol_error:
-            return Failure(Stage.PROVENANCE, FailureKind.TAMPERING, f"result channel corrupted: {exit.protocol_error}")
+            return _corrupted(exit.protocol_error)
         if exit.timed_out:
             return Failure(stage, FailureKind.TIMEOUT, "the worker exceeded its time limit and was killed")
         if exit.memory_exceeded:

@@ -1,16 +1,231 @@
-"""What the parent and the worker both need to agree on: the timing request's parameters and the poison table.
+"""What the parent and the worker agree on: the typed frames they exchange, the timing parameters, the poison table.
 
-Both sides of the trust line import this module; it imports nothing of either side (only torch for dtypes).
+Both sides of the trust line import this module; it imports nothing of either side (stdlib, and torch for tensors and
+dtypes). Each frame kind is a frozen dataclass. On the pipe a frame is a plain dict (`to_wire`: its tag under "t",
+then its fields), so `protocol.py` still carries only what `torch.load(weights_only=True)` accepts. `decode` is the
+parent's one way in from the candidate-controlled worker: it checks the tag, the key set and every field's type
+against the annotations and raises `MalformedFrame` for anything else; it never builds anything but these frames.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import types
+import typing
+from typing import Any, ClassVar, Literal
 
 import torch
 
+Mode = Literal["normal", "ghost", "repeat", "profile", "post_timing"]  # how a case was run (calls.py says why)
+Phase = Literal["load", "construct", "forward", "timing"]  # where a worker-side error happened
 
+
+class MalformedFrame(ValueError):
+    """A frame that authenticated but is not one of the frames below: unknown tag, missing/extra keys, wrong types."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Frame:
+    """Base of every frame. `TAG` is the wire name; a subclass's fields are its payload, checked by `from_wire`."""
+
+    TAG: ClassVar[str] = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        """The plain dict the pipe carries (shallow: tensors are not copied)."""
+        return {"t": self.TAG, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Frame:
+        """Check `wire` against this frame's fields and build it. Sequences come back as tuples."""
+        if wire.get("t") != cls.TAG:
+            raise MalformedFrame(f"a {cls.TAG!r} frame tagged {wire.get('t')!r:.60}")
+        hints, fields = _HINTS[cls], {f.name: f for f in dataclasses.fields(cls)}
+        extra = sorted(str(k) for k in wire.keys() - fields.keys() - {"t"})
+        if extra:
+            raise MalformedFrame(f"{cls.TAG!r} frame with unknown keys {extra[:5]}")
+        values = {}
+        for name, f in fields.items():
+            if name in wire:
+                values[name] = _check(wire[name], hints[name], f"{cls.TAG}.{name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise MalformedFrame(f"{cls.TAG!r} frame without {name!r}")
+        return cls(**values)
+
+
+# --- worker -> parent ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class Warm(Frame):
+    """Imports (and CUDA init) done, before the request: the parent may take the GPU now (`WorkerProcess.wait_warm`)."""
+
+    TAG: ClassVar[str] = "warm"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ready(Frame):
+    """Request read, limits set, no candidate code run yet: the candidate's time limit starts here."""
+
+    TAG: ClassVar[str] = "ready"
+    netns: bool  # the worker got a private network namespace (else only the audit hook refuses sockets)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Loaded(Frame):
+    """The candidate file imported and `ModelNew` is a class."""
+
+    TAG: ClassVar[str] = "loaded"
+    load_ms: float  # wall time of the import
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Violation(Frame):
+    """The sandbox refused something (audit hook, dispatch or launch guard). Sent as it happens, from any phase."""
+
+    TAG: ClassVar[str] = "violation"
+    kind: str  # a `FailureKind` value (this module cannot import types.py: the parent converts and checks it)
+    detail: str  # what was refused, and where
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerError(Frame):
+    """Candidate code raised (or the import found tampering); the worker stops after sending this."""
+
+    TAG: ClassVar[str] = "error"
+    phase: Phase
+    kind: str  # a `FailureKind` value, from `worker/failures.classify`
+    message: str  # formatted traceback, truncated by the worker
+    shape: int | None = None  # construct and forward errors: index into the request's shapes
+    case: int | None = None  # forward errors: index into that shape's cases
+    mode: Mode | None = None  # forward errors
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CaseFrame(Frame):
+    """One recorded forward call: its outputs and what it did. The worker never judges these; the parent does."""
+
+    TAG: ClassVar[str] = "case"
+    shape: int  # index into the request's shapes
+    case: int  # index into that shape's cases
+    mode: Mode
+    container: Literal["tensor", "tuple", "list"]  # exact type of what forward returned
+    outputs: tuple[torch.Tensor, ...]  # on the CPU; empty when structure_error is set
+    structure_error: str | None  # why the outputs could not be copied out (non-tensors, far too many elements)
+    ops: dict[str, int]  # torch ops dispatched by candidate code -> count
+    launches: tuple[tuple[str, bool], ...]  # Triton launches in order: (kernel name, defined in the candidate file)
+    mutated: tuple[bool, ...]  # per input: forward changed it
+    threads: int  # Python threads alive after the call minus before the candidate ran
+    tamper: tuple[str, ...]  # integrity findings (patched functions, displaced recorder, hooks)
+    forward_ms: float  # wall time of the recording window
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AwaitTiming(Frame):
+    """Every case was sent; the worker blocks on the control pipe until the parent answers with `TimingGo`."""
+
+    TAG: ClassVar[str] = "await_timing"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimingFrame(Frame):
+    """Raw timing samples and facts (`worker/timing.measure_pair` plus the candidate checks); the parent judges them
+    (`timing_stats.judge_timing`, which reads `to_wire()`)."""
+
+    TAG: ClassVar[str] = "timing"
+    mode: Literal["events", "cuda_graph"]
+    graph_calls: int  # calls per graph replay (1 in events mode)
+    note: str  # why CUDA-graph capture fell back to events, if it did
+    ref_us: tuple[float, ...]  # per-call samples of the reference
+    cand_us: tuple[float, ...]  # per-call samples of the candidate
+    rounds: int  # interleaved blocks run
+    warmup_calls: tuple[int, ...]  # per side
+    host_us_per_call: tuple[float, ...]  # per side, during warm-up
+    estimate_us: tuple[float, ...]  # per side, the first block's median
+    wall: tuple[tuple[dict[str, float], ...], ...]  # per side, synchronised batches {n, host_us, wall_us}
+    gpu: str
+    l2_bytes: int
+    clock_mhz: int | None  # SM clock after timing, when NVML is reachable
+    params: dict[str, float]  # the TimingParams used
+    cand_calls: dict[str, int]  # {"n": timed candidate calls, "without_launch": of those, calls with no launch}
+    outputs: tuple[tuple[int, tuple[torch.Tensor, ...] | None], ...]  # (value set, last outputs or None: non-tensor)
+    tamper: tuple[str, ...] = ()  # integrity findings after timing
+    threads: int = 0  # new Python threads left running after timing
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Done(Frame):
+    """Every phase finished; the worker exits next."""
+
+    TAG: ClassVar[str] = "done"
+
+
+# --- parent -> worker (control pipe) -------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimingGo(Frame):
+    """The parent's answer to `AwaitTiming`: time now (it holds the GPU exclusively), or skip timing."""
+
+    TAG: ClassVar[str] = "go"
+    go: bool
+
+
+WorkerFrame = Warm | Ready | Loaded | Violation | WorkerError | CaseFrame | AwaitTiming | TimingFrame | Done
+_BY_TAG: dict[str, type[Frame]] = {c.TAG: c for c in typing.get_args(WorkerFrame) + (TimingGo,)}
+# Resolved at import: in the worker that is before any candidate code runs (it reads `TimingGo` after the candidate).
+_HINTS: dict[type[Frame], dict[str, Any]] = {c: typing.get_type_hints(c) for c in _BY_TAG.values()}
+
+
+def decode(wire: object) -> Frame:
+    """The frame `wire` (a decoded pipe payload) holds; `MalformedFrame` for anything that is not exactly one."""
+    if not isinstance(wire, dict):
+        raise MalformedFrame(f"a frame must be a dict, not {type(wire).__name__}")
+    tag = wire.get("t")
+    cls = _BY_TAG.get(tag) if isinstance(tag, str) else None
+    if cls is None:
+        raise MalformedFrame(f"unknown frame tag {tag!r:.60}")
+    return cls.from_wire(wire)
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """`value` if it has type `tp` (sequences as tuples), else MalformedFrame. Numbers are never converted: an int
+    where a float is declared stays an int, so what the parent reads is exactly what was sent."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        for arg in args:
+            try:
+                return _check(value, arg, where)
+            except MalformedFrame:
+                pass
+    elif origin is Literal:
+        if type(value) is str and value in args:
+            return value
+    elif origin is tuple:
+        if type(value) in (tuple, list):
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+            if len(value) == len(args):
+                return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    elif origin is dict:
+        if type(value) is dict:
+            return {
+                _check(k, args[0], f"{where} key"): _check(v, args[1], f"{where}[{k!r:.40}]") for k, v in value.items()
+            }
+    elif tp is float:
+        if type(value) in (float, int):
+            return value
+    elif tp is torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            return value
+    elif tp is type(None):
+        if value is None:
+            return value
+    elif type(value) is tp:  # bool, int, str: exact, so a bool is no int
+        return value
+    raise MalformedFrame(f"{where}: expected {_name(tp)}, got {type(value).__name__}")
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+# --- shared tables -------------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class TimingParams:
     warmup_ms: float = 25.0

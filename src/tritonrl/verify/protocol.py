@@ -4,7 +4,8 @@ Parent -> worker: one frame on the worker's stdin (the request). Worker -> paren
 descriptor the parent passes in; the candidate's stdout/stderr are separate files, so printing cannot speak the
 protocol. Every frame carries HMAC-SHA256 under a per-run key the worker reads from stdin before any candidate code
 runs, so a candidate that writes to the pipe (it shares the process) produces frames the parent rejects. Payloads
-are loaded with `torch.load(weights_only=True)`: tensors and plain containers only, never arbitrary objects.
+are loaded with `torch.load(weights_only=True)`: tensors and plain containers only, never arbitrary objects. What
+the payloads mean is `messages.py`'s business: frames travel in their wire form (plain dicts) and are typed there.
 """
 
 from __future__ import annotations

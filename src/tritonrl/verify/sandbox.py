@@ -37,6 +37,7 @@ from typing import Any
 import tritonrl
 from tritonrl.errors import SandboxError
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.messages import Frame, MalformedFrame, TimingGo, Warm, decode
 from tritonrl.verify.protocol import (
     CONTROL_FD_ENV,
     DEVICE_ENV,
@@ -110,7 +111,7 @@ def _rss_mb(pid: int) -> float:
 
 
 class WorkerProcess:
-    """One sandboxed worker. Use as a context manager; `messages()` yields decoded frames until the worker ends."""
+    """One sandboxed worker. Use as a context manager; `messages()` yields typed frames until the worker ends."""
 
     def __init__(self, candidate_code: str | None, cfg: VerifyConfig) -> None:
         """`candidate_code=None` makes a pre-started worker (`verify/pool.py`): `assign()` code before the request."""
@@ -126,7 +127,7 @@ class WorkerProcess:
         self.logs = Path(tempfile.mkdtemp())  # outside the worker's writable dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit: ExitInfo | None = None
-        self._frames: queue.Queue[Any] = queue.Queue()
+        self._frames: queue.Queue[Frame | ProtocolError | None] = queue.Queue()  # None: end of stream
         self._control_fd: int | None = None
         self.started = 0.0
         self.requested = 0.0  # when the request was sent (a pre-started worker may idle before that)
@@ -204,7 +205,7 @@ class WorkerProcess:
                 if self.proc is None or self.proc.poll() is not None:
                     return False
                 continue
-            if isinstance(item, dict) and item.get("t") == "warm":
+            if isinstance(item, Warm):
                 return True
             self._frames.put(item)  # EOF or an error: leave it for messages()
             return False
@@ -225,10 +226,10 @@ class WorkerProcess:
 
         threading.Thread(target=_write, daemon=True).start()
 
-    def send_control(self, message: dict[str, Any]) -> None:
+    def send_control(self, message: TimingGo) -> None:
         """A frame on the control pipe (read by the worker between phases). A dead worker is not an error here."""
         try:
-            write_frame(self._control_fd, message, self.key)
+            write_frame(self._control_fd, message.to_wire(), self.key)
         except (BrokenPipeError, OSError):
             pass
 
@@ -238,18 +239,21 @@ class WorkerProcess:
 
     def _reader(self) -> None:
         try:
-            while (frame := read_frame(self._read_fd, self.key)) is not None:
-                self._frames.put(frame)
+            while (wire := read_frame(self._read_fd, self.key)) is not None:
+                self._frames.put(decode(wire))  # typed here, at once: nothing downstream sees the worker's raw data
         except ProtocolError as exc:
             self._frames.put(exc)
+        except MalformedFrame as exc:  # authenticated, but not a frame the worker sends: fail closed
+            self._frames.put(ProtocolError(f"malformed frame: {exc}"))
         except Exception as exc:  # noqa: BLE001 - a malformed payload is the candidate's doing
             self._frames.put(ProtocolError(f"undecodable frame: {type(exc).__name__}: {exc}"))
         finally:
             os.close(self._read_fd)
             self._frames.put(None)
 
-    def messages(self) -> Iterator[dict[str, Any]]:
-        """Frames in order. Ends at EOF, on timeout, memory excess or a protocol error; then `self.exit` is set.
+    def messages(self) -> Iterator[Frame]:
+        """Typed frames in order (`messages.py`; `Warm` is consumed here). Ends at EOF, on timeout, memory excess or
+        a protocol error (a malformed frame included); then `self.exit` is set.
 
         The candidate's time limit starts at the worker's first frame ("ready": interpreter, torch, triton and CUDA
         are up, no candidate code has run), so a loaded machine's slow start never counts against a candidate; the
@@ -266,7 +270,7 @@ class WorkerProcess:
             if isinstance(item, ProtocolError):
                 protocol_error = str(item)
                 break
-            if isinstance(item, dict) and item.get("t") == "warm":
+            if isinstance(item, Warm):
                 continue  # start-up done (see wait_warm); the candidate's clock starts at "ready"
             if item is not ...:
                 if not self.ready_at:

@@ -3,11 +3,23 @@ recording window, the second environment profile, and the GPU timing phase. Runs
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
 from typing import Any
 
+from tritonrl.verify.messages import (
+    AwaitTiming,
+    CaseFrame,
+    Frame,
+    Loaded,
+    Mode,
+    TimingGo,
+    Violation,
+    WorkerError,
+    decode,
+)
 from tritonrl.verify.worker.failures import classify, format_exc
 
 
@@ -45,11 +57,11 @@ class Worker:
         self.snapshot = integrity_snapshot()
         self.threads = _thread_count()
 
-    def send(self, msg: dict[str, Any]) -> None:
-        self._write(msg)
+    def send(self, frame: Frame) -> None:
+        self._write(frame.to_wire())
 
     def _violation(self, kind: str, detail: str) -> None:
-        self.send({"t": "violation", "kind": kind, "detail": detail})
+        self.send(Violation(kind=kind, detail=detail))
 
     def tampering(self) -> list[str]:
         from torch.utils._python_dispatch import _get_current_dispatch_mode
@@ -79,23 +91,17 @@ class Worker:
             module = self._import(os.path.splitext(os.path.basename(self.req["candidate_path"]))[0])
         except BaseException as exc:  # noqa: BLE001 - the sandbox boundary: every failure becomes a message
             kind = classify(exc)
-            self.send(
-                {
-                    "t": "error",
-                    "phase": "load",
-                    "kind": "import_error" if kind == "runtime_error" else kind,
-                    "message": format_exc(exc),
-                }
-            )
+            kind = "import_error" if kind == "runtime_error" else kind
+            self.send(WorkerError(phase="load", kind=kind, message=format_exc(exc)))
             return None
         if found := self.tampering():
-            self.send({"t": "error", "phase": "load", "kind": "tampering", "message": "; ".join(found)})
+            self.send(WorkerError(phase="load", kind="tampering", message="; ".join(found)))
             return None
         model_cls = getattr(module, "ModelNew", None)
         if not isinstance(model_cls, type):
-            self.send({"t": "error", "phase": "load", "kind": "import_error", "message": "ModelNew is not a class"})
+            self.send(WorkerError(phase="load", kind="import_error", message="ModelNew is not a class"))
             return None
-        self.send({"t": "loaded", "ms": (time.perf_counter() - t0) * 1e3})
+        self.send(Loaded(load_ms=(time.perf_counter() - t0) * 1e3))
         return model_cls
 
     def construct(self, model_cls: type, shape: dict[str, Any], index: int) -> Any | None:
@@ -111,7 +117,7 @@ class Worker:
             kind = classify(exc)
             if kind == "runtime_error" and isinstance(exc, TypeError) and "argument" in str(exc):
                 kind = "bad_signature"
-            self.send({"t": "error", "phase": "construct", "kind": kind, "shape": index, "message": format_exc(exc)})
+            self.send(WorkerError(phase="construct", kind=kind, message=format_exc(exc), shape=index))
             return None
 
     def call_problems(self, model: Any) -> list[str]:
@@ -141,8 +147,15 @@ class Worker:
         return found
 
     def run_case(
-        self, model: Any, inputs: list[Any], poison: str | None, mode: str, max_output_numel: float = float("inf")
-    ) -> dict[str, Any]:
+        self,
+        model: Any,
+        inputs: list[Any],
+        poison: str | None,
+        mode: Mode,
+        where: tuple[int, int],
+        max_output_numel: float = float("inf"),
+    ) -> CaseFrame:
+        """One call of `model` inside a recording window; `where` is (shape index, case index) for the frame."""
         torch = self.torch
         from torch.utils._python_dispatch import _get_current_dispatch_mode
 
@@ -172,19 +185,20 @@ class Worker:
             tamper.append("the provenance recorder was displaced during forward")
         if self.recorder.ops["aten._local_scalar_dense"] > MAX_ITEM_CALLS:
             tamper.append(f"forward read more than {MAX_ITEM_CALLS} tensor elements into Python with .item()")
-        return {
-            "t": "case",
-            "mode": mode,
-            "container": container,
-            "outputs": outputs,
-            "structure_error": structure,
-            "ops": dict(self.recorder.ops),
-            "launches": [list(x) for x in self.log.launches],
-            "mutated": [_mutated(a, b) for a, b in zip(inputs, dev_inputs, strict=True)],
-            "threads": _thread_count() - self.threads,
-            "tamper": tamper,
-            "ms": ms,
-        }
+        return CaseFrame(
+            shape=where[0],
+            case=where[1],
+            mode=mode,
+            container=container,
+            outputs=tuple(outputs),
+            structure_error=structure,
+            ops=dict(self.recorder.ops),
+            launches=tuple(tuple(x) for x in self.log.launches),  # as logged: the parent checks each is (str, bool)
+            mutated=tuple(_mutated(a, b) for a, b in zip(inputs, dev_inputs, strict=True)),
+            threads=_thread_count() - self.threads,
+            tamper=tuple(tamper),
+            forward_ms=ms,
+        )
 
     def _call(self, model: Any, inputs: list[Any], max_output_numel: float) -> tuple[str, list[Any], str | None]:
         """The recording window's work: the call, unpacking its result, a garbage collection (finalisers of what the
@@ -216,18 +230,18 @@ class Worker:
         gc.collect(0)
         return container, outputs, structure
 
-    def _case(self, model: Any, case: dict[str, Any], mode: str, i: int, j: int) -> bool:
+    def _case(self, model: Any, case: dict[str, Any], mode: Mode, i: int, j: int) -> bool:
         """Run one case in `mode` and send its frame (or the error); False when the worker must stop."""
         poison = case["poison"]
         if mode == "repeat" and poison:
             poison = "nan" if poison == "sentinel" else "sentinel"
         try:
-            msg = self.run_case(model, case["inputs"], poison, mode, case["max_output_numel"])
+            frame = self.run_case(model, case["inputs"], poison, mode, (i, j), case["max_output_numel"])
         except BaseException as exc:  # noqa: BLE001
-            self.send({"t": "error", "phase": "forward", "kind": classify(exc), "shape": i, "case": j, "mode": mode,
-                       "message": format_exc(exc)})  # fmt: skip
+            self.send(WorkerError(phase="forward", kind=classify(exc), message=format_exc(exc), shape=i, case=j,
+                                  mode=mode))  # fmt: skip
             return False
-        self.send({**msg, "shape": i, "case": j})
+        self.send(frame)
         return True
 
     def run(self) -> None:
@@ -241,7 +255,7 @@ class Worker:
                 return
             base_model = model if i == 0 else base_model
             for j, case in enumerate(shape["cases"]):
-                modes = ["normal"]
+                modes: list[Mode] = ["normal"]
                 if i == 0 and j == 0:
                     modes += ["ghost"] * self.req["ghost"] + ["repeat"] * self.req["repeat"]
                 for mode in modes:
@@ -266,7 +280,7 @@ class Worker:
                 module = self._import(self.req.get("profile_module", "solution"))
                 model_cls = module.ModelNew
             except BaseException as exc:  # noqa: BLE001
-                self.send({"t": "error", "phase": "load", "kind": classify(exc), "message": format_exc(exc)})
+                self.send(WorkerError(phase="load", kind=classify(exc), message=format_exc(exc)))
                 return False
             model = self.construct(model_cls, shape, 0)
             return model is not None and self._case(model, shape["cases"][0], "profile", 0, 0)
@@ -281,18 +295,17 @@ class Worker:
         from tritonrl.verify.protocol import read_frame
         from tritonrl.verify.worker.timing_phase import run_timing
 
-        self.send({"t": "await_timing"})
-        go = read_frame(self.control_fd, self.key)
-        if not (isinstance(go, dict) and go.get("go")):
+        self.send(AwaitTiming())
+        wire = read_frame(self.control_fd, self.key)  # None: the parent closed the pipe (it stopped this worker)
+        go = decode(wire) if wire is not None else None
+        if not (isinstance(go, TimingGo) and go.go):
             return
         try:
-            msg = run_timing(self, model, self.timing_ctx)
+            frame = run_timing(self, model, self.timing_ctx)
         except BaseException as exc:  # noqa: BLE001
-            self.send({"t": "error", "phase": "timing", "kind": classify(exc), "message": format_exc(exc)})
+            self.send(WorkerError(phase="timing", kind=classify(exc), message=format_exc(exc)))
             return
-        msg["tamper"] = self.tampering()
-        msg["threads"] = _thread_count() - self.threads
-        self.send(msg)
+        self.send(dataclasses.replace(frame, tamper=tuple(self.tampering()), threads=_thread_count() - self.threads))
         self._case(model, self.req["shapes"][0]["cases"][0], "post_timing", 0, 0)
 
 

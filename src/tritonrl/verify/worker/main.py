@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Any
 
+from tritonrl.verify.messages import Done, Ready, Warm
 from tritonrl.verify.protocol import CONTROL_FD_ENV, DEVICE_ENV, RESULT_FD_ENV
 
 CLONE_NEWNET = 0x40000000
@@ -95,7 +96,7 @@ def main() -> None:
     if key:
         from tritonrl.verify.protocol import write_frame
 
-        write_frame(result_fd, {"t": "warm"}, key)  # imports and CUDA init done: the parent may take the GPU now
+        write_frame(result_fd, Warm().to_wire(), key)  # imports and CUDA init done: the parent may take the GPU now
     request = read_frame(0, key) if key else None
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -112,7 +113,7 @@ def main() -> None:
     from tritonrl.verify.worker.calls import Worker
 
     worker = Worker(request, key, result_fd, control_fd)
-    worker.send({"t": "ready", "netns": netns})
+    worker.send(Ready(netns=netns))
     if request.get("timing") and request["device"] == "cuda":  # trusted setup, before the candidate is imported
         from tritonrl.verify.worker.timing_phase import prepare
 
@@ -120,7 +121,7 @@ def main() -> None:
     if request["guard"]:
         worker.guard.install()
     worker.run()
-    worker.send({"t": "done"})
+    worker.send(Done())
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip atexit handlers the candidate may have registered

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tritonrl.verify.messages import TimingParams
+from tritonrl.verify.messages import TimingFrame, TimingParams
 from tritonrl.verify.worker.timing import Hooks, measure_pair
 
 
@@ -79,8 +79,9 @@ class _Slots:
             self.put(side, i % m, i % n)
 
 
-def run_timing(worker: Any, model: Any, ctx: TimingContext) -> dict[str, Any]:
-    """Time reference vs candidate; return the raw 'timing' frame (samples, cross-check, launch facts, outputs)."""
+def run_timing(worker: Any, model: Any, ctx: TimingContext) -> TimingFrame:
+    """Time reference vs candidate; return the raw timing frame (samples, cross-check, launch facts, outputs). The
+    caller adds the integrity findings (`tamper`, `threads`) taken after it."""
     torch = worker.torch
     log = worker.log
     slots = _Slots(torch, ctx)
@@ -129,5 +130,5 @@ def run_timing(worker: Any, model: Any, ctx: TimingContext) -> dict[str, Any]:
     outputs = []
     for _slot, (v, outs) in sorted(snapshot.items()):
         ok = all(type(o) is torch.Tensor for o in outs)  # values are never taken from a non-tensor
-        outputs.append([v, [o.to("cpu").contiguous() for o in outs] if ok else None])
-    return {"t": "timing", **raw, "cand_calls": calls, "outputs": outputs}
+        outputs.append((v, tuple(o.to("cpu").contiguous() for o in outs) if ok else None))
+    return TimingFrame(**raw, cand_calls=calls, outputs=tuple(outputs))
