@@ -96,7 +96,36 @@ def load_tokenizer(source: ModelSource | str, *, padding_side: str = "right"):  
     return tok
 
 
-def load_causal_lm(source: ModelSource | str, *, dtype: Any = "auto", trainable_adapter: bool = False):  # noqa: ANN201
+def quantization_4bit(dtype: Any) -> dict[str, Any]:
+    """`from_pretrained` kwargs for a QLoRA base: 4-bit NF4 weights with double quantization, computing (and storing
+    the packed weights, which FSDP and ZeRO-3 need to shard them) in `dtype`. Each process puts its copy on its own
+    GPU (LOCAL_RANK), except under ZeRO-3, which places the shards itself.
+
+    Raises ConfigError naming the fix when bitsandbytes or a CUDA GPU is missing (4-bit layers run only on a GPU).
+    """
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("load_in_4bit (QLoRA) needs bitsandbytes: pip install bitsandbytes (and a CUDA GPU); or "
+                          "drop --load-in-4bit to train the LoRA adapter on a full-precision base.")  # fmt: skip
+    if not torch.cuda.is_available():
+        raise ConfigError("load_in_4bit (QLoRA) needs a CUDA GPU (bitsandbytes' 4-bit layers run on the GPU; pip "
+                          "install bitsandbytes there); none is visible here. Drop --load-in-4bit to train on the "
+                          "CPU.")  # fmt: skip
+    from transformers import BitsAndBytesConfig
+
+    dtype = torch.bfloat16 if dtype == "auto" else dtype
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)  # fmt: skip
+    if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":  # set by `accelerate launch` with a ZeRO-3 config
+        return {"quantization_config": config}
+    return {"quantization_config": config, "device_map": {"": int(os.environ.get("LOCAL_RANK", "0") or 0)}}
+
+
+def load_causal_lm(source: ModelSource | str, *, dtype: Any = "auto", trainable_adapter: bool = False,
+                   load_in_4bit: bool = False):  # noqa: ANN201 # fmt: skip
     """Load a causal LM from a model folder.
 
     Args:
@@ -104,11 +133,18 @@ def load_causal_lm(source: ModelSource | str, *, dtype: Any = "auto", trainable_
         dtype: a torch dtype, or "auto" (the dtype the weights were saved in).
         trainable_adapter: for an adapter folder, return the PeftModel with the adapter's weights trainable (to
             continue training it); otherwise the adapter is merged into its base and a plain model comes back.
+        load_in_4bit: QLoRA: the base weights in 4-bit NF4 (`quantization_4bit`; needs bitsandbytes and CUDA). An
+            adapter is then only continued (`trainable_adapter`), never merged into the quantized base.
     """
     from transformers import AutoModelForCausalLM
 
     source = source if isinstance(source, ModelSource) else resolve_model(source)
-    model = AutoModelForCausalLM.from_pretrained(source.base_path, local_files_only=True, dtype=dtype)
+    if load_in_4bit and source.is_adapter and not trainable_adapter:
+        raise ConfigError(f"{source.path!r}: merging a LoRA adapter into a 4-bit base would lose precision; merge it "
+                          "at full precision first (`tritonrl train sft --merge` writes OUT/merged) and pass that "
+                          "folder with --load-in-4bit.")  # fmt: skip
+    quantized = quantization_4bit(dtype) if load_in_4bit else {}
+    model = AutoModelForCausalLM.from_pretrained(source.base_path, local_files_only=True, dtype=dtype, **quantized)
     if not source.is_adapter:
         return model
     from peft import PeftModel

@@ -70,14 +70,32 @@ def test_ray_backend_gives_the_same_verdicts(local_run, candidates, tmp_path):
     pytest.importorskip("ray")
     import ray
 
+    from tritonrl.verify.expect import parse_expectation
+
+    # the candidate folder plus known-bad fixtures that fail in the parent (parse) and in the worker (correctness)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(candidates, mixed)
+    bad = {"3.py": FIX / "relu/syntax_error.py", "4.py": FIX / "relu/input_mutation.py"}
+    for name, src in bad.items():
+        shutil.copy(src, mixed / "relu" / name)
+    local = tmp_path / "local"
+    shutil.copytree(local_run.run_dir, local)  # resumed: only the two fixtures are verified again
+    local_mixed = evaluate(local, TASKS, VerifyConfig(), candidates=mixed, jobs=2)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        ray_run = evaluate(tmp_path / "ray", TASKS, VerifyConfig(), candidates=candidates, jobs=2, backend="ray")
+        ray_run = evaluate(tmp_path / "ray", TASKS, VerifyConfig(), candidates=mixed, jobs=2, backend="ray")
     finally:
         ray.shutdown()
-    key = lambda r: (r.task_id, r.sample, r.verdict.stage, r.verdict.failure)  # noqa: E731
-    with ResultStore(local_run.run_dir / "results.sqlite") as a, ResultStore(ray_run.run_dir / "results.sqlite") as b:
-        assert sorted(map(key, a.records())) == sorted(map(key, b.records()))
+    assert ray_run.stats.done == 6 and local_mixed.stats.done == 2
+    key = lambda r: (r.task_id, r.sample, r.verdict.passed, r.verdict.stage, r.verdict.failure)  # noqa: E731
+    with ResultStore(local / "results.sqlite") as a, ResultStore(ray_run.run_dir / "results.sqlite") as b:
+        local_keys, ray_keys = sorted(map(key, a.records())), sorted(map(key, b.records()))
+        assert {r.device for r in b.records()} == {"cpu"}
+    assert local_keys == ray_keys
+    for name, src in bad.items():  # and both are the fixtures' expected verdicts
+        expected = parse_expectation(src.read_text())
+        got = next(k for k in ray_keys if k[:2] == ("relu", int(name[0])))
+        assert (got[2], got[3], got[4]) == (False, expected.stage, expected.failure)
 
 
 def test_load_run_reads_back_the_summary(local_run):
@@ -135,3 +153,41 @@ def test_ablation_shows_what_a_defence_catches(tmp_path):
     correct = {name: s.overall.correct for name, s in results}
     assert correct == {"multi_input=on": 0.0, "multi_input=off": 1.0}
     assert "multi_input=off" in path.read_text()
+
+
+BROKEN_REFERENCE = """
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def forward(self, x):
+        return x.view(size, -1) @ torch.ones(3, 3)  # fails for every size: rows of 4 are not 3 wide
+
+
+size = 64
+
+
+def get_inputs():
+    return [torch.randn(size, 4)]
+
+
+def get_init_inputs():
+    return []
+"""
+
+
+def test_a_task_whose_reference_cannot_run_is_skipped_and_reported(tmp_path):
+    """The run goes on without it: its samples stay unscored (neither pass nor fail), the report says why."""
+    from tritonrl.tasks.loader import load_task
+
+    broken = load_task(BROKEN_REFERENCE, task_id="broken_reference")
+    cands = tmp_path / "cands"
+    for task in ("relu", "broken_reference"):
+        (cands / task).mkdir(parents=True)
+        for i in range(2):
+            shutil.copy(SOL / "relu.py", cands / task / f"{i}.py")
+    result = evaluate(tmp_path / "run", [builtin_task("relu"), broken], VerifyConfig(), candidates=cands, jobs=2)
+    assert list(result.stats.skipped) == ["broken_reference"] and result.stats.done == 1  # duplicates verify once
+    assert (result.summary.overall.n_tasks, result.summary.overall.correct) == (1, 1.0)
+    assert "broken_reference" in result.report_md.read_text()

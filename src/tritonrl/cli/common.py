@@ -71,7 +71,8 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
         help="prompt style when sampling: with a worked example, or without (as the model was trained)",
     )
     p.add_argument("--prompts-per-call", type=int, default=8, help="prompts batched into one generate call (hf)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel verifications (CPU; on CUDA one per GPU)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="verifications at once per device (--device cuda: on every visible GPU)")  # fmt: skip
     p.add_argument("--backend", choices=["local", "ray"], default="local")
 
 
@@ -80,7 +81,8 @@ def add_verify_options(p: argparse.ArgumentParser, json_flag: bool = True, polic
         "--device",
         choices=["auto", "cpu", "cuda"],
         default="auto",
-        help="cpu runs kernels in the Triton interpreter; auto picks cuda when available",
+        help="cpu runs kernels in the Triton interpreter; cuda spreads over every visible GPU (CUDA_VISIBLE_DEVICES "
+        "picks them); auto picks cuda when available",
     )
     if policy_flag:
         p.add_argument(

@@ -51,6 +51,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(result.report_md.read_text())
         print(f"report: {result.report_md}" + (f" and {result.report_html}" if result.report_html else ""))
+    if result.stats.skipped:
+        print(f"{len(result.stats.skipped)} task(s) skipped, unscored: their reference cannot run on this device "
+              f"({', '.join(sorted(result.stats.skipped))}); the report lists why", file=sys.stderr)  # fmt: skip
     if result.stats.interrupted:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130

@@ -139,7 +139,8 @@ def add_tasks_parser(sub) -> None:  # noqa: ANN001
         if name == "curate":
             add_verify_options(p, json_flag=False, policy_flag=False)
             p.add_argument("--cache", help="verdict cache JSONL (reused across runs)")
-            p.add_argument("--jobs", type=int, default=2, help="verifications at once, in pre-started workers")
+            p.add_argument("--jobs", type=int, default=2,
+                           help="verifications at once per device (cuda: every visible GPU)")  # fmt: skip
         p.set_defaults(func=cmd_tasks)
     p = actions.add_parser("export", help="write SFT/RL training data (JSONL and/or HF datasets) with a manifest")
     p.add_argument("suites", nargs="*", help=f"one or more suites ({suite_help}); default --suite")
@@ -157,7 +158,8 @@ def add_tasks_parser(sub) -> None:  # noqa: ANN001
                         "of train, so test tasks ask for fusions never trained on (pairs in the manifest)")  # fmt: skip
     p.add_argument("--prompt", choices=[s.value for s in PromptStyle], default=PromptStyle.ONE_SHOT.value,
                    help="prompt style of the rows: with a worked example (one-shot) or not (zero-shot)")  # fmt: skip
-    p.add_argument("--jobs", type=int, default=2, help="verifications at once, in pre-started workers")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="verifications at once per device (cuda: every visible GPU), pre-started)")  # fmt: skip
     p.add_argument("--cache", help="verdict cache JSONL (default OUT/verdicts.jsonl)")
     p.add_argument("--pass-rates", help="verdict JSONL (task_id, passed) to relabel difficulty by pass rate")
     add_verify_options(p, policy_flag=False)

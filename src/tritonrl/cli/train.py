@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "2e-5 / 1e-6)")  # fmt: skip
     p.add_argument("--no-lora", action="store_true", help="train every weight instead of a LoRA adapter (small models; "
                                                           "YAML lora.enabled: false)")  # fmt: skip
+    p.add_argument("--load-in-4bit", action="store_true",
+                   help="QLoRA: load the base in 4-bit NF4 and train a LoRA adapter on it (needs bitsandbytes and "
+                        "a CUDA GPU; YAML lora.load_in_4bit: true)")  # fmt: skip
     p.add_argument("--merge", action="store_true", default=None,
                    help="sft / grpo with LoRA: also write the merged full model to OUT/merged")  # fmt: skip
     p.add_argument("--merge-input-adapter", action="store_true", default=None,
@@ -115,6 +118,8 @@ def resolve(args: argparse.Namespace):  # noqa: ANN201 (RunConfig)
     cfg = load_config(args.config, args.preset)
     given = {field: getattr(args, flag) for flag, field in _FLAG_FIELDS.items() if getattr(args, flag) is not None}
     lora = dataclasses.replace(cfg.lora, enabled=False) if args.no_lora else cfg.lora
+    if args.load_in_4bit:
+        lora = dataclasses.replace(lora, load_in_4bit=True)  # __post_init__ refuses it with --no-lora
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **given), lora=lora)
 
 

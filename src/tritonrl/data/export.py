@@ -63,7 +63,11 @@ class ExportConfig:
         metadata={"help": "Prompt style: one-shot (with the worked example) or zero-shot (tasks/prompts.py)."},
     )
     jobs: int = dataclasses.field(
-        default=2, metadata={"help": "Verifications at once, each in a pre-started worker (verify/pool.py)."}
+        default=2,
+        metadata={
+            "help": "Verifications at once per device, each in a pre-started worker (verify/pool.py); on "
+            "'cuda' every visible GPU runs this many."
+        },
     )
 
     def __post_init__(self) -> None:

@@ -119,6 +119,10 @@ def evaluate(
         run = run_ray if backend == "ray" else run_local
         stats = run(store, by_id, cfg, jobs=jobs, progress=progress)
         records = store.records(cfg.config_hash(), device_label(cfg))
+    if stats.skipped:  # unscored, so the report must say which tasks it leaves out, and why
+        info["skipped tasks (reference cannot run here)"] = "; ".join(
+            f"{t}: {why[:200]}" for t, why in sorted(stats.skipped.items())
+        )
     summary = summarize(records, run=run_dir.name)
     md, html = write_run_report(run_dir, summary, info)
     return EvalResult(run_dir, stats, summary, md, html)

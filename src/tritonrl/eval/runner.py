@@ -5,9 +5,11 @@ candidate) pairs without a verdict under this verifier config and device, so a r
 kill -9, a lost node) continues where it stopped and never verifies or records anything twice. The store has one
 writer, the driver; pool threads and Ray actors only return verdicts.
 
-Local pool: `jobs` verifications at a time, each in its own sandboxed worker process; with several visible GPUs the
-slots are spread over them ('cuda:N'), one verification per GPU at a time so timing never shares a GPU. Ray: one
-actor per slot (`num_gpus=1` on CUDA, `num_cpus=1` on the CPU) running the same `verify`, so results are identical.
+Local pool: `jobs` verifications at a time per device, each in its own sandboxed worker process; on 'cuda' the slots
+are spread over every visible GPU ('cuda:N', round-robin: `verify.gpu_lock.slot_device`, the rule `verify_many`
+uses), and the per-GPU lock keeps each timing alone on its GPU. Ray: `jobs` actors per GPU of the cluster
+(`num_gpus=1/jobs`; Ray gives each its GPU as 'cuda') or `jobs` CPU actors, running the same `verify`, so verdicts
+are identical.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from tritonrl.errors import ConfigError, TaskError
 from tritonrl.eval.records import Record
 from tritonrl.eval.store import ResultStore
 from tritonrl.tasks.schema import Task
@@ -27,6 +30,7 @@ from tritonrl.verify.config import VerifyConfig
 log = logging.getLogger(__name__)
 
 Progress = Callable[[Record], None]
+TASK_ERROR = "task_error"  # the key of a verification result that is a task error, not a verdict
 
 
 def device_label(cfg: VerifyConfig) -> str:
@@ -39,19 +43,21 @@ def device_label(cfg: VerifyConfig) -> str:
 
 
 def slot_devices(cfg: VerifyConfig, jobs: int) -> list[str]:
-    """One device string per parallel slot: the CPU `jobs` times, or each visible GPU once (`jobs` ignored)."""
-    if not cfg.is_cuda:
-        return ["cpu"] * max(1, jobs)
-    import torch
+    """One device string per parallel slot: `jobs` per device of `gpu_lock.batch_devices` ('cuda': every visible
+    GPU), interleaved round-robin ('cuda:0', 'cuda:1', ..., 'cuda:0', ...)."""
+    from tritonrl.verify.gpu_lock import batch_devices, slot_device
 
-    n = torch.cuda.device_count()
-    return [f"cuda:{i}" for i in range(max(1, n))]
+    devices = batch_devices(cfg.device)
+    return [slot_device(cfg.device, i, devices) for i in range(max(1, jobs) * len(devices))]
 
 
 def _verify_one(task: Task, source: str, cfg: VerifyConfig) -> dict[str, Any]:
     from tritonrl.verify.funnel import verify
 
-    return verify(task, source, cfg).to_dict()
+    try:
+        return verify(task, source, cfg).to_dict()
+    except TaskError as exc:  # the task's fault (its reference cannot run here): the run goes on without it
+        return {TASK_ERROR: str(exc)}
 
 
 def _records_for(job: tuple[str, int, int | None, str, str], verdict: Verdict, cfg_hash: str, device: str) -> Record:
@@ -64,6 +70,9 @@ class RunStats:
     done: int = 0
     passed: int = 0
     interrupted: bool = False
+    # tasks that cannot be verified on this device (their reference fails to build or run): task id -> why. Their
+    # samples stay pending, unscored: no sample of such a task counts for or against a model.
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def run_local(
@@ -89,33 +98,48 @@ def run_local(
             while queue or running:
                 while queue and free:
                     job = queue.pop(0)
-                    slot = free.pop()
-                    job_cfg = dataclasses.replace(cfg, device=slot) if cfg.is_cuda else cfg
+                    slot = free.pop(0)  # the longest-free slot: consecutive jobs go to different GPUs
+                    job_cfg = cfg if slot == cfg.device else dataclasses.replace(cfg, device=slot)
                     running[pool.submit(_verify_one, tasks[job[0]], job[4], job_cfg)] = (job, slot)
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     job, slot = running.pop(fut)
                     free.append(slot)
-                    _record(store, job, Verdict.from_dict(fut.result()), cfg_hash, device, stats, progress)
+                    if _record(store, job, fut.result(), cfg_hash, device, stats, progress) is not None:
+                        queue = _without_task(queue, job[0])
         except KeyboardInterrupt:
             stats.interrupted = True
             log.warning("interrupted: finishing %d running verifications, %d left pending", len(running), len(queue))
             for fut in cf.as_completed(running):
                 job, _ = running[fut]
-                _record(store, job, Verdict.from_dict(fut.result()), cfg_hash, device, stats, progress)
+                _record(store, job, fut.result(), cfg_hash, device, stats, progress)
     return stats
 
 
 def _record(
-    store: ResultStore, job: tuple, verdict: Verdict, cfg_hash: str, device: str, stats: RunStats,
+    store: ResultStore, job: tuple, result: dict[str, Any], cfg_hash: str, device: str, stats: RunStats,
     progress: Progress | None,
-) -> None:  # fmt: skip
+) -> str | None:  # fmt: skip
+    """Store one verification's verdict; for a task error, note the task as skipped and return the reason."""
+    if TASK_ERROR in result:
+        if job[0] not in stats.skipped:
+            log.warning("task %s skipped: it cannot be verified here (%s); its samples stay unscored", job[0],
+                        result[TASK_ERROR])  # fmt: skip
+        stats.skipped[job[0]] = result[TASK_ERROR]
+        return result[TASK_ERROR]
+    verdict = Verdict.from_dict(result)
     record = _records_for(job, verdict, cfg_hash, device)
     store.put(record)
     stats.done += 1
     stats.passed += verdict.passed
     if progress:
         progress(record)
+    return None
+
+
+def _without_task(queue: list[tuple], task_id: str) -> list[tuple]:
+    """The queue less a skipped task's other samples (each would fail the same way)."""
+    return [job for job in queue if job[0] != task_id]
 
 
 def run_ray(
@@ -133,13 +157,20 @@ def run_ray(
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=None if address else max(1, jobs), include_dashboard=False,
                  log_to_driver=False)  # fmt: skip
-    device = device_label(cfg)
     cfg_hash = cfg.config_hash()
-    resources = {"num_gpus": 1} if cfg.is_cuda else {"num_cpus": 1}
-    n_actors = int(ray.cluster_resources().get("GPU", 0)) if cfg.is_cuda else max(1, jobs)
+    jobs = max(1, jobs)
+    # `jobs` actors share each GPU (num_gpus=1/jobs), as `jobs` local slots do: the per-GPU lock of the actors' host
+    # keeps each timing alone on its GPU. Ray gives every actor its GPU as CUDA_VISIBLE_DEVICES, so it verifies on
+    # 'cuda', i.e. 'cuda:0' of what it sees.
+    resources = {"num_gpus": 1 / jobs} if cfg.is_cuda else {"num_cpus": 1}
+    n_actors = int(ray.cluster_resources().get("GPU", 0)) * jobs if cfg.is_cuda else jobs
+    if cfg.is_cuda and n_actors == 0:
+        raise ConfigError("--backend ray --device cuda: the Ray cluster has no GPUs (ray.cluster_resources()); "
+                           "start the nodes with GPUs, or verify with --device cpu.")  # fmt: skip
     actor_cls = ray.remote(**resources)(_VerifierActor)
-    actors = [actor_cls.remote() for _ in range(max(1, n_actors))]
-    # Each actor sees its own GPU as 'cuda' (Ray sets CUDA_VISIBLE_DEVICES), so it verifies on 'cuda'.
+    actors = [actor_cls.remote() for _ in range(n_actors)]
+    # the store key is the GPU's name, asked of an actor: the driver (a head node) may have no GPU itself
+    device = ray.get(actors[0].device_label.remote(cfg)) if cfg.is_cuda else device_label(cfg)
     queue, stats = list(store.pending(cfg_hash, device)), RunStats()
     running: dict[Any, tuple[tuple, Any]] = {}
     try:
@@ -152,11 +183,12 @@ def run_ray(
             for ref in ready:
                 job, actor = running.pop(ref)
                 actors.append(actor)
-                _record(store, job, Verdict.from_dict(ray.get(ref)), cfg_hash, device, stats, progress)
+                if _record(store, job, ray.get(ref), cfg_hash, device, stats, progress) is not None:
+                    queue = _without_task(queue, job[0])
     except KeyboardInterrupt:
         stats.interrupted = True
         for ref, (job, _) in running.items():
-            _record(store, job, Verdict.from_dict(ray.get(ref)), cfg_hash, device, stats, progress)
+            _record(store, job, ray.get(ref), cfg_hash, device, stats, progress)
     return stats
 
 
@@ -164,9 +196,14 @@ class _VerifierActor:
     """A Ray actor that verifies one candidate at a time (each in its own sandboxed worker process)."""
 
     def verify(self, task: Task, source: str, cfg: VerifyConfig) -> dict[str, Any]:
-        if cfg.is_cuda:
-            cfg = dataclasses.replace(cfg, device="cuda")
-        return _verify_one(task, source, cfg)
+        return _verify_one(task, source, self._local(cfg))
+
+    def device_label(self, cfg: VerifyConfig) -> str:
+        return device_label(self._local(cfg))
+
+    @staticmethod
+    def _local(cfg: VerifyConfig) -> VerifyConfig:
+        return dataclasses.replace(cfg, device="cuda:0") if cfg.is_cuda else cfg  # its one GPU, as local slots say
 
 
 def register_samples(store: ResultStore, samples: Iterable[tuple[str, int, int | None, str]]) -> int:

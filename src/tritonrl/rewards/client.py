@@ -10,14 +10,22 @@ Verdicts are cached by (task_id, sha256(completion), VerifyConfig.config_hash())
 reward functions scoring the same batch (TRL calls each one separately, concurrently when async) run each kernel
 once. The cache is an LRU bounded by `cache_size`; it is per client, in memory, and not persisted. A pickled client
 carries its tasks and settings only: the copy starts its own pool.
+
+Devices: on 'cuda' the completions spread over every GPU the pool processes see, round-robin ('cuda:(k mod G)' for
+the k-th submission, `verify.gpu_lock.slot_device`; the count happens in the pool processes, not the trainer's), with
+one exclusive timing slot per GPU machine-wide (`gpu_lock.py`), so the clients of several training ranks share the
+GPUs safely. `gpus` (or the environment variable TRITONRL_VERIFY_GPUS) gives the pool processes their own
+CUDA_VISIBLE_DEVICES, e.g. '6,7': verification on GPUs the trainer does not use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import dataclasses
 import logging
 import multiprocessing
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,13 +40,22 @@ from tritonrl.verify.config import VerifyConfig
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, str, str]  # (task_id, sha256 of the completion, verify config hash)
+GPUS_ENV = "TRITONRL_VERIFY_GPUS"  # physical GPU ids for the verifier's pool processes, e.g. "6,7"
 
 
-def _verify_to_dict(task: Task, completion: str, cfg: VerifyConfig) -> dict[str, Any]:
-    """Runs in a pool process: the whole funnel, returning plain JSON-safe data."""
+def _verify_to_dict(task: Task, completion: str, cfg: VerifyConfig, slot: int = 0) -> dict[str, Any]:
+    """Runs in a pool process: the whole funnel on the `slot`-th device of `cfg.device`, returning JSON-safe data."""
     from tritonrl.verify.funnel import verify  # imported in the pool process only
+    from tritonrl.verify.gpu_lock import slot_device
 
+    if cfg.device == "cuda":
+        cfg = dataclasses.replace(cfg, device=slot_device(cfg.device, slot))
     return verify(task, completion, cfg).to_dict()
+
+
+def _pin_gpus(gpus: str) -> None:
+    """Pool-process initializer: see only `gpus` (before anything in this process initialises CUDA)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
 
 
 class VerifierClient:
@@ -47,9 +64,12 @@ class VerifierClient:
     Args:
         tasks: task id -> Task; more can be added with `add_tasks`.
         verify_cfg: the verifier settings (default `VerifyConfig()`: CPU interpreter, hardened).
-        workers: pool processes. On a GPU, one verification per GPU at a time keeps timings clean: use 1 per GPU.
+        workers: pool processes (verifications at once). On 'cuda' they spread over every GPU the pool sees, each
+            GPU timing one candidate at a time (the GPU lock): use one or two per GPU.
         cache_size: verdicts kept (least recently used evicted); 0 disables the cache.
         max_tasks_per_child: recycle a pool process after this many verifications (None: never).
+        gpus: CUDA_VISIBLE_DEVICES of the pool processes (physical ids, e.g. '6,7'), so verification runs on GPUs of
+            its own; None: the TRITONRL_VERIFY_GPUS environment variable, else the trainer's own visible GPUs.
     """
 
     def __init__(
@@ -60,6 +80,7 @@ class VerifierClient:
         workers: int = 2,
         cache_size: int = 4096,
         max_tasks_per_child: int | None = None,
+        gpus: str | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers={workers}: must be >= 1 (one per GPU on CUDA, ~CPU cores on the CPU).")
@@ -71,6 +92,9 @@ class VerifierClient:
         self.workers = workers
         self.cache_size = cache_size
         self.max_tasks_per_child = max_tasks_per_child
+        self.gpus = gpus if gpus is not None else (os.environ.get(GPUS_ENV) or None)
+        # round-robin over the GPUs, from this rank's own starting point: ranks of one host start on different GPUs
+        self._slot = int(os.environ.get("LOCAL_RANK", "0") or 0)
         self._cfg_hash = self.verify_cfg.config_hash()
         self._tasks: dict[str, Task] = {}
         self._lock = threading.Lock()
@@ -128,11 +152,12 @@ class VerifierClient:
         """Pickle the settings and tasks only: a copy (TRL's async GRPO ships reward functions to its rollout
         process) starts its own pool on first use, with an empty cache and zero counters."""
         return {"tasks": dict(self._tasks), "verify_cfg": self.verify_cfg, "workers": self.workers,
-                "cache_size": self.cache_size, "max_tasks_per_child": self.max_tasks_per_child}  # fmt: skip
+                "cache_size": self.cache_size, "max_tasks_per_child": self.max_tasks_per_child,
+                "gpus": self.gpus}  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["tasks"], state["verify_cfg"], workers=state["workers"], cache_size=state["cache_size"],
-                      max_tasks_per_child=state["max_tasks_per_child"])  # fmt: skip
+                      max_tasks_per_child=state["max_tasks_per_child"], gpus=state.get("gpus"))  # fmt: skip
 
     def __enter__(self) -> VerifierClient:
         return self
@@ -180,9 +205,13 @@ class VerifierClient:
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 max_tasks_per_child=self.max_tasks_per_child,
+                initializer=_pin_gpus if self.gpus else None,
+                initargs=(self.gpus,) if self.gpus else (),
             )
         try:
-            return self._pool.submit(_verify_to_dict, task, completion, self.verify_cfg)
+            future = self._pool.submit(_verify_to_dict, task, completion, self.verify_cfg, self._slot)
+            self._slot += 1
+            return future
         except BrokenProcessPool:  # a process died since the last call: start a fresh pool once
             log.warning("verifier pool was broken; starting a new one")
             broken, self._pool = self._pool, None

@@ -1,10 +1,11 @@
 """What a training run starts from and what it leaves behind, for SFT, GRPO and best-of-N alike.
 
-`start_model` loads `--model` through `tritonrl.models`: a full model gets a fresh LoRA adapter (or trains every
-weight with LoRA off); a LoRA adapter is continued as it is, or merged into its base first (`merge_input_adapter`, or
-LoRA off). `save_trained` writes a folder `resolve_model` loads on its own: the adapter (its base recorded as an
-absolute path; a fresh adapter on a merged input gets that merged input written to OUT/base as its base) or the full
-weights, always with the tokenizer, and on request the merged model in a second folder.
+`start_model` loads `--model` through `tritonrl.models`: a full model gets a fresh LoRA adapter (on a 4-bit base with
+`lora.load_in_4bit`: QLoRA), or trains every weight with LoRA off; a LoRA adapter is continued as it is, or merged
+into its base first (`merge_input_adapter`, or LoRA off). `save_trained` writes a folder `resolve_model` loads on
+its own: the adapter (its base recorded as an absolute path; a fresh adapter on a merged input gets that merged
+input written to OUT/base as its base) or the full weights, always with the tokenizer, and on request the merged
+model in a second folder.
 """
 
 from __future__ import annotations
@@ -90,10 +91,11 @@ def start_model(model_path: str, lora: LoraSettings, *, merge_input_adapter: boo
     if source.is_adapter and lora.enabled and not merge_input_adapter:
         log.info("continuing the LoRA adapter %s on %s (its own rank; lora settings apply to new adapters only)",
                  source.adapter_path, source.base_path)  # fmt: skip
-        return StartModel(load_causal_lm(source, dtype=dtype, trainable_adapter=True), None, source, "continue adapter")
+        model = load_causal_lm(source, dtype=dtype, trainable_adapter=True, load_in_4bit=lora.load_in_4bit)
+        return StartModel(model, None, source, "continue adapter")
     if source.is_adapter:
         log.info("merging the LoRA adapter %s into its base %s before training", source.adapter_path, source.base_path)
-    model = load_causal_lm(source, dtype=dtype)
+    model = load_causal_lm(source, dtype=dtype, load_in_4bit=lora.load_in_4bit)  # an adapter with 4-bit: raises
     if not lora.enabled:
         return StartModel(model, None, source, "all weights")
     mode = "new adapter on merged input" if source.is_adapter else "new adapter"

@@ -28,10 +28,20 @@ class LoraSettings:
         metadata={"help": "false: train every weight (full fine-tuning, for small models; flag --no-lora); a LoRA "
                           "adapter given as --model is then merged into its base first."},
     )  # fmt: skip
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={"help": "QLoRA: load the base model in 4-bit NF4 (bitsandbytes, CUDA only) and train a LoRA adapter "
+                          "on it; flag --load-in-4bit."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise ConfigError(f"lora enabled={self.enabled!r}: must be true or false.")
+        if not isinstance(self.load_in_4bit, bool):
+            raise ConfigError(f"lora load_in_4bit={self.load_in_4bit!r}: must be true or false.")
+        if self.load_in_4bit and not self.enabled:
+            raise ConfigError("lora load_in_4bit=true with enabled=false: 4-bit weights cannot be trained directly; "
+                              "QLoRA trains a LoRA adapter on them (drop --no-lora, or --load-in-4bit).")  # fmt: skip
         if self.r < 1 or self.alpha < 1:
             raise ConfigError(f"lora r={self.r}, alpha={self.alpha}: both must be >= 1 (e.g. r=16, alpha=32).")
         if not 0.0 <= self.dropout < 1.0:

@@ -22,7 +22,11 @@ POLICIES = ("strict", "partial")
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig:
     device: str = field(
-        default="cpu", metadata={"help": "'cpu' (Triton interpreter), 'cuda', or 'cuda:N' for one visible GPU."}
+        default="cpu",
+        metadata={
+            "help": "'cpu' (Triton interpreter); 'cuda': one candidate on the current GPU, a batch (verify_many, eval, "
+            "export, rewards) spread over every visible GPU; 'cuda:N': that one visible GPU only."
+        },
     )
     policy: str = field(
         default="strict",

@@ -12,6 +12,10 @@ process exclude each other exactly as processes do. A process that dies releases
 Exclusive holders of one process share a window: when a timing ends while another thread of the same process already
 waits to time, the GPU stays exclusive and passes to it, so the drain of concurrent correctness work (seconds, on a
 busy GPU) is paid once per queue of timings rather than once per timing (docs/benchmarks.md 4b).
+
+Which GPUs a batch uses is decided here too, by one rule (`batch_devices`, `slot_device`): 'cuda' means every visible
+GPU, and the i-th item (or worker) of a batch goes to 'cuda:(i mod G)'; 'cpu' and 'cuda:N' stay as they are. Since
+the lock is per physical GPU, each GPU then has its own exclusive timing slot while correctness work spreads over all.
 """
 
 from __future__ import annotations
@@ -42,6 +46,28 @@ def gpu_key(device: str) -> str:
     index = int(device.split(":")[1]) if ":" in device else 0
     physical = visible[index] if index < len(visible) else str(index)
     return hashlib.sha256(physical.encode()).hexdigest()[:12]
+
+
+def visible_gpu_count() -> int:
+    """GPUs this process sees (CUDA_VISIBLE_DEVICES applies); 0 without CUDA. torch counts them through NVML where
+    it can, so no CUDA context is created (a spawned or forked child can still use CUDA afterwards)."""
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def batch_devices(device: str) -> list[str]:
+    """The devices a batch on `device` spreads over: ['cpu'], ['cuda:N'], or for 'cuda' every visible GPU
+    ['cuda:0', ..., 'cuda:G-1'] (['cuda:0'] when none is counted: the worker then reports the missing GPU)."""
+    if device != "cuda":
+        return [device]
+    return [f"cuda:{i}" for i in range(max(1, visible_gpu_count()))]
+
+
+def slot_device(device: str, index: int, devices: list[str] | None = None) -> str:
+    """The device of the `index`-th item or worker of a batch on `device`: round-robin over `batch_devices`."""
+    devices = devices or batch_devices(device)
+    return devices[index % len(devices)]
 
 
 class _Window:
