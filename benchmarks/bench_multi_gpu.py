@@ -82,7 +82,7 @@ def verify_once(repeat: int, jobs: int) -> dict:
     from tritonrl.verify.config import VerifyConfig
     from tritonrl.verify.expect import parse_expectation
     from tritonrl.verify.gpu_lock import batch_devices
-    from tritonrl.verify.pool import verify_many
+    from tritonrl.verify.verifier import verify_many
 
     batch = mixed_batch() * repeat
     tasks = {t: builtin_task(t) for t, _ in batch}

@@ -192,7 +192,7 @@ class Timeline(logging.Handler):
 
 
 def throughput(args: argparse.Namespace) -> dict:
-    from tritonrl.verify.pool import verify_many
+    from tritonrl.verify.verifier import verify_many
 
     fixtures = sorted((ROOT / "tests/fixtures/candidates").glob("*/*.py"))
     slow = ("expect: pass", "timeout", "memory_limit", "output_limit")  # the batch wants early failures

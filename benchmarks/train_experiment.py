@@ -82,7 +82,7 @@ def held_out_eval(name: str, model_dir: str, tasks: list, args: argparse.Namespa
     """pass@1 and pass@k of `model_dir` on `tasks` (k samples each), hardened verifier, intervals over tasks."""
     from tritonrl.eval.metrics import pass_at_k
     from tritonrl.generate import HFGenerator, SamplingConfig
-    from tritonrl.verify.pool import verify_many
+    from tritonrl.verify.verifier import verify_many
 
     t0 = time.monotonic()
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)

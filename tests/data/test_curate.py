@@ -53,23 +53,23 @@ def test_libdevice_and_blocked_ports_are_labelled_without_running():
 
 
 def test_parallel_curation_goes_through_the_warm_pool(tmp_path, monkeypatch):
-    """jobs=2: each policy's round is one verify_many batch; results keep input order, each reported once."""
-    import tritonrl.verify.pool as pool
+    """jobs=2: each policy's round is one Verifier batch; results keep input order, each reported once."""
+    import tritonrl.data.curate as curate_mod
 
     batches = []
-    real = pool.verify_many
 
-    def spy(items, cfg, **kw):  # noqa: ANN001, ANN003
-        items = list(items)
-        batches.append((cfg.policy, len(items), kw["jobs"]))
-        return real(items, cfg, **kw)
+    class Spy(curate_mod.Verifier):
+        def verify_many(self, items, **kw):  # noqa: ANN001, ANN003, ANN202
+            items = list(items)
+            batches.append((self.cfg.policy, len(items), self._prestart))
+            return super().verify_many(items, **kw)
 
-    monkeypatch.setattr(pool, "verify_many", spy)
+    monkeypatch.setattr(curate_mod, "Verifier", Spy)
     seen = []
     results = curate(_entries(104, 101, 107), CPU, VerdictCache(tmp_path / "v.jsonl"), on_result=seen.append, jobs=2)
     assert [r.status for r in results] == [Status.PARTIAL_PORT, Status.VERIFIED, Status.NEEDS_GPU]
     assert sorted(r.task_id for r in seen) == sorted(r.task_id for r in results)
-    assert batches == [("strict", 1, 1), ("partial", 1, 1)]  # never more workers than misses
+    assert batches == [("strict", 1, 1), ("partial", 1, 1)]  # never more warm workers than misses
     assert all(r.seconds > 0 for r in results[:2]) and results[2].seconds == 0
     assert len((tmp_path / "v.jsonl").read_text().splitlines()) == 2
 

@@ -132,8 +132,10 @@ def test_cli_eval_and_report(candidates, tmp_path, capsys):
 def test_toggle_grid_is_the_full_product():
     grid = grid_from_toggles(["multi_input", "ghost_replay"])
     assert len(grid) == 4
-    assert grid["multi_input=off,ghost_replay=off"] == {"n_variants": 0, "distributions": ("native",),
+    edge = ("wide", "small", "offset", "negative", "positive", "ties", "zero_rows", "mixed")
+    assert grid["multi_input=off,ghost_replay=off"] == {"n_variants": 0, "distributions": ("native", *edge),
                                                         "ghost_replay": False}  # fmt: skip
+    assert grid["multi_input=on,ghost_replay=on"] == {}
 
 
 def test_grid_file_rejects_unknown_fields(tmp_path):
@@ -144,15 +146,21 @@ def test_grid_file_rejects_unknown_fields(tmp_path):
 
 
 def test_ablation_shows_what_a_defence_catches(tmp_path):
-    """Without multi-input testing, a relu that is the identity passes on [0, 1) inputs; with it, it fails."""
+    """A relu that is the identity passes on its native [0, 1) inputs only: normal values (multi_input) and the
+    negative edge values (numerical_stability) each catch it."""
     cands = tmp_path / "c"
     (cands / "relu").mkdir(parents=True)
     shutil.copy(FIX / "relu/identity_on_negatives.py", cands / "relu" / "0.py")
-    results, path = run_ablation(tmp_path / "abl", [TASKS[0]], VerifyConfig(), grid_from_toggles(["multi_input"]),
-                                 candidates=cands, jobs=2)  # fmt: skip
+    grid = grid_from_toggles(["multi_input", "numerical_stability"])
+    results, path = run_ablation(tmp_path / "abl", [TASKS[0]], VerifyConfig(), grid, candidates=cands, jobs=2)
     correct = {name: s.overall.correct for name, s in results}
-    assert correct == {"multi_input=on": 0.0, "multi_input=off": 1.0}
-    assert "multi_input=off" in path.read_text()
+    assert correct == {
+        "multi_input=on,numerical_stability=on": 0.0,
+        "multi_input=on,numerical_stability=off": 0.0,
+        "multi_input=off,numerical_stability=on": 0.0,
+        "multi_input=off,numerical_stability=off": 1.0,
+    }
+    assert "multi_input=off,numerical_stability=off" in path.read_text()
 
 
 BROKEN_REFERENCE = """

@@ -16,7 +16,7 @@ from tritonrl.types import Stage
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.expect import parse_expectation
 from tritonrl.verify.funnel import verify
-from tritonrl.verify.pool import verify_many
+from tritonrl.verify.verifier import verify_many
 
 pytestmark = pytest.mark.gpu
 

@@ -1,21 +1,22 @@
-"""One rule for which GPU verifies what (`verify/gpu_lock.py` batch_devices / slot_device), used by `verify_many`,
+"""One rule for which GPU verifies what (`verify/gpu_lock.py` batch_devices / slot_device), used by the `Verifier`,
 `tritonrl eval`'s slots and the reward client: 'cuda' means every visible GPU, round-robin, each with its own timing
 lock. N fake GPUs on the CPU: torch.cuda.device_count is patched, nothing touches CUDA."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import pickle
 import threading
+import time
 
 import pytest
 import torch
 
-from tritonrl.eval import runner
 from tritonrl.rewards import client as client_mod
 from tritonrl.tasks.loader import builtin_task
 from tritonrl.types import Stage, Verdict
-from tritonrl.verify import funnel, pool
+from tritonrl.verify import funnel, verifier
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.gpu_lock import GpuLock, batch_devices, gpu_key, slot_device
 from tritonrl.verify.sandbox import WorkerProcess
@@ -89,11 +90,15 @@ class _FakePool:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    def close(self) -> None:
+        pass
 
-def _fake_verify(calls: list, lock: threading.Lock):
+
+def _fake_verify(calls: list, lock: threading.Lock, seconds: float = 0.0):
     def verify(task, code, cfg, *, pool=None, replay=None):  # noqa: ANN001, ANN202
         with lock:
             calls.append((code, cfg.device, pool.cfg.device))
+        time.sleep(seconds)
         return _verdict(task, cfg)
 
     return verify
@@ -102,13 +107,14 @@ def _fake_verify(calls: list, lock: threading.Lock):
 def test_verify_many_spreads_items_over_every_gpu(gpus, monkeypatch):
     gpus(3)
     calls: list = []
-    monkeypatch.setattr(funnel, "verify", _fake_verify(calls, threading.Lock()))
-    monkeypatch.setattr(pool, "WorkerPool", _FakePool)
+    monkeypatch.setattr(funnel, "verify", _fake_verify(calls, threading.Lock(), seconds=0.2))
+    monkeypatch.setattr(verifier, "WorkerPool", _FakePool)
     _FakePool.made = []
     relu = builtin_task("relu")
-    verdicts = pool.verify_many([(relu, str(i)) for i in range(7)], VerifyConfig(device="cuda"), jobs=2)
+    verdicts = verifier.verify_many([(relu, str(i)) for i in range(7)], VerifyConfig(device="cuda"), jobs=2)
     assert sorted(_FakePool.made) == ["cuda:0", "cuda:1", "cuda:2"]  # one warm pool per GPU
-    assert [v.device for v in verdicts] == [f"cuda:{i % 3}" for i in range(7)]
+    per_gpu = collections.Counter(v.device for v in verdicts)
+    assert sorted(per_gpu) == ["cuda:0", "cuda:1", "cuda:2"] and sorted(per_gpu.values()) == [2, 2, 3]  # least busy
     assert all(device == pool_device for _, device, pool_device in calls)  # each item takes its GPU's workers
 
 
@@ -116,35 +122,39 @@ def test_verify_many_on_one_device_keeps_its_config(gpus, monkeypatch):
     gpus(2)
     calls: list = []
     monkeypatch.setattr(funnel, "verify", _fake_verify(calls, threading.Lock()))
-    monkeypatch.setattr(pool, "WorkerPool", _FakePool)
+    monkeypatch.setattr(verifier, "WorkerPool", _FakePool)
     _FakePool.made = []
     relu = builtin_task("relu")
-    pool.verify_many([(relu, "a"), (relu, "b")], VerifyConfig(device="cuda:1"), jobs=2)
+    verifier.verify_many([(relu, "a"), (relu, "b")], VerifyConfig(device="cuda:1"), jobs=2)
     assert _FakePool.made == ["cuda:1"] and {d for _, d, _ in calls} == {"cuda:1"}
 
 
-def test_eval_slots_are_jobs_per_gpu(gpus):
+def test_eval_verifier_has_jobs_per_gpu(gpus):
     gpus(2)
-    assert runner.slot_devices(VerifyConfig(device="cuda"), 2) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
-    gpus(1)
-    assert runner.slot_devices(VerifyConfig(device="cuda"), 2) == ["cuda:0", "cuda:0"]
-    assert runner.slot_devices(VerifyConfig(), 3) == ["cpu"] * 3
+    with verifier.Verifier(VerifyConfig(device="cuda"), jobs=2, prestart=0) as v:
+        assert v.devices == ["cuda:0", "cuda:1"] and v._pool_executor()._max_workers == 4
+    with verifier.Verifier(VerifyConfig(), jobs=3, prestart=0) as v:
+        assert v.devices == ["cpu"] and v._pool_executor()._max_workers == 3
 
 
 def test_reward_pool_process_resolves_its_slot(gpus, monkeypatch):
     gpus(4)
     seen: list[str] = []
 
-    def verify(task, code, cfg):  # noqa: ANN001, ANN202
-        seen.append(cfg.device)
+    def verify(task, code, cfg, *, pool=None, replay=None):  # noqa: ANN001, ANN202
+        seen.append((cfg.device, pool.cfg.device))
         return _verdict(task, cfg)
 
     monkeypatch.setattr(funnel, "verify", verify)
+    monkeypatch.setattr(verifier, "WorkerPool", _FakePool)
+    monkeypatch.setattr(client_mod, "_VERIFIERS", {})
     relu = builtin_task("relu")
-    for slot in (0, 5, 3):
+    for slot in (0, 5, 3, 4):
         client_mod._verify_to_dict(relu, "x", VerifyConfig(device="cuda"), slot)
     client_mod._verify_to_dict(relu, "x", VerifyConfig(device="cuda:2"), 1)
-    assert seen == ["cuda:0", "cuda:1", "cuda:3", "cuda:2"]
+    assert [d for d, _ in seen] == ["cuda:0", "cuda:1", "cuda:3", "cuda:0", "cuda:2"]
+    assert all(d == pool_device for d, pool_device in seen)  # each device's own warm workers
+    assert len(client_mod._VERIFIERS) == 4  # one Verifier per device, kept for the process's next completions
 
 
 class _RecordingExecutor:

@@ -8,7 +8,8 @@ from tritonrl.tasks.loader import builtin_task
 from tritonrl.types import FailureKind, Stage
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.funnel import verify
-from tritonrl.verify.pool import WorkerPool, verify_many
+from tritonrl.verify.pool import WorkerPool
+from tritonrl.verify.verifier import verify_many
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "src/tritonrl/tasks/builtin/examples"
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tritonrl.cli.common import EXIT_OK, add_source_options, add_verify_options, verify_config
+from tritonrl.verify.layers import LAYERS
 
 
 def _eval_sources(args: argparse.Namespace):  # noqa: ANN202
@@ -83,7 +84,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     if bool(args.grid) == bool(args.toggle):
         raise ValueError("give either --grid FILE or one or more --toggle NAME")
-    grid = load_grid(Path(args.grid)) if args.grid else grid_from_toggles(args.toggle)
+    grid = load_grid(Path(args.grid)) if args.grid else grid_from_toggles(args.toggle, verify_config(args))
     tasks, candidates, generator, skip = _eval_sources(args)
     with eval_progress(disable=False) as progress:
         _, path = run_ablation(Path(args.out), tasks, verify_config(args), grid, candidates=candidates,
@@ -108,7 +109,11 @@ def add_parsers(sub) -> None:  # noqa: ANN001
     p = sub.add_parser("ablate", help="evaluate one candidate set under a grid of verifier configurations")
     add_source_options(p)
     add_verify_options(p)
-    p.add_argument("--toggle", action="append", help="a defence to switch on/off (repeat for a full grid)")
+    p.add_argument(
+        "--toggle",
+        action="append",
+        help="a verifier layer to switch on/off (repeat for a full grid): " + ", ".join(sorted(LAYERS)),
+    )
     p.add_argument("--grid", help="YAML/JSON {name: {VerifyConfig field: value}}")
     p.add_argument("--out", required=True, help="folder for one run per configuration and ablation.md")
     p.set_defaults(func=cmd_ablate)

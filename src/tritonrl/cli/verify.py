@@ -18,7 +18,7 @@ from tritonrl.cli.common import (
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from tritonrl.verify.funnel import verify
-    from tritonrl.verify.pool import verify_many
+    from tritonrl.verify.verifier import verify_many
 
     task = load_reference(args.reference)
     texts = [read_candidate(c) for c in args.candidate]

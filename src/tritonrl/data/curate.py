@@ -9,8 +9,8 @@ For each entry with a solution (KernelBook ports, generated fusion solutions, bu
 - `needs_gpu`: calls `libdevice`, which the CPU Triton interpreter does not run (curate on a GPU);
 - `blocked`: the port has a blocker (an Inductor helper with no rewrite); `no_solution`: nothing to verify.
 Strict is tried first; a strict rejection for torch compute is retried under partial. Ports known to call
-extern_kernels skip the strict run (it cannot pass). Verdicts go through a `VerdictCache`, whose misses are
-verified `jobs` at a time in pre-started workers (`verify/pool.py`): a strict round, then a partial round.
+extern_kernels skip the strict run (it cannot pass). Verdicts go through a `Verifier` with a `VerdictCache`, whose
+misses are verified `jobs` at a time in pre-started workers: a strict round, then a partial round.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tritonrl.data.suites import SuiteTask
 from tritonrl.types import FailureKind, Verdict
 from tritonrl.verify.cache import VerdictCache
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.verifier import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,9 @@ def _verify(
     if not indices:
         return
     pairs = [(items[i].task, items[i].solution or "") for i in indices]
-    cached = {i for i, (task, code) in zip(indices, pairs, strict=True) if cache.get(task, code, cfg) is not None}
-    cache.verify_many(pairs, cfg, jobs=jobs,
-                      on_verdict=lambda j, verdict: done(indices[j], verdict, indices[j] not in cached))  # fmt: skip
+    cached = {i for i, (task, code) in zip(indices, pairs, strict=True) if cache.peek(task, code, cfg) is not None}
+    with Verifier(cfg, jobs=jobs, cache=cache, prestart=min(jobs, len(pairs) - len(cached))) as verifier:
+        verifier.verify_many(pairs, on_verdict=lambda j, verdict: done(indices[j], verdict, indices[j] not in cached))
 
 
 def _seconds(verdict: Verdict) -> float:

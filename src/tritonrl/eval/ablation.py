@@ -1,7 +1,8 @@
 """Ablations: evaluate one candidate set under a grid of verifier configurations and compare them.
 
 The seed design wanted "2^4 = 16 configurations" and never ran one. Here a grid is either the full product of named
-toggles (`--toggle multi_input --toggle ghost_replay` gives 4 configurations) or an explicit YAML/JSON mapping
+verifier layers (`--toggle multi_input --toggle ghost_replay` gives 4 configurations; the layers are the table in
+`verify/layers.py` that training presets use too) or an explicit YAML/JSON mapping
 `{name: {VerifyConfig field: value}}`. Every configuration gets its own run directory (resumable like any eval) and
 `ablation.md` puts them side by side. With a model, samples are drawn once and shared by every configuration.
 """
@@ -17,31 +18,22 @@ from typing import Any
 from tritonrl.errors import ConfigError
 from tritonrl.eval.metrics import Summary
 from tritonrl.verify.config import VerifyConfig
-
-# name -> (overrides when on, overrides when off). "on" is the hardened default, except metamorphic (off by default).
-TOGGLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "multi_input": ({}, {"n_variants": 0, "distributions": ("native",)}),
-    "static_checks": ({"static_checks": True}, {"static_checks": False}),
-    "ghost_replay": ({"ghost_replay": True}, {"ghost_replay": False}),
-    "poison_outputs": ({"poison_outputs": True}, {"poison_outputs": False}),
-    "audit_guard": ({"audit_guard": True}, {"audit_guard": False}),
-    "strict_policy": ({"policy": "strict"}, {"policy": "partial"}),
-    "metamorphic": ({"metamorphic": True}, {"metamorphic": False}),
-}
+from tritonrl.verify.layers import LAYERS, apply_layers
 
 
-def grid_from_toggles(names: list[str]) -> dict[str, dict[str, Any]]:
-    """The 2^n configurations of the named toggles, e.g. {'multi_input=on,ghost_replay=off': {...}}."""
-    unknown = [n for n in names if n not in TOGGLES]
+def grid_from_toggles(names: list[str], base: VerifyConfig | None = None) -> dict[str, dict[str, Any]]:
+    """The 2^n configurations of the named verifier layers (`verify/layers.py`, the table training presets use),
+    as field overrides of `base`, e.g. {'multi_input=on,ghost_replay=off': {'ghost_replay': False}}."""
+    base = base or VerifyConfig()
+    unknown = [n for n in names if n not in LAYERS]
     if unknown or not names:
-        raise ConfigError(f"--toggle {unknown or names}: choose from {sorted(TOGGLES)}.")
+        raise ConfigError(f"--toggle {unknown or names}: choose from {sorted(LAYERS)}.")
     grid = {}
     for states in itertools.product((True, False), repeat=len(names)):
-        overrides: dict[str, Any] = {}
-        for name, on in zip(names, states, strict=True):
-            overrides.update(TOGGLES[name][0 if on else 1])
-        label = ",".join(f"{n}={'on' if on else 'off'}" for n, on in zip(names, states, strict=True))
-        grid[label] = overrides
+        cfg = apply_layers(base, dict(zip(names, states, strict=True)))
+        overrides = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                     if getattr(cfg, f.name) != getattr(base, f.name)}  # fmt: skip
+        grid[",".join(f"{n}={'on' if on else 'off'}" for n, on in zip(names, states, strict=True))] = overrides
     return grid
 
 

@@ -5,11 +5,10 @@ candidate) pairs without a verdict under this verifier config and device, so a r
 kill -9, a lost node) continues where it stopped and never verifies or records anything twice. The store has one
 writer, the driver; pool threads and Ray actors only return verdicts.
 
-Local pool: `jobs` verifications at a time per device, each in its own sandboxed worker process; on 'cuda' the slots
-are spread over every visible GPU ('cuda:N', round-robin: `verify.gpu_lock.slot_device`, the rule `verify_many`
-uses), and the per-GPU lock keeps each timing alone on its GPU. Ray: `jobs` actors per GPU of the cluster
-(`num_gpus=1/jobs`; Ray gives each its GPU as 'cuda') or `jobs` CPU actors, running the same `verify`, so verdicts
-are identical.
+Local: one `Verifier` (warm workers, `jobs` verifications at a time per device, every visible GPU on 'cuda', the
+per-GPU lock keeping each timing alone on its GPU). Ray: `jobs` actors per GPU of the cluster (`num_gpus=1/jobs`;
+Ray gives each its GPU as 'cuda') or `jobs` CPU actors, each with its own one-slot `Verifier`, so verdicts are
+identical. A task whose reference cannot run on the device is skipped, its samples left unscored (`RunStats`).
 """
 
 from __future__ import annotations
@@ -42,20 +41,10 @@ def device_label(cfg: VerifyConfig) -> str:
     return torch.cuda.get_device_name(cfg.gpu_index or 0)
 
 
-def slot_devices(cfg: VerifyConfig, jobs: int) -> list[str]:
-    """One device string per parallel slot: `jobs` per device of `gpu_lock.batch_devices` ('cuda': every visible
-    GPU), interleaved round-robin ('cuda:0', 'cuda:1', ..., 'cuda:0', ...)."""
-    from tritonrl.verify.gpu_lock import batch_devices, slot_device
-
-    devices = batch_devices(cfg.device)
-    return [slot_device(cfg.device, i, devices) for i in range(max(1, jobs) * len(devices))]
-
-
-def _verify_one(task: Task, source: str, cfg: VerifyConfig) -> dict[str, Any]:
-    from tritonrl.verify.funnel import verify
-
+def _verdict_or_task_error(future: cf.Future[Verdict]) -> dict[str, Any]:
+    """A finished verification as the driver records it: the verdict, or the task error that stopped it."""
     try:
-        return verify(task, source, cfg).to_dict()
+        return future.result().to_dict()
     except TaskError as exc:  # the task's fault (its reference cannot run here): the run goes on without it
         return {TASK_ERROR: str(exc)}
 
@@ -85,34 +74,30 @@ def run_local(
 ) -> RunStats:
     """Verify every pending sample with a thread pool of sandboxed verifications. Ctrl-C stops submitting,
     lets running verifications finish and keeps everything recorded so far."""
+    from tritonrl.verify.verifier import Verifier
+
     device = device_label(cfg)
     cfg_hash = cfg.config_hash()
-    pending = store.pending(cfg_hash, device)
-    slots = slot_devices(cfg, jobs)
     stats = RunStats()
-    free: list[str] = list(slots)
-    with cf.ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        running: dict[cf.Future, tuple[tuple, str]] = {}
-        queue = list(pending)
+    queue = list(store.pending(cfg_hash, device))
+    running: dict[cf.Future[Verdict], tuple] = {}
+    with Verifier(cfg, jobs=max(1, jobs), prestart=min(max(1, jobs), len(queue))) as verifier:
+        capacity = verifier.jobs * len(verifier.devices)  # submitted no faster than verified: Ctrl-C leaves the rest
         try:
             while queue or running:
-                while queue and free:
+                while queue and len(running) < capacity:
                     job = queue.pop(0)
-                    slot = free.pop(0)  # the longest-free slot: consecutive jobs go to different GPUs
-                    job_cfg = cfg if slot == cfg.device else dataclasses.replace(cfg, device=slot)
-                    running[pool.submit(_verify_one, tasks[job[0]], job[4], job_cfg)] = (job, slot)
+                    running[verifier.submit(tasks[job[0]], job[4])] = job
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
-                    job, slot = running.pop(fut)
-                    free.append(slot)
-                    if _record(store, job, fut.result(), cfg_hash, device, stats, progress) is not None:
+                    job = running.pop(fut)
+                    if _record(store, job, _verdict_or_task_error(fut), cfg_hash, device, stats, progress):
                         queue = _without_task(queue, job[0])
         except KeyboardInterrupt:
             stats.interrupted = True
             log.warning("interrupted: finishing %d running verifications, %d left pending", len(running), len(queue))
             for fut in cf.as_completed(running):
-                job, _ = running[fut]
-                _record(store, job, fut.result(), cfg_hash, device, stats, progress)
+                _record(store, running[fut], _verdict_or_task_error(fut), cfg_hash, device, stats, progress)
     return stats
 
 
@@ -193,10 +178,19 @@ def run_ray(
 
 
 class _VerifierActor:
-    """A Ray actor that verifies one candidate at a time (each in its own sandboxed worker process)."""
+    """A Ray actor that verifies one candidate at a time, with a warm worker started ahead (`Verifier`, one slot)."""
+
+    def __init__(self) -> None:
+        self._verifiers: dict[str, Any] = {}  # by config hash: one warm Verifier per config this actor has seen
 
     def verify(self, task: Task, source: str, cfg: VerifyConfig) -> dict[str, Any]:
-        return _verify_one(task, source, self._local(cfg))
+        from tritonrl.verify.verifier import Verifier
+
+        local = self._local(cfg)
+        verifier = self._verifiers.get(local.config_hash())
+        if verifier is None:
+            verifier = self._verifiers[local.config_hash()] = Verifier(local, jobs=1)
+        return _verdict_or_task_error(verifier.submit(task, source))
 
     def device_label(self, cfg: VerifyConfig) -> str:
         return device_label(self._local(cfg))

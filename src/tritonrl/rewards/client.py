@@ -21,6 +21,7 @@ CUDA_VISIBLE_DEVICES, e.g. '6,7': verification on GPUs the trainer does not use.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures as cf
 import dataclasses
 import logging
@@ -43,14 +44,23 @@ _Key = tuple[str, str, str]  # (task_id, sha256 of the completion, verify config
 GPUS_ENV = "TRITONRL_VERIFY_GPUS"  # physical GPU ids for the verifier's pool processes, e.g. "6,7"
 
 
+_VERIFIERS: dict[tuple[str, str], Any] = {}  # per pool process: a warm Verifier per (config hash, device)
+
+
 def _verify_to_dict(task: Task, completion: str, cfg: VerifyConfig, slot: int = 0) -> dict[str, Any]:
-    """Runs in a pool process: the whole funnel on the `slot`-th device of `cfg.device`, returning JSON-safe data."""
-    from tritonrl.verify.funnel import verify  # imported in the pool process only
+    """Runs in a pool process: the whole funnel on the `slot`-th device of `cfg.device`, returning JSON-safe data.
+    The process keeps a `Verifier` per device, so the next completion's worker is started while this one runs (a
+    cold worker costs ~4 s on an H100: torch and CUDA start-up)."""
     from tritonrl.verify.gpu_lock import slot_device
+    from tritonrl.verify.verifier import Verifier  # imported in the pool process only
 
     if cfg.device == "cuda":
         cfg = dataclasses.replace(cfg, device=slot_device(cfg.device, slot))
-    return verify(task, completion, cfg).to_dict()
+    verifier = _VERIFIERS.get((cfg.config_hash(), cfg.device))
+    if verifier is None:
+        verifier = _VERIFIERS[(cfg.config_hash(), cfg.device)] = Verifier(cfg, jobs=1)
+        atexit.register(verifier.close)  # the idle warm worker goes with the pool process
+    return verifier.verify(task, completion).to_dict()
 
 
 def _pin_gpus(gpus: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from tritonrl.errors import ConfigError
 from tritonrl.train.settings import LoraSettings, TrainSettings
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.layers import apply_layers
 
 log = logging.getLogger(__name__)
 
@@ -179,32 +180,21 @@ def timing_available(device: str) -> bool:
 def to_verify_config(ext: ExtensionConfig, base: VerifyConfig | None = None) -> VerifyConfig:
     """The VerifyConfig the flags mean, starting from `base` (the hardened defaults when None).
 
-    multi_input off -> n_variants=0 and no `normal` values; numerical_stability off -> none of the edge-case values
-    (wide/small/offset/negative/positive/ties/zero_rows/mixed; both off: native values only); strict_sandbox off ->
-    no static checks and no audit guard; metamorphic on/off -> VerifyConfig.metamorphic on/off (a layer the hardened
-    base leaves off); calibrated_timing off -> timing=False (on: the GPU timing stage, which cannot exist on cpu: it
-    logs that). Any other flag that is on keeps the base's setting.
+    Through the one table of verifier layers (`verify/layers.py`, which `tritonrl ablate` reads too): multi_input ->
+    the `multi_input` layer (variants, normal values); numerical_stability -> `numerical_stability` (edge values;
+    both off: native values only); strict_sandbox -> `static_checks` and `audit_guard`; metamorphic -> `metamorphic`
+    (a layer the hardened base leaves off); calibrated_timing -> `timing` (on: the GPU timing stage, which cannot
+    exist on cpu: it logs that). A flag that is on keeps the base's setting.
     """
     base = base or VerifyConfig()
-    overrides: dict[str, Any] = {}
-    if not ext.multi_input:
-        overrides["n_variants"] = 0
-    keep = {"native"} | ({"normal"} if ext.multi_input else set())
-    edge_values = {"wide", "small", "offset", "negative", "positive", "ties", "zero_rows", "mixed"}
-    keep |= edge_values if ext.numerical_stability else set()
-    distributions = tuple(d for d in base.distributions if d in keep) or ("native",)
-    if distributions != base.distributions:
-        overrides["distributions"] = distributions
-    if not ext.strict_sandbox:
-        overrides.update(static_checks=False, audit_guard=False)
-    if ext.metamorphic != base.metamorphic:
-        overrides["metamorphic"] = ext.metamorphic
-    if not ext.calibrated_timing and base.timing:
-        overrides["timing"] = False  # no timing stage at all: no speedup, no speed reward, faster verdicts
     if ext.calibrated_timing and not timing_available(base.device):  # info: the default preset asks for it everywhere
         log.info("calibrated_timing: timing is unavailable on device=%s (it needs a GPU); no speed reward.",
                  base.device)  # fmt: skip
-    return dataclasses.replace(base, **overrides)
+    return apply_layers(base, {
+        "multi_input": ext.multi_input, "numerical_stability": ext.numerical_stability,
+        "static_checks": ext.strict_sandbox, "audit_guard": ext.strict_sandbox,
+        "metamorphic": ext.metamorphic, "timing": ext.calibrated_timing,
+    })  # fmt: skip
 
 
 def weakened_defences(ext: ExtensionConfig, base: VerifyConfig | None = None) -> list[str]:

@@ -1,0 +1,26 @@
+"""The verifier, parent side: `verify(task, text, cfg)` for one candidate, `Verifier` for many (warm workers on
+every device, one executor, a cache hook), `verify_many` for one batch. `worker/` is the other side of the trust line.
+
+Exports resolve lazily (PEP 562): the sandboxed worker imports `verify.messages` and `verify.protocol`, which runs
+this file first, and must not import the parent side with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "verify": "tritonrl.verify.funnel",
+    "Verifier": "tritonrl.verify.verifier",
+    "verify_many": "tritonrl.verify.verifier",
+    "VerdictCache": "tritonrl.verify.cache",
+    "VerifyConfig": "tritonrl.verify.config",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tritonrl.verify' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

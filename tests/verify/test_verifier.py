@@ -1,0 +1,62 @@
+"""verify/verifier.py: the one executor. Real sandboxed verifications on the CPU: warm workers are reused across
+calls, verdicts equal the one-shot funnel's, futures and batches share the path, task errors raise, close is final."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tritonrl.errors import TaskError
+from tritonrl.tasks.loader import builtin_task, load_task
+from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.funnel import verify
+from tritonrl.verify.verifier import Verifier
+
+RELU = builtin_task("relu")
+GOOD = Path(RELU.solution_path).read_text()
+FIX = Path(__file__).resolve().parents[1] / "fixtures/candidates/relu"
+CPU = VerifyConfig(device="cpu", timing=False, compile_baseline=False)
+
+
+def test_verdicts_match_the_one_shot_funnel_and_workers_stay_warm():
+    bad = (FIX / "aten_direct.py").read_text()
+    with Verifier(CPU, jobs=2) as verifier:
+        first = verifier.verify(RELU, GOOD)
+        batch = verifier.verify_many([(RELU, bad), (RELU, GOOD), (RELU, "no code")])
+        future = verifier.submit(RELU, GOOD)
+        assert future.result().passed
+        pools = dict(verifier._pools)
+    assert first.passed and [v.passed for v in batch] == [False, True, False]
+    one_shot = verify(RELU, bad, CPU)
+    assert (batch[0].stage, batch[0].failure) == (one_shot.stage, one_shot.failure)
+    assert list(pools) == ["cpu"] and verifier.stats.verified == 5  # one pool for every call: warm workers reused
+
+
+def test_a_task_error_raises_from_the_future_not_a_verdict():
+    broken = load_task("import torch\nclass Model(torch.nn.Module):\n    def forward(self, x):\n"
+                       "        return x.view(3, -1)\ndef get_inputs():\n    return [torch.randn(4, 4)]\n"
+                       "def get_init_inputs():\n    return []\n", task_id="broken")  # fmt: skip
+    with Verifier(CPU, jobs=1, prestart=0) as verifier, pytest.raises(TaskError):
+        verifier.submit(broken, GOOD).result()
+
+
+def test_closed_verifier_refuses_work_and_leaves_no_worker():
+    verifier = Verifier(CPU, jobs=2)
+    verifier.verify(RELU, "no code")  # parse-stage rejection: no worker needed, but the pool is up after a real one
+    verifier.verify(RELU, GOOD)
+    workers = [p.proc.pid for pool in verifier._pools.values() for p in pool._idle if p.proc]
+    verifier.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        verifier.submit(RELU, GOOD)
+    for pid in workers:  # the idle warm workers were killed with it
+        assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+
+
+def test_public_api_is_lazy():
+    code = ("import sys, tritonrl; assert 'torch' not in sys.modules; "
+            "from tritonrl import Verifier, VerifyConfig, load_task, Verdict, verify_many; "
+            "import tritonrl.verify as v; assert v.Verifier is Verifier and callable(v.verify)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
