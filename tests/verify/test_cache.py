@@ -22,13 +22,13 @@ def test_a_batch_verifies_misses_once_and_keeps_them(tmp_path, monkeypatch):
     with Verifier(CPU, cache=cache, prestart=0) as verifier:
         verifier.verify(relu, "no code here")  # now cached: the batch must not verify it again
     calls, seen = [], []
-    real = funnel.verify
+    real = funnel.screen
 
-    def spy(task, code, cfg, **kw):  # noqa: ANN001, ANN003, ANN202
+    def spy(task, code, cfg):  # noqa: ANN001, ANN202
         calls.append(code)
-        return real(task, code, cfg, **kw)
+        return real(task, code, cfg)
 
-    monkeypatch.setattr(funnel, "verify", spy)
+    monkeypatch.setattr(funnel, "screen", spy)
     with Verifier(CPU, jobs=4, cache=cache) as verifier:
         verdicts = verifier.verify_many(items, on_verdict=lambda i, v: seen.append(i))
     assert [v.passed for v in verdicts] == [True, False] and calls == [good]
@@ -36,6 +36,6 @@ def test_a_batch_verifies_misses_once_and_keeps_them(tmp_path, monkeypatch):
     assert (verifier.stats.hits, verifier.stats.verified) == (1, 1)
     again = VerdictCache(path)  # every fresh verdict reached the file
     assert len(again) == 2 and again.peek(relu, good, CPU).passed and (again.hits, again.misses) == (0, 0)
-    monkeypatch.setattr(funnel, "verify", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("verified")))
+    monkeypatch.setattr(funnel, "screen", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("verified")))
     with Verifier(CPU, cache=again) as verifier:
         assert [v.passed for v in verifier.verify_many(items)] == [True, False] and again.hits == 2

@@ -80,7 +80,7 @@ def _verdict(task, cfg: VerifyConfig) -> Verdict:  # noqa: ANN001
 class _FakePool:
     made: list[str] = []
 
-    def __init__(self, cfg: VerifyConfig, size: int = 2) -> None:
+    def __init__(self, cfg: VerifyConfig, size: int = 2, want_more=None) -> None:  # noqa: ANN001
         self.cfg, self.size = cfg, size
         _FakePool.made.append(cfg.device)
 
@@ -94,20 +94,24 @@ class _FakePool:
         pass
 
 
-def _fake_verify(calls: list, lock: threading.Lock, seconds: float = 0.0):
-    def verify(task, code, cfg, *, pool=None, replay=None):  # noqa: ANN001, ANN202
-        with lock:
-            calls.append((code, cfg.device, pool.cfg.device))
-        time.sleep(seconds)
-        return _verdict(task, cfg)
+def _fake_sandbox(monkeypatch, calls: list, seconds: float = 0.0) -> None:  # noqa: ANN001
+    """Every candidate passes the host-side stages; the sandbox stage records its device and the pool's."""
+    lock = threading.Lock()
 
-    return verify
+    def sandboxed(screened, *, pool=None, replay=None, cfg=None):  # noqa: ANN001, ANN202
+        with lock:
+            calls.append((screened.code, cfg.device, pool.cfg.device))
+        time.sleep(seconds)
+        return _verdict(screened.task, cfg)
+
+    monkeypatch.setattr(funnel, "screen", lambda task, code, cfg: funnel.Screened(task, code, cfg, None, {}, ()))
+    monkeypatch.setattr(funnel, "sandboxed", sandboxed)
 
 
 def test_verify_many_spreads_items_over_every_gpu(gpus, monkeypatch):
     gpus(3)
     calls: list = []
-    monkeypatch.setattr(funnel, "verify", _fake_verify(calls, threading.Lock(), seconds=0.2))
+    _fake_sandbox(monkeypatch, calls, seconds=0.2)
     monkeypatch.setattr(verifier, "WorkerPool", _FakePool)
     _FakePool.made = []
     relu = builtin_task("relu")
@@ -121,7 +125,7 @@ def test_verify_many_spreads_items_over_every_gpu(gpus, monkeypatch):
 def test_verify_many_on_one_device_keeps_its_config(gpus, monkeypatch):
     gpus(2)
     calls: list = []
-    monkeypatch.setattr(funnel, "verify", _fake_verify(calls, threading.Lock()))
+    _fake_sandbox(monkeypatch, calls)
     monkeypatch.setattr(verifier, "WorkerPool", _FakePool)
     _FakePool.made = []
     relu = builtin_task("relu")
@@ -139,21 +143,17 @@ def test_eval_verifier_has_jobs_per_gpu(gpus):
 
 def test_reward_pool_process_resolves_its_slot(gpus, monkeypatch):
     gpus(4)
-    seen: list[str] = []
 
-    def verify(task, code, cfg, *, pool=None, replay=None):  # noqa: ANN001, ANN202
-        seen.append((cfg.device, pool.cfg.device))
-        return _verdict(task, cfg)
-
-    monkeypatch.setattr(funnel, "verify", verify)
+    calls: list = []
+    _fake_sandbox(monkeypatch, calls)
     monkeypatch.setattr(verifier, "WorkerPool", _FakePool)
     monkeypatch.setattr(client_mod, "_VERIFIERS", {})
     relu = builtin_task("relu")
     for slot in (0, 5, 3, 4):
         client_mod._verify_to_dict(relu, "x", VerifyConfig(device="cuda"), slot)
     client_mod._verify_to_dict(relu, "x", VerifyConfig(device="cuda:2"), 1)
-    assert [d for d, _ in seen] == ["cuda:0", "cuda:1", "cuda:3", "cuda:0", "cuda:2"]
-    assert all(d == pool_device for d, pool_device in seen)  # each device's own warm workers
+    assert [d for _, d, _ in calls] == ["cuda:0", "cuda:1", "cuda:3", "cuda:0", "cuda:2"]
+    assert all(d == pool_device for _, d, pool_device in calls)  # each device's own warm workers
     assert len(client_mod._VERIFIERS) == 4  # one Verifier per device, kept for the process's next completions
 
 

@@ -60,3 +60,22 @@ def test_public_api_is_lazy():
             "from tritonrl import Verifier, VerifyConfig, load_task, Verdict, verify_many; "
             "import tritonrl.verify as v; assert v.Verifier is Verifier and callable(v.verify)")  # fmt: skip
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
+@pytest.mark.parametrize(("keep_warm", "started"), [(False, 3), (True, 4)])
+def test_a_batch_starts_no_worker_after_its_last_candidate(keep_warm, started, monkeypatch):
+    """keep_warm=False (batches): exactly one worker per candidate; True (services): one more stays ready."""
+    from tritonrl.verify.sandbox import WorkerProcess
+
+    starts = []
+    real_start = WorkerProcess.start
+
+    def counting_start(self):  # noqa: ANN001, ANN202
+        starts.append(1)
+        return real_start(self)
+
+    monkeypatch.setattr(WorkerProcess, "start", counting_start)
+    with Verifier(CPU, jobs=1, keep_warm=keep_warm) as verifier:
+        assert all(v.passed for v in verifier.verify_many([(RELU, GOOD)] * 3))
+        idle = sum(len(pool._idle) for pool in verifier._pools.values())
+    assert len(starts) == started and idle == started - 3

@@ -128,7 +128,9 @@ def _verify(
         return
     pairs = [(items[i].task, items[i].solution or "") for i in indices]
     cached = {i for i, (task, code) in zip(indices, pairs, strict=True) if cache.peek(task, code, cfg) is not None}
-    with Verifier(cfg, jobs=jobs, cache=cache, prestart=min(jobs, len(pairs) - len(cached))) as verifier:
+    with Verifier(
+        cfg, jobs=jobs, cache=cache, prestart=min(jobs, len(pairs) - len(cached)), keep_warm=False
+    ) as verifier:
         verifier.verify_many(pairs, on_verdict=lambda j, verdict: done(indices[j], verdict, indices[j] not in cached))
 
 

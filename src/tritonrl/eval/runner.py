@@ -72,7 +72,7 @@ def run_local(
     jobs: int = 2,
     progress: Progress | None = None,
 ) -> RunStats:
-    """Verify every pending sample with a thread pool of sandboxed verifications. Ctrl-C stops submitting,
+    """Verify every pending sample through one warm `Verifier`. Ctrl-C cancels what has not started,
     lets running verifications finish and keeps everything recorded so far."""
     from tritonrl.verify.verifier import Verifier
 
@@ -80,24 +80,29 @@ def run_local(
     cfg_hash = cfg.config_hash()
     stats = RunStats()
     queue = list(store.pending(cfg_hash, device))
-    running: dict[cf.Future[Verdict], tuple] = {}
-    with Verifier(cfg, jobs=max(1, jobs), prestart=min(max(1, jobs), len(queue))) as verifier:
-        capacity = verifier.jobs * len(verifier.devices)  # submitted no faster than verified: Ctrl-C leaves the rest
+    jobs = max(1, jobs)
+    # The whole queue is submitted at once: the Verifier then knows when no work is left, and starts no worker
+    # after the last candidate (keep_warm=False). Ctrl-C cancels what has not started.
+    with Verifier(cfg, jobs=jobs, prestart=min(jobs, len(queue)), keep_warm=False) as verifier:
+        running = {verifier.submit(tasks[job[0]], job[4]): job for job in queue}
+        recorded: set[cf.Future] = set()
         try:
-            while queue or running:
-                while queue and len(running) < capacity:
-                    job = queue.pop(0)
-                    running[verifier.submit(tasks[job[0]], job[4])] = job
-                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    job = running.pop(fut)
-                    if _record(store, job, _verdict_or_task_error(fut), cfg_hash, device, stats, progress):
-                        queue = _without_task(queue, job[0])
+            for fut in cf.as_completed(running):
+                recorded.add(fut)
+                if fut.cancelled():
+                    continue
+                job = running[fut]
+                if _record(store, job, _verdict_or_task_error(fut), cfg_hash, device, stats, progress):
+                    for other, other_job in running.items():  # each would fail the same way
+                        if other_job[0] == job[0]:
+                            other.cancel()
         except KeyboardInterrupt:
             stats.interrupted = True
-            log.warning("interrupted: finishing %d running verifications, %d left pending", len(running), len(queue))
-            for fut in cf.as_completed(running):
-                _record(store, running[fut], _verdict_or_task_error(fut), cfg_hash, device, stats, progress)
+            cancelled = sum(f.cancel() for f in running if f not in recorded)
+            log.warning("interrupted: finishing the running verifications, %d left pending", cancelled)
+            for fut, job in running.items():
+                if fut not in recorded and not fut.cancelled():  # result() waits for a running one
+                    _record(store, job, _verdict_or_task_error(fut), cfg_hash, device, stats, progress)
     return stats
 
 
@@ -120,11 +125,6 @@ def _record(
     if progress:
         progress(record)
     return None
-
-
-def _without_task(queue: list[tuple], task_id: str) -> list[tuple]:
-    """The queue less a skipped task's other samples (each would fail the same way)."""
-    return [job for job in queue if job[0] != task_id]
 
 
 def run_ray(
@@ -169,7 +169,7 @@ def run_ray(
                 job, actor = running.pop(ref)
                 actors.append(actor)
                 if _record(store, job, ray.get(ref), cfg_hash, device, stats, progress) is not None:
-                    queue = _without_task(queue, job[0])
+                    queue = [other for other in queue if other[0] != job[0]]  # each would fail the same way
     except KeyboardInterrupt:
         stats.interrupted = True
         for ref, (job, _) in running.items():

@@ -77,8 +77,27 @@ def verify(
     replay: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Verdict:
     """Verify one candidate (a .py text or a raw LLM completion) against one task. `pool`: take a pre-started worker
-    from it (`verify/pool.py`; `verify_many` does this for batches). `replay`: the `extra["seeds"]` of an earlier
+    from it (`verify/pool.py`; the `Verifier` does this for batches). `replay`: the `extra["seeds"]` of an earlier
     verdict of this task and config, to draw exactly its cases again (`cases.Seeds`)."""
+    screened = screen(task, candidate, cfg)
+    return screened if isinstance(screened, Verdict) else sandboxed(screened, pool=pool, replay=replay)
+
+
+@dataclasses.dataclass(frozen=True)
+class Screened:
+    """A candidate that passed the host-side stages (extract, parse, static) and needs the sandbox next."""
+
+    task: Task
+    code: str
+    cfg: VerifyConfig
+    clock: _Clock
+    base: dict
+    warnings: tuple[str, ...]
+
+
+def screen(task: Task, candidate: str, cfg: VerifyConfig | None = None) -> Verdict | Screened:
+    """The host-side stages, milliseconds, no worker: a rejection's verdict, or what the sandbox stage needs. The
+    `Verifier` screens as it is handed work, so it knows how many workers the queue will really take."""
     cfg = cfg or VerifyConfig()
     clock = _Clock()
     digest = candidate_sha256(candidate)
@@ -118,7 +137,22 @@ def verify(
     except (RecursionError, MemoryError):
         why = "the code is nested too deeply to analyse"
         return rejected(StageOutcome(stage, ok=False, failure=FailureKind.FORBIDDEN_CONSTRUCT, message=why))
-    return _run_sandboxed(task, code, cfg, clock, base, warnings, pool, Seeds(replay))
+    return Screened(task, code, cfg, clock, base, warnings)
+
+
+def sandboxed(
+    screened: Screened,
+    *,
+    pool: WorkerPool | None = None,
+    replay: Mapping[str, Mapping[str, int]] | None = None,
+    cfg: VerifyConfig | None = None,
+) -> Verdict:
+    """The sandboxed stages of a screened candidate. `cfg`: the same config on another device (a `Verifier` picks
+    the device when a slot frees, after screening)."""
+    s = screened
+    cfg = cfg or s.cfg
+    base = {**s.base, "device": cfg.device}
+    return _run_sandboxed(s.task, s.code, cfg, s.clock, base, s.warnings, pool, Seeds(replay))
 
 
 class _GpuHold:

@@ -30,11 +30,18 @@ from typing import Protocol
 
 from tritonrl.tasks.schema import Task
 from tritonrl.types import Verdict
+from tritonrl.verify import funnel
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.gpu_lock import batch_devices
 from tritonrl.verify.pool import WorkerPool
 
 log = logging.getLogger(__name__)
+
+
+def _resolved(verdict: Verdict) -> cf.Future[Verdict]:
+    future: cf.Future[Verdict] = cf.Future()
+    future.set_result(verdict)
+    return future
 
 
 class VerdictStore(Protocol):
@@ -63,6 +70,9 @@ class Verifier:
             alone (the GPU lock); correctness and host work of the others overlap it.
         cache: a `VerdictStore` consulted before and filled after each verification; None: no cache.
         prestart: workers started ahead per device (default `jobs`; 0: start each worker on demand).
+        keep_warm: replace every worker taken, so the next call finds one ready (a service: the reward client's
+            processes, a Ray actor). False: replace one only while submitted work waits (a batch: nothing is
+            started after its last candidate).
     """
 
     def __init__(
@@ -72,6 +82,7 @@ class Verifier:
         jobs: int = 2,
         cache: VerdictStore | None = None,
         prestart: int | None = None,
+        keep_warm: bool = True,
     ) -> None:
         if jobs < 1:
             raise ValueError(f"jobs={jobs}: must be >= 1 (verifications at once per device)")
@@ -81,6 +92,8 @@ class Verifier:
         self.stats = VerifierStats()
         self.devices = batch_devices(self.cfg.device)
         self._prestart = jobs if prestart is None else prestart
+        self.keep_warm = keep_warm
+        self._queued = 0  # submitted verifications not yet started
         self._configs = {d: self.cfg if d == self.cfg.device else dataclasses.replace(self.cfg, device=d)
                          for d in self.devices}  # fmt: skip
         self._pools: dict[str, WorkerPool] = {}
@@ -92,18 +105,26 @@ class Verifier:
 
     # --- the API -------------------------------------------------------------------------------------------------
     def verify(self, task: Task, candidate: str, *, replay: Mapping[str, Mapping[str, int]] | None = None) -> Verdict:
-        """One verdict, in the calling thread (a warm worker of the next device slot)."""
+        """One verdict, in the calling thread (a warm worker of the least busy device)."""
         if (hit := self._cached(task, candidate)) is not None:
             return hit
-        return self._run(task, candidate, replay)
+        screened = funnel.screen(task, candidate, self.cfg)
+        if isinstance(screened, Verdict):
+            return self._done(task, candidate, screened)
+        return self._run(screened, candidate, replay)
 
     def submit(self, task: Task, candidate: str) -> cf.Future[Verdict]:
-        """A future verdict: a cache hit resolves at once, a miss runs on the executor."""
+        """A future verdict: a cache hit or a host-side rejection (extract, parse, static: milliseconds, screened in
+        the calling thread) resolves at once; a candidate that needs the sandbox runs on the executor."""
         if (hit := self._cached(task, candidate)) is not None:
-            done: cf.Future[Verdict] = cf.Future()
-            done.set_result(hit)
-            return done
-        return self._pool_executor().submit(self._run, task, candidate, None)
+            return _resolved(hit)
+        screened = funnel.screen(task, candidate, self.cfg)
+        if isinstance(screened, Verdict):
+            return _resolved(self._done(task, candidate, screened))
+        executor = self._pool_executor()
+        with self._lock:
+            self._queued += 1  # a worker will be taken for it: `_want_more` counts only these
+        return executor.submit(self._queued_run, screened, candidate)
 
     def verify_many(
         self,
@@ -150,15 +171,26 @@ class Verifier:
             self.stats.hits += 1
         return verdict
 
-    def _run(self, task: Task, candidate: str, replay: Mapping[str, Mapping[str, int]] | None) -> Verdict:
-        from tritonrl.verify.funnel import verify  # the funnel imports this package's pool: keep the import lazy
+    def _queued_run(self, screened: funnel.Screened, candidate: str) -> Verdict:
+        with self._lock:
+            self._queued -= 1
+        return self._run(screened, candidate, None)
 
+    def _want_more(self) -> bool:
+        return self.keep_warm or self._queued > 0
+
+    def _run(
+        self, screened: funnel.Screened, candidate: str, replay: Mapping[str, Mapping[str, int]] | None
+    ) -> Verdict:
         device = self._claim()
         try:
-            verdict = verify(task, candidate, self._configs[device], pool=self._pool(device), replay=replay)
+            verdict = funnel.sandboxed(screened, pool=self._pool(device), replay=replay, cfg=self._configs[device])
         finally:
             with self._lock:
                 self._busy[device] -= 1
+        return self._done(screened.task, candidate, verdict)
+
+    def _done(self, task: Task, candidate: str, verdict: Verdict) -> Verdict:
         self.stats.verified += 1
         if self.cache is not None:
             self.cache.put(task, candidate, self.cfg, verdict)
@@ -180,8 +212,8 @@ class Verifier:
                 raise RuntimeError("this Verifier is closed")
             pool = self._pools.get(device)
             if pool is None:  # started outside the lock would let two threads start two pools
-                pool = self._pools[device] = WorkerPool(self._configs[device], size=self._prestart if size is None
-                                                        else size)  # fmt: skip
+                pool = self._pools[device] = WorkerPool(self._configs[device], self._prestart if size is None else size,
+                                                        self._want_more)  # fmt: skip
             return pool
 
     def _warm(self, size: int) -> None:
@@ -210,5 +242,5 @@ def verify_many(
     """One batch through a short-lived `Verifier`: `jobs` at a time per device (every visible GPU on 'cuda'), warm
     workers, verdicts in input order, `on_verdict(index, verdict)` as each finishes. An infrastructure error (a task
     that cannot be planned, a worker that cannot start) raises, as `funnel.verify` does."""
-    with Verifier(cfg, jobs=jobs, prestart=prestart) as verifier:
+    with Verifier(cfg, jobs=jobs, prestart=prestart, keep_warm=False) as verifier:
         return verifier.verify_many(items, on_verdict=on_verdict)
