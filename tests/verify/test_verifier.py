@@ -79,3 +79,13 @@ def test_a_batch_starts_no_worker_after_its_last_candidate(keep_warm, started, m
         assert all(v.passed for v in verifier.verify_many([(RELU, GOOD)] * 3))
         idle = sum(len(pool._idle) for pool in verifier._pools.values())
     assert len(starts) == started and idle == started - 3
+
+
+def test_host_side_rejections_start_no_worker(monkeypatch):
+    """Answers without a code block (most of an untrained model's) are judged in the parent: no worker for them."""
+    from tritonrl.verify.sandbox import WorkerProcess
+
+    monkeypatch.setattr(WorkerProcess, "start", lambda self: (_ for _ in ()).throw(AssertionError("a worker")))
+    with Verifier(CPU, jobs=2, keep_warm=False) as verifier:
+        verdicts = verifier.verify_many([(RELU, "no code here")] * 3)
+    assert [v.stage.value for v in verdicts] == ["extract"] * 3  # and WorkerProcess.start was never called

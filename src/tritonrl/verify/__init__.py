@@ -7,8 +7,7 @@ this file first, and must not import the parent side with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tritonrl import lazy_exports
 
 _EXPORTS = {
     "verify": "tritonrl.verify.funnel",
@@ -18,9 +17,4 @@ _EXPORTS = {
     "VerifyConfig": "tritonrl.verify.config",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'tritonrl.verify' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

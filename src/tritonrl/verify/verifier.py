@@ -20,7 +20,6 @@ Infrastructure errors (a task whose reference cannot run, a worker that cannot s
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import dataclasses
 import itertools
 import logging
@@ -116,15 +115,8 @@ class Verifier:
     def submit(self, task: Task, candidate: str) -> cf.Future[Verdict]:
         """A future verdict: a cache hit or a host-side rejection (extract, parse, static: milliseconds, screened in
         the calling thread) resolves at once; a candidate that needs the sandbox runs on the executor."""
-        if (hit := self._cached(task, candidate)) is not None:
-            return _resolved(hit)
-        screened = funnel.screen(task, candidate, self.cfg)
-        if isinstance(screened, Verdict):
-            return _resolved(self._done(task, candidate, screened))
-        executor = self._pool_executor()
-        with self._lock:
-            self._queued += 1  # a worker will be taken for it: `_want_more` counts only these
-        return executor.submit(self._queued_run, screened, candidate)
+        prepared = self._prepare(task, candidate)
+        return prepared if isinstance(prepared, cf.Future) else self._enqueue(prepared, candidate)
 
     def verify_many(
         self,
@@ -136,8 +128,12 @@ class Verifier:
         finishes (cache hits first), from the executor's threads. The first infrastructure error raises, after the
         running verifications finished; verdicts already made were passed to `on_verdict` (and the cache)."""
         pairs = list(items)
-        self._warm(min(self._prestart, -(-len(pairs) // len(self.devices))))
-        futures = [self.submit(task, candidate) for task, candidate in pairs]
+        prepared = [self._prepare(task, candidate) for task, candidate in pairs]
+        # workers for the candidates that need the sandbox only: a worker started beyond them would be killed unused
+        if need := sum(not isinstance(p, cf.Future) for p in prepared):
+            self._warm(min(self._prestart, -(-need // len(self.devices))))
+        futures = [p if isinstance(p, cf.Future) else self._enqueue(p, candidate)
+                   for p, (_, candidate) in zip(prepared, pairs, strict=True)]  # fmt: skip
         if on_verdict is not None:
             index = {id(f): i for i, f in enumerate(futures)}
             for future in cf.as_completed(futures):
@@ -170,6 +166,19 @@ class Verifier:
         if verdict is not None:
             self.stats.hits += 1
         return verdict
+
+    def _prepare(self, task: Task, candidate: str) -> cf.Future[Verdict] | funnel.Screened:
+        """A resolved future (cache hit, host-side rejection), or the screened candidate the sandbox must judge."""
+        if (hit := self._cached(task, candidate)) is not None:
+            return _resolved(hit)
+        screened = funnel.screen(task, candidate, self.cfg)
+        return _resolved(self._done(task, candidate, screened)) if isinstance(screened, Verdict) else screened
+
+    def _enqueue(self, screened: funnel.Screened, candidate: str) -> cf.Future[Verdict]:
+        executor = self._pool_executor()
+        with self._lock:
+            self._queued += 1  # a worker will be taken for it: `_want_more` counts only these
+        return executor.submit(self._queued_run, screened, candidate)
 
     def _queued_run(self, screened: funnel.Screened, candidate: str) -> Verdict:
         with self._lock:
@@ -217,10 +226,9 @@ class Verifier:
             return pool
 
     def _warm(self, size: int) -> None:
-        """Start the device pools now (at most `size` workers each: a worker beyond the batch is killed unused)."""
+        """Start the device pools now, `size` workers each (a pool that exists keeps its size)."""
         for device in self.devices:
-            with contextlib.suppress(RuntimeError):
-                self._pool(device, size)
+            self._pool(device, size)
 
     def _pool_executor(self) -> cf.ThreadPoolExecutor:
         with self._lock:
