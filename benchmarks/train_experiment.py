@@ -47,10 +47,11 @@ def bootstrap_ci(per_task: list[float], *, draws: int = 2000, seed: int = 0) -> 
 
 
 def eval_config(args: argparse.Namespace) -> Any:
-    """The held-out evaluation's verifier: hardened, correctness only."""
+    """The held-out evaluation's verifier: hardened, correctness only. Its timeout bounds a sampled kernel that
+    never ends (the SFT model wrote some: with the default 60 s they took 113 s of a 178 s evaluation on the H100)."""
     from tritonrl.verify.config import VerifyConfig
 
-    return VerifyConfig(device=args.device, timing=False, compile_baseline=False)
+    return VerifyConfig(device=args.device, timing=False, compile_baseline=False, timeout_s=args.eval_timeout_s)
 
 
 def verifiable(tasks: list, n: int, cfg: Any) -> tuple[list, dict[str, str]]:
@@ -158,7 +159,28 @@ def _nll(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float:
     return total / max(count, 1)
 
 
-def main() -> int:  # noqa: PLR0915 - one linear script, phase by phase
+class StopAfter:
+    """A TrainerCallback that ends training after `seconds` of it (the last step finishes; the model is saved as
+    usual): a phase's wall-time budget, so one device call holds every phase."""
+
+    def __new__(cls, seconds: float):  # noqa: ANN204
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            t0 = 0.0
+
+            def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001, ANN201
+                self.t0 = time.monotonic()
+
+            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001, ANN201
+                if seconds and time.monotonic() - self.t0 > seconds:
+                    log.info("stopping after step %d: the phase's %.0f s are spent", state.global_step, seconds)
+                    control.should_training_stop = True
+
+        return _Callback()
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="run folder (models, logs, results.json)")
     ap.add_argument("--device", default="cuda", help="verifier device")
@@ -166,11 +188,20 @@ def main() -> int:  # noqa: PLR0915 - one linear script, phase by phase
     ap.add_argument("--tasks", type=int, default=600, help="fusion tasks generated (op-pair split 80/10/10)")
     ap.add_argument("--fusion-seed", type=int, default=0)
     ap.add_argument("--eval-tasks", type=int, default=32, help="held-out test tasks evaluated")
+    ap.add_argument(
+        "--train-eval-tasks",
+        type=int,
+        default=0,
+        help="also score this many training tasks (in distribution: did the model learn what it saw?)",
+    )
+    ap.add_argument("--eval-timeout-s", type=float, default=30.0, help="verifier timeout per sampled kernel")
+    ap.add_argument("--skip-untrained", action="store_true", help="do not score the random model (its floor)")
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--sft-steps", type=int, default=400)
     ap.add_argument("--sft-lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--grpo-steps", type=int, default=6)
+    ap.add_argument("--grpo-budget-s", type=float, default=0, help="end GRPO after this many seconds (0: steps only)")
     ap.add_argument("--grpo-lr", type=float, default=1e-5)
     ap.add_argument("--num-generations", type=int, default=4)
     ap.add_argument("--grpo-batch", type=int, default=16, help="completions per GRPO step")
@@ -185,143 +216,182 @@ def main() -> int:  # noqa: PLR0915 - one linear script, phase by phase
     ap.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU plumbing run")
     ap.add_argument("--budget-s", type=float, default=0, help="skip the phases that start after this many seconds")
     ap.add_argument("--replot", help="a results.json: print its table and draw its plot, run nothing")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    if args.replot:
-        results = json.loads(Path(args.replot).read_text())
-        print(table(results))
-        print(plot(results, Path(args.replot).with_suffix(".png")))
-        return 0
-    if not args.out:
-        ap.error("--out is required (or --replot RESULTS)")
+    return ap
 
+
+SMOKE = dict(size="tiny", tasks=40, eval_tasks=2, k=2, sft_steps=2, grpo_steps=1, batch_size=2, num_generations=2,
+             grpo_batch=2, max_new_tokens=32, max_length=2048, eval_every=1, jobs=2, save_steps=1)  # fmt: skip
+
+
+def setup_args(args: argparse.Namespace) -> None:
+    """Logging, the smoke sizes, and the training device."""
     import torch
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     args.train_device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.smoke:
-        for name, value in dict(size="tiny", tasks=40, eval_tasks=2, k=2, sft_steps=2, grpo_steps=1, batch_size=2,
-                                num_generations=2, grpo_batch=2, max_new_tokens=32, max_length=2048,
-                                eval_every=1, jobs=2, save_steps=1).items():  # fmt: skip
+        for name, value in SMOKE.items():
             setattr(args, name, value)
 
-    from tritonrl.data.splits import SplitConfig
-    from tritonrl.data.suites import load_suite
-    from tritonrl.tasks.prompts import set_default_style
-    from tritonrl.train.config import preset
-    from tritonrl.train.data import sft_rows, suite_pairs
-    from tritonrl.train.grpo import run_grpo
-    from tritonrl.train.init_model import InitModelConfig, init_model
-    from tritonrl.train.model_io import RunOutputs
-    from tritonrl.train.settings import LoraSettings
-    from tritonrl.train.sft import run_sft
-    from tritonrl.verify.config import VerifyConfig
 
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"args": {k: v for k, v in vars(args).items()}, "phases": {}, "eval": []}
+class Run:
+    """One run folder: the data split, the held-out tasks, the init model and `results.json`, rewritten after every
+    phase so a run cut by a time limit keeps what it measured. Shared by this script and `train_ablation.py`."""
 
-    def save() -> None:
-        (out / "results.json").write_text(json.dumps(results, indent=1))
+    def __init__(self, args: argparse.Namespace, out: Path, results_name: str = "results.json") -> None:
+        from tritonrl.data.splits import SplitConfig
+        from tritonrl.data.suites import load_suite
+        from tritonrl.tasks.prompts import set_default_style
+        from tritonrl.train.data import suite_pairs
 
-    def in_budget(phase: str) -> bool:
-        if args.budget_s and time.monotonic() - t_start > args.budget_s:
-            results["phases"][phase] = {"skipped": f"started after --budget-s {args.budget_s:.0f}"}
-            save()
+        self.args, self.out, self.t_start = args, out, time.monotonic()
+        self.path = out / results_name
+        out.mkdir(parents=True, exist_ok=True)
+        self.results: dict[str, Any] = {"args": dict(vars(args)), "phases": {}, "eval": []}
+        set_default_style("zero-shot")  # the model learns the format from SFT: no one-shot example in its context
+        suite = load_suite(f"fusion:{args.tasks}:{args.fusion_seed}", splits=SplitConfig(by="op-pair", seed=args.seed))
+        self.train, test = suite.only("train"), suite.only("test")
+        self.pairs = suite_pairs(self.train)
+        self.held_out, excluded = verifiable(test.tasks, args.eval_tasks, eval_config(args))
+        self.test_pairs = suite_pairs(test)
+        self.held_in, _ = verifiable(self.train.tasks, args.train_eval_tasks, eval_config(args))
+        self.results["phases"]["data"] = {"train": len(self.train.entries), "test": len(test.entries),
+                                          "eval": len(self.held_out), "excluded": excluded,
+                                          "held_out": [t.task_id for t in self.held_out],
+                                          "held_in": [t.task_id for t in self.held_in]}  # fmt: skip
+        self.outputs = _outputs(args)
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.results, indent=1))
+
+    def in_budget(self, phase: str) -> bool:
+        if self.args.budget_s and time.monotonic() - self.t_start > self.args.budget_s:
+            self.results["phases"][phase] = {"skipped": f"started after --budget-s {self.args.budget_s:.0f}"}
+            self.save()
             return False
         return True
 
-    t_start = time.monotonic()
-    set_default_style("zero-shot")  # the model learns the format from SFT: no one-shot example in its context
-    suite = load_suite(f"fusion:{args.tasks}:{args.fusion_seed}", splits=SplitConfig(by="op-pair", seed=args.seed))
-    train, test = suite.only("train"), suite.only("test")
-    pairs = suite_pairs(train)
-    held_out, excluded = verifiable(test.tasks, args.eval_tasks, eval_config(args))
-    results["phases"]["data"] = {"train": len(train.entries), "test": len(test.entries), "eval": len(held_out),
-                                 "excluded": excluded}  # fmt: skip
-    corpus = out / "corpus.txt"
-    corpus.write_text("\n\n".join(t.source for t in train.tasks) + "\n\n" + "\n\n".join(c for _, c in pairs))
-    model = init_model(InitModelConfig(size=args.size, out=str(out / "init"), corpus=(str(corpus),), seed=args.seed))
-    results["phases"]["init"] = {
-        "parameters": model.n_params,
-        "vocab": model.vocab_size,
-        "seconds": round(model.seconds, 1),
-    }
-    save()
-    results["eval"].append(held_out_eval("untrained", str(out / "init"), held_out, args))
-    save()
+    def evaluate(self, name: str, model_dir: Path) -> dict[str, Any]:
+        """Held-out pass@k of `model_dir` (a row named `name`), and on training tasks when --train-eval-tasks."""
+        row = held_out_eval(name, str(model_dir), self.held_out, self.args)
+        self.results["eval"].append(row)
+        self.save()
+        if self.held_in:
+            self.results.setdefault("eval_train", []).append(held_out_eval(name, str(model_dir), self.held_in,
+                                                                           self.args))  # fmt: skip
+            self.save()
+        return row
 
-    from tritonrl.models import load_tokenizer
+    def init_model(self) -> None:
+        from tritonrl.train.init_model import InitModelConfig, init_model
 
-    tok = load_tokenizer(str(out / "init"))
-    nll_rows = sft_rows(held_out[:8], tok, pairs=suite_pairs(test)[:8])
-    full = LoraSettings(enabled=False)
+        corpus = self.out / "corpus.txt"
+        corpus.write_text("\n\n".join(t.source for t in self.train.tasks) + "\n\n"
+                          + "\n\n".join(c for _, c in self.pairs))  # fmt: skip
+        cfg = InitModelConfig(size=self.args.size, out=str(self.out / "init"), corpus=(str(corpus),),
+                              seed=self.args.seed)  # fmt: skip
+        model = init_model(cfg)
+        self.results["phases"]["init"] = {"parameters": model.n_params, "vocab": model.vocab_size,
+                                          "seconds": round(model.seconds, 1)}  # fmt: skip
+        self.save()
+
+    def sft(self, phase: str, start: Path, steps: int, lr: float, seed: int) -> float:
+        """SFT from `start` into out/`phase` (full parameters), held-out NLL every --eval-every steps; seconds."""
+        from tritonrl.models import load_tokenizer
+        from tritonrl.train.data import sft_rows
+        from tritonrl.train.settings import LoraSettings
+        from tritonrl.train.sft import run_sft
+
+        a = self.args
+        tok = load_tokenizer(str(start))
+        nll_rows = sft_rows(self.held_out[:8], tok, pairs=self.test_pairs[:8])
+        curve: list[dict[str, float]] = []
+        t0 = time.monotonic()
+        run_sft(str(start), self.train.tasks, self.out / phase, steps=steps, lr=lr, lora=LoraSettings(enabled=False),
+                batch_size=a.batch_size, max_length=a.max_length, pairs=self.pairs, seed=seed, logging_steps=10,
+                callbacks=[HeldOutLoss(nll_rows, tok, a.eval_every, curve)], outputs=self.outputs)  # fmt: skip
+        seconds = time.monotonic() - t0
+        self.results["phases"][phase] = {"seconds": round(seconds, 1), "steps": steps, "held_out_nll": curve}
+        _free_gpu()
+        self.save()
+        return seconds
+
+    def grpo(self, phase: str, start: Path, ext: Any) -> tuple[bool, float]:
+        """GRPO from `start` into out/`phase` with the extensions `ext`; (trained, seconds). A failure is recorded
+        (the next phases still run, so the run keeps what it can)."""
+        from tritonrl.train.grpo import run_grpo
+        from tritonrl.train.settings import LoraSettings
+        from tritonrl.verify.config import VerifyConfig
+
+        a = self.args
+        t0 = time.monotonic()
+        try:
+            result = run_grpo(str(start), self.train.tasks, self.out / phase, ext, steps=a.grpo_steps,
+                              num_generations=a.num_generations, max_completion_length=a.max_new_tokens,
+                              verify_cfg=VerifyConfig.for_rewards(a.device), lr=a.grpo_lr,
+                              lora=LoraSettings(enabled=False), batch_size=a.grpo_batch, temperature=a.temperature,
+                              seed=a.seed, workers=a.jobs, logging_steps=1, outputs=self.outputs,
+                              callbacks=[StopAfter(a.grpo_budget_s)])  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - recorded in results.json; the run goes on
+            log.exception("GRPO %s failed", phase)
+            self.results["phases"][phase] = {"error": repr(exc)[:2000]}
+            self.save()
+            return False, time.monotonic() - t0
+        seconds = time.monotonic() - t0
+        steps = [h for h in result.log_history if "reward" in h]
+        self.results["phases"][phase] = {"seconds": round(seconds, 1), "steps": len(steps),
+                                         "mean_reward_per_step": [h["reward"] for h in steps],
+                                         "extensions": list(ext.enabled)}  # fmt: skip
+        _free_gpu()
+        self.save()
+        return True, seconds
+
+
+def _outputs(args: argparse.Namespace) -> Any:
+    from tritonrl.train.model_io import RunOutputs
+
     try:
         import tensorboard  # noqa: F401
 
         report_to = "tensorboard"
     except ImportError:
         report_to = "none"
-    outputs = RunOutputs(save_steps=args.save_steps, report_to=report_to)
-    curve: list[dict[str, float]] = []
-    t0 = time.monotonic()
-    run_sft(str(out / "init"), train.tasks, out / "sft", steps=args.sft_steps, lr=args.sft_lr, lora=full,
-            batch_size=args.batch_size, max_length=args.max_length, pairs=pairs, seed=args.seed, logging_steps=10,
-            callbacks=[HeldOutLoss(nll_rows, tok, args.eval_every, curve)], outputs=outputs)  # fmt: skip
-    sft_s = time.monotonic() - t0
-    results["phases"]["sft"] = {"seconds": round(sft_s, 1), "held_out_nll": curve}
-    _free_gpu()
-    save()
-    results["eval"].append(held_out_eval("sft", str(out / "sft"), held_out, args))
-    save()
+    return RunOutputs(save_steps=args.save_steps, report_to=report_to)
 
-    if not in_budget("grpo"):
-        results["criteria"] = criteria(results["eval"])
-        save()
-        print(table(results))
-        return 0
-    t0 = time.monotonic()
-    try:
-        grpo = run_grpo(str(out / "sft"), train.tasks, out / "grpo", preset("all_extensions"), steps=args.grpo_steps,
-                        num_generations=args.num_generations, max_completion_length=args.max_new_tokens,
-                        verify_cfg=VerifyConfig.for_rewards(args.device), lr=args.grpo_lr, lora=full,
-                        batch_size=args.grpo_batch, temperature=args.temperature, seed=args.seed,
-                        workers=args.jobs, logging_steps=1, outputs=outputs)  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - recorded; the control still runs, so the run keeps what it can
-        log.exception("GRPO failed")
-        results["phases"]["grpo"] = {"error": repr(exc)[:2000]}
-        save()
-        grpo = None
-    grpo_s = time.monotonic() - t0
-    if grpo is not None:
-        rewards = [h.get("reward") for h in grpo.log_history if "reward" in h]
-        results["phases"]["grpo"] = {"seconds": round(grpo_s, 1), "mean_reward_per_step": rewards}
-    _free_gpu()
-    save()
-    if grpo is not None:
-        results["eval"].append(held_out_eval("sft+grpo", str(out / "grpo"), held_out, args))
-    save()
 
-    if not in_budget("control"):
-        results["criteria"] = criteria(results["eval"])
-        save()
+def main() -> int:
+    args = parser().parse_args()
+    if args.replot:
+        results = json.loads(Path(args.replot).read_text())
         print(table(results))
+        print(plot(results, Path(args.replot).with_suffix(".png")))
         return 0
-    # The control spends GRPO's wall time on more SFT from the same start (steps at SFT's measured rate).
-    control_steps = max(1, round(grpo_s / max(sft_s / args.sft_steps, 1e-6)))
-    curve_c: list[dict[str, float]] = []
-    t0 = time.monotonic()
-    run_sft(str(out / "sft"), train.tasks, out / "control", steps=control_steps, lr=args.sft_lr / 10, lora=full,
-            batch_size=args.batch_size, max_length=args.max_length, pairs=pairs, seed=args.seed + 1,
-            logging_steps=10, callbacks=[HeldOutLoss(nll_rows, tok, args.eval_every, curve_c)])  # fmt: skip
-    results["phases"]["control"] = {"seconds": round(time.monotonic() - t0, 1), "steps": control_steps,
-                                    "held_out_nll": curve_c}  # fmt: skip
-    _free_gpu()
-    results["eval"].append(held_out_eval("sft+more-sft (control)", str(out / "control"), held_out, args))
-    results["total_s"] = round(time.monotonic() - t_start, 1)
-    results["criteria"] = criteria(results["eval"])
-    save()
-    print(table(results))
-    print(plot(results, out / "results.png"))
+    if not args.out:
+        parser().error("--out is required (or --replot RESULTS)")
+    setup_args(args)
+    from tritonrl.train.config import preset
+
+    run = Run(args, Path(args.out).resolve())
+    run.init_model()
+    if not args.skip_untrained:
+        run.evaluate("untrained", run.out / "init")
+    sft_s = run.sft("sft", run.out / "init", args.sft_steps, args.sft_lr, args.seed)
+    run.evaluate("sft", run.out / "sft")
+    grpo_s = 0.0
+    if run.in_budget("grpo"):
+        trained, grpo_s = run.grpo("grpo", run.out / "sft", preset("all_extensions"))
+        if trained:
+            run.evaluate("sft+grpo", run.out / "grpo")
+        if run.in_budget("control"):
+            # The control spends GRPO's wall time on more SFT from the same start (steps at SFT's measured rate).
+            steps = max(1, round(grpo_s / max(sft_s / args.sft_steps, 1e-6)))
+            run.sft("control", run.out / "sft", steps, args.sft_lr / 10, args.seed + 1)
+            run.evaluate("sft+more-sft (control)", run.out / "control")
+    run.results["total_s"] = round(time.monotonic() - run.t_start, 1)
+    run.results["criteria"] = criteria(run.results["eval"])
+    run.save()
+    print(table(run.results))
+    print(plot(run.results, run.out / "results.png"))
     return 0
 
 
@@ -345,7 +415,7 @@ def plot(results: dict[str, Any], path: Path) -> str:
     for phase in ("sft", "control"):
         curve = results["phases"].get(phase, {}).get("held_out_nll") or []
         if curve:
-            offset = 0 if phase == "sft" else results["args"]["sft_steps"]
+            offset = 0 if phase == "sft" else results["args"]["sft_steps"]  # the control continues from SFT
             right.plot([c["step"] + offset for c in curve], [c["held_out_nll"] for c in curve], marker="o", label=phase)
     right.set_xlabel("SFT step")
     right.set_ylabel("held-out NLL (nats/token)")
@@ -368,13 +438,21 @@ def criteria(evals: list[dict[str, Any]]) -> dict[str, bool | None]:
 
 
 def table(results: dict[str, Any]) -> str:
+    """The held-out table (and the training-task one when scored), then the criteria."""
     k = results["args"]["k"]
-    lines = [f"| model | pass@1 [95% CI] | pass@{k} [95% CI] | outcomes |", "|---|---|---|---|"]
-    for e in results["eval"]:
-        lo, hi = e["pass@1_ci"]
-        klo, khi = e[f"pass@{k}_ci"]
-        lines.append(f"| {e['model']} | {e['pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e[f'pass@{k}']:.3f} "
-                     f"[{klo:.3f}, {khi:.3f}] | {e['outcomes']} |")  # fmt: skip
+    head = [f"| model | pass@1 [95% CI] | pass@{k} [95% CI] | outcomes |", "|---|---|---|---|"]
+
+    def rows(evals: list[dict[str, Any]]) -> list[str]:
+        out = []
+        for e in evals:
+            (lo, hi), (klo, khi) = e["pass@1_ci"], e[f"pass@{k}_ci"]
+            out.append(f"| {e['model']} | {e['pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e[f'pass@{k}']:.3f} "
+                       f"[{klo:.3f}, {khi:.3f}] | {e['outcomes']} |")  # fmt: skip
+        return out
+
+    lines = head + rows(results["eval"])
+    if results.get("eval_train"):
+        lines += ["", "On training tasks (in distribution):", "", *head, *rows(results["eval_train"])]
     verdict = {True: "met", False: "not met", None: "not run"}
     lines += [f"{name}: {verdict[ok]}" for name, ok in results.get("criteria", {}).items()]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Training-test helpers: snapshot the trainable (LoRA) parameters at the start and end of a run."""
+"""Training-test helpers: snapshot the trainable (LoRA) parameters at the start and end of a run; poison every
+gradient with NaN before the optimizer step."""
 
 from __future__ import annotations
 
@@ -37,3 +38,24 @@ class LoraSnapshot:
 @pytest.fixture
 def lora_snapshot():
     return LoraSnapshot()
+
+
+class PoisonGrads:
+    """A TrainerCallback that fills every gradient with NaN before the optimizer step (user callbacks run before the
+    trainer's own guard), as the H100 GRPO run's second step had them."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _Poison(TrainerCallback):
+            def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+                for p in model.parameters():
+                    if p.grad is not None:
+                        p.grad.fill_(float("nan"))
+
+        return _Poison()
+
+
+@pytest.fixture
+def poison_grads():
+    return PoisonGrads()

@@ -268,3 +268,17 @@ def test_grpo_on_gpu_with_cuda_verifier_and_all_grpo_extensions(tiny_model_dir, 
     assert _metric(result.log_history, "kernel/correct_frac") == [0.5, 0.5]
     assert "rewards/kernel_speed/mean" in result.log_history[0]  # the speed reward function ran on cuda
     assert _metric(result.log_history, "hrd/code_token_frac")
+
+
+def test_grpo_skips_steps_whose_gradients_are_not_finite(
+    tiny_model_dir, tmp_path, lora_snapshot, relu_client, poison_grads
+):
+    """The H100 run's failure (grad_norm nan at step 2, every weight NaN after it): now skipped and recorded."""
+    relu = builtin_task("relu")
+    result = run_grpo(tiny_model_dir, [relu], tmp_path / "grpo", preset("baseline"), steps=2, num_generations=2,
+                      max_completion_length=16, lr=1e-2, lora=LORA, client=relu_client,
+                      callbacks=[poison_grads, lora_snapshot],
+                      rollout_func=scripted_rollout([solution_completion(relu), GARBAGE]))  # fmt: skip
+    log = json.loads((Path(result.out_dir) / "train_log.json").read_text())
+    assert log["skipped_nonfinite_steps"] == 2
+    assert lora_snapshot.before and sorted(lora_snapshot.unchanged()) == sorted(lora_snapshot.before)

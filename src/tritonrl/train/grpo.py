@@ -41,6 +41,7 @@ from tritonrl.train.config import (
 )
 from tritonrl.train.curriculum import AdaptiveCurriculum, LearningZoneSampler, TaskSampler
 from tritonrl.train.data import rl_dataset, rl_row
+from tritonrl.train.guards import NonFiniteGradGuard
 from tritonrl.train.model_io import RunOutputs, StartModel, precision_kwargs, save_trained, start_model, write_log
 from tritonrl.train.settings import LoraSettings
 from tritonrl.verify.config import VerifyConfig
@@ -369,7 +370,8 @@ def _grpo_trainer(
         trainer_cls = HRDGRPOTrainer
         extra = {"code_reward": funcs[0].__name__, "plan_reward": funcs[1].__name__ if len(funcs) > 1 else None,
                  "alpha": ext.hrd_alpha, "no_code_penalty": ext.hrd_no_code_penalty}  # fmt: skip
-    all_callbacks = [*(callbacks or []), *([SamplerCallback(sampler, out_dir)] if sampler else [])]
+    all_callbacks = [*(callbacks or []), *([SamplerCallback(sampler, out_dir)] if sampler else []),
+                     NonFiniteGradGuard()]  # fmt: skip
     return trainer_cls(
         model=start.model, reward_funcs=funcs, args=args, train_dataset=train_dataset,
         processing_class=load_tokenizer(start.source, padding_side="left"), peft_config=start.peft_config,
@@ -393,8 +395,10 @@ def _train_and_save(
     trainer.train(resume_from_checkpoint=outputs.resume_from(out_dir))
     save_trained(trainer, trainer.processing_class, out_dir, start, merged_dir=merged_dir)
     history = list(trainer.state.log_history)
+    guard = next(c for c in trainer.callback_handler.callbacks if isinstance(c, NonFiniteGradGuard))
     meta = {"model": start.source.path, "base_model": start.source.base_path, "mode": start.mode,
-            "extensions": dataclasses.asdict(ext), "verify": dataclasses.asdict(verify_cfg)}  # fmt: skip
+            "extensions": dataclasses.asdict(ext), "verify": dataclasses.asdict(verify_cfg),
+            "skipped_nonfinite_steps": guard.skipped}  # fmt: skip
     write_log(out_dir, "train_log.json", {**meta, "log_history": history})
     return GRPOResult(str(out_dir), history, client.n_submitted, client.n_cached,
                       sampler.state_dict() if sampler else None)  # fmt: skip

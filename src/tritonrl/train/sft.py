@@ -59,6 +59,7 @@ def run_sft(
     from trl import SFTConfig, SFTTrainer
 
     from tritonrl.train.data import sft_dataset
+    from tritonrl.train.guards import NonFiniteGradGuard
 
     lora = lora or LoraSettings()
     outputs = outputs or RunOutputs()
@@ -71,12 +72,14 @@ def run_sft(
         gradient_accumulation_steps=grad_accum, max_length=max_length, completion_only_loss=True, loss_type="nll",
         packing=False, logging_steps=logging_steps, seed=seed, **precision, **outputs.trainer_kwargs(),
     )  # fmt: skip
+    guard = NonFiniteGradGuard()
     trainer = SFTTrainer(model=start.model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                         peft_config=start.peft_config, callbacks=callbacks)  # fmt: skip
+                         peft_config=start.peft_config, callbacks=[*(callbacks or []), guard])  # fmt: skip
     log.info("SFT: %d rows, %d steps, lr %.1e, %s", len(train_dataset), steps, lr, start.mode)
     trainer.train(resume_from_checkpoint=outputs.resume_from(out_dir))
     save_trained(trainer, tokenizer, out_dir, start, merged_dir=merged_dir)
     write_log(out_dir, "train_log.json", {"model": model_path, "base_model": start.source.base_path,
                                            "mode": start.mode, "rows": len(train_dataset),
+                                           "skipped_nonfinite_steps": guard.skipped,
                                            "log_history": trainer.state.log_history})  # fmt: skip
     return str(out_dir)

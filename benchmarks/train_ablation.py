@@ -1,0 +1,152 @@
+"""The seed design's 2^4 ablation, at small scale: GRPO from one SFT model under each combination of the four seed
+extensions, every result scored on the same held-out tasks by the hardened verifier.
+
+    python benchmarks/train_ablation.py --out runs/experiment --device cuda --grpo-budget-s 45 --budget-s 500
+    python benchmarks/train_ablation.py --out /tmp/exp --device cpu --smoke             # the plumbing, on a CPU
+    python benchmarks/train_ablation.py --replot runs/experiment/ablation.json
+
+The four switches are `multi_input`, `staged_reward`, `curriculum` and `calibrated_timing` (`train/config.py`); the
+other flags stay at the `hardened` preset's values (edge-value testing and the strict sandbox on, the rest off), so
+only the four differ between configurations. Configurations run in a fixed order until --budget-s is spent: none,
+all four, each one alone, then the pairs and triples. `--out` is a `train_experiment.py` run folder with the same
+data flags: its `sft/` model and its SFT evaluation are reused; without them this script trains and scores the SFT
+model first. Writes `ablation.json` after every configuration, then the table and `ablation.png`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_experiment as experiment  # noqa: E402 - the sibling script's phases
+
+SEED_EXTENSIONS = ("multi_input", "staged_reward", "curriculum", "calibrated_timing")
+
+
+def grid() -> list[dict[str, bool]]:
+    """All 16 combinations, in the order they run: none, all four, each alone, then pairs and triples."""
+    combos = [dict(zip(SEED_EXTENSIONS, states, strict=True)) for states in itertools.product((False, True), repeat=4)]
+
+    def rank(combo: dict[str, bool]) -> tuple[int, int]:
+        n = sum(combo.values())
+        return ({0: 0, 4: 1, 1: 2}.get(n, 1 + n), combos.index(combo))
+
+    return sorted(combos, key=rank)
+
+
+def name_of(combo: dict[str, bool]) -> str:
+    return "+".join(n for n, on in combo.items() if on) or "none"
+
+
+def main() -> int:
+    ap = experiment.parser()
+    ap.description = __doc__.splitlines()[0]
+    ap.add_argument("--configs", help="comma-separated configuration names to run (default: the whole grid, in order)")
+    args = ap.parse_args()
+    if args.replot:
+        results = json.loads(Path(args.replot).read_text())
+        print(table(results))
+        print(plot(results, Path(args.replot).with_suffix(".png")))
+        return 0
+    if not args.out:
+        ap.error("--out is required (or --replot ABLATION_JSON)")
+    experiment.setup_args(args)
+    from tritonrl.train.config import preset
+
+    combos = grid()
+    if args.configs:
+        wanted = args.configs.split(",")
+        names = {name_of(c): c for c in combos}
+        if unknown := [w for w in wanted if w not in names]:
+            ap.error(f"--configs {unknown}: not in the grid; names look like {sorted(names)[:4]}")
+        combos = [names[w] for w in wanted]
+    run = experiment.Run(args, Path(args.out).resolve(), "ablation.json")
+    sft = run.out / "sft"
+    if (sft / "config.json").exists() and (prior := _prior_sft_eval(run)) is not None:
+        run.results["eval"].append(prior)
+        run.results["phases"]["sft"] = {"reused": str(sft)}
+    else:
+        run.init_model()
+        run.sft("sft", run.out / "init", args.sft_steps, args.sft_lr, args.seed)
+        run.evaluate("sft", sft)
+    for combo in combos:
+        name = name_of(combo)
+        if not run.in_budget(f"grid-{name}"):
+            break
+        trained, _ = run.grpo(f"grid-{name}", sft, preset("hardened", **combo))
+        if trained:
+            row = run.evaluate(name, run.out / f"grid-{name}")
+            row["extensions"] = combo
+            run.save()
+    run.results["total_s"] = round(time.monotonic() - run.t_start, 1)
+    run.save()
+    print(table(run.results))
+    print(plot(run.results, run.out / "ablation.png"))
+    return 0
+
+
+def _prior_sft_eval(run: experiment.Run) -> dict[str, Any] | None:
+    """The SFT model's evaluation from the experiment's results.json, when it scored the same held-out tasks."""
+    path = run.out / "results.json"
+    if not path.exists():
+        return None
+    prior = json.loads(path.read_text())
+    same = prior["phases"].get("data", {}).get("held_out") == run.results["phases"]["data"]["held_out"]
+    row = next((e for e in prior["eval"] if e["model"] == "sft"), None)
+    return row if same else None
+
+
+def table(results: dict[str, Any]) -> str:
+    k = results["args"]["k"]
+    head = " | ".join(SEED_EXTENSIONS)
+    lines = [f"| configuration | {head} | GRPO steps | mean reward | pass@1 [95% CI] | pass@{k} [95% CI] |",
+             "|---|" + "---|" * (len(SEED_EXTENSIONS) + 4)]  # fmt: skip
+    for e in results["eval"]:
+        combo = e.get("extensions")
+        phase = results["phases"].get(f"grid-{e['model']}", {})
+        rewards = phase.get("mean_reward_per_step") or []
+        marks = " | ".join(("on" if combo[n] else "-") if combo else "" for n in SEED_EXTENSIONS)
+        mean = f"{sum(rewards) / len(rewards):.3f}" if rewards else ""
+        lo, hi = e["pass@1_ci"]
+        klo, khi = e[f"pass@{k}_ci"]
+        label = e["model"] if combo else f"{e['model']} (start, no GRPO)"
+        lines.append(f"| {label} | {marks} | {phase.get('steps', '')} | {mean} | {e['pass@1']:.3f} [{lo:.3f}, "
+                     f"{hi:.3f}] | {e[f'pass@{k}']:.3f} [{klo:.3f}, {khi:.3f}] |")  # fmt: skip
+    failed = [p for p, v in results["phases"].items() if isinstance(v, dict) and "error" in v]
+    skipped = [p for p, v in results["phases"].items() if isinstance(v, dict) and "skipped" in v]
+    if failed:
+        lines.append(f"failed: {', '.join(failed)}")
+    if skipped:
+        lines.append(f"not run (budget): {', '.join(skipped)}")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> str:
+    """Held-out pass@1 with its interval per configuration; returns what it wrote."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot: matplotlib is not installed (pip install matplotlib), table only"
+    evals = results["eval"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(evals)), 3.6))
+    xs = range(len(evals))
+    err = [[e["pass@1"] - e["pass@1_ci"][0] for e in evals], [e["pass@1_ci"][1] - e["pass@1"] for e in evals]]
+    ax.bar(xs, [e["pass@1"] for e in evals], yerr=err, capsize=4, color="#4878a8")
+    ax.set_xticks(list(xs), [e["model"].replace("+", "+\n") for e in evals], fontsize=7)
+    ax.set_ylabel("held-out pass@1 (95% CI)")
+    ax.set_title("GRPO from one SFT model, per seed-extension configuration", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return f"plot: {path}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
