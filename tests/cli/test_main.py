@@ -92,10 +92,13 @@ def test_tasks_list_of_kernelbook_reports_skipped_rows(capsys):
 def test_tasks_curate_json_reports_a_status_per_solution(tmp_path, capsys):
     rows = [line for line in KERNELBOOK.read_text().splitlines() if json.loads(line)["uuid"] in (106, 107, 108)]
     (tmp_path / "rows.jsonl").write_text("\n".join(rows) + "\n")
-    assert main(["tasks", "curate", "--suite", f"kernelbook:{tmp_path / 'rows.jsonl'}", "--device", "cpu",
-                 "--json"]) == EXIT_OK  # fmt: skip
+    argv = ["tasks", "curate", "--suite", f"kernelbook:{tmp_path / 'rows.jsonl'}", "--device", "cpu", "--json"]
+    assert main([*argv, "--cache", str(tmp_path / "v.sqlite")]) == EXIT_OK
     statuses = {r["task_id"]: r["status"] for r in json.loads(capsys.readouterr().out)}
     assert statuses == {"kernelbook/107_ErfGELU": "needs_gpu", "kernelbook/108_RowNorm": "blocked"}
+    assert (tmp_path / "v.sqlite").is_file()  # the SQLite backend, by suffix
+    assert main([*argv, "--cache", str(tmp_path / "v.txt")]) == 2
+    assert json.loads(capsys.readouterr().out)["error"] == "ConfigError"  # --json: the error is a JSON object
 
 
 def test_tasks_export_writes_rows_and_a_manifest(tmp_path, capsys):

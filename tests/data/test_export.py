@@ -202,9 +202,11 @@ def test_cli_export_flags_reach_the_manifest(tmp_path, capsys):
     assert "jobs=0: must be >= 1" in capsys.readouterr().err
 
 
-def test_bad_format_is_a_config_error():
+def test_bad_format_or_cache_suffix_is_a_config_error():
     from tritonrl.errors import ConfigError
 
     with pytest.raises(ConfigError, match="must be one of"):
         ExportConfig(out="x", formats=("csv",))
+    with pytest.raises(ConfigError, match=r"verdict cache 'v\.txt': the suffix picks the backend"):
+        ExportConfig(out="x", cache="v.txt")
     assert dataclasses.fields(ExportConfig)[0].metadata["help"]

@@ -48,11 +48,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def _curate_tasks(suite, args: argparse.Namespace) -> int:  # noqa: ANN001
     from tritonrl.cli.display import print_curation, stage_progress
     from tritonrl.data.curate import curate
-    from tritonrl.verify.cache import VerdictCache
+    from tritonrl.verify.verdict_store import open_verdict_store
 
     entries = [e for e in suite.entries if e.solution is not None or e.label == "blocked"]
-    cache = VerdictCache(args.cache)
-    with stage_progress(disable=args.json) as progress:
+    with open_verdict_store(args.cache) as cache, stage_progress(disable=args.json) as progress:
         done = [0]
 
         def tick(_result) -> None:  # noqa: ANN001
@@ -138,7 +137,7 @@ def add_tasks_parser(sub) -> None:  # noqa: ANN001
         p.add_argument("--json", action="store_true", help="print JSON")
         if name == "curate":
             add_verify_options(p, json_flag=False, policy_flag=False)
-            p.add_argument("--cache", help="verdict cache JSONL (reused across runs)")
+            p.add_argument("--cache", help="verdict cache, reused across runs: a .jsonl or .sqlite file")
             p.add_argument("--jobs", type=int, default=2,
                            help="verifications at once per device (cuda: every visible GPU)")  # fmt: skip
         p.set_defaults(func=cmd_tasks)
@@ -160,7 +159,7 @@ def add_tasks_parser(sub) -> None:  # noqa: ANN001
                    help="prompt style of the rows: with a worked example (one-shot) or not (zero-shot)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=2,
                    help="verifications at once per device (cuda: every visible GPU), pre-started)")  # fmt: skip
-    p.add_argument("--cache", help="verdict cache JSONL (default OUT/verdicts.jsonl)")
+    p.add_argument("--cache", help="verdict cache: a .jsonl or .sqlite file (default OUT/verdicts.jsonl)")
     p.add_argument("--pass-rates", help="verdict JSONL (task_id, passed) to relabel difficulty by pass rate")
     add_verify_options(p, policy_flag=False)
     p.set_defaults(func=cmd_tasks, path=None)

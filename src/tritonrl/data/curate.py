@@ -9,8 +9,9 @@ For each entry with a solution (KernelBook ports, generated fusion solutions, bu
 - `needs_gpu`: calls `libdevice`, which the CPU Triton interpreter does not run (curate on a GPU);
 - `blocked`: the port has a blocker (an Inductor helper with no rewrite); `no_solution`: nothing to verify.
 Strict is tried first; a strict rejection for torch compute is retried under partial. Ports known to call
-extern_kernels skip the strict run (it cannot pass). Verdicts go through a `Verifier` with a `VerdictCache`, whose
-misses are verified `jobs` at a time in pre-started workers: a strict round, then a partial round.
+extern_kernels skip the strict run (it cannot pass). Verdicts go through a `Verifier` with a verdict cache (the JSONL
+`VerdictCache` or an `SQLiteVerdictStore`), whose misses are verified `jobs` at a time in pre-started workers: a
+strict round, then a partial round.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tritonrl.data.suites import SuiteTask
 from tritonrl.types import FailureKind, Verdict
 from tritonrl.verify.cache import VerdictCache
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.verdict_store import SQLiteVerdictStore
 from tritonrl.verify.verifier import Verifier
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class Curated:
 def curate(
     entries: Iterable[SuiteTask],
     cfg: VerifyConfig | None = None,
-    cache: VerdictCache | None = None,
+    cache: VerdictCache | SQLiteVerdictStore | None = None,
     on_result: Callable[[Curated], None] | None = None,
     *,
     jobs: int = 1,
@@ -119,7 +121,7 @@ def _verify(
     items: list[SuiteTask],
     indices: list[int],
     cfg: VerifyConfig,
-    cache: VerdictCache,
+    cache: VerdictCache | SQLiteVerdictStore,
     jobs: int,
     done: Callable[[int, Verdict, bool], None],
 ) -> None:

@@ -8,7 +8,8 @@
                                label}
     OUT/hf/{sft,rl}/          DatasetDict (splits train/val/test) with the same columns (--format hf)
     OUT/curation.jsonl        one curation result per task with a solution; OUT/skipped.jsonl what was dropped
-    OUT/verdicts.jsonl        the verdict cache (a rerun verifies nothing it has verified before)
+    OUT/verdicts.jsonl        the verdict cache (a rerun verifies nothing it has verified before; `cache` may name
+                              another file, .jsonl or .sqlite, e.g. one shared by several exports)
 
 Solutions are verified `jobs` at a time in pre-started workers (`verify/pool.py`). Only solutions the verifier
 passed go into SFT rows: `verified` (strict), and with `include_partial` also `partial_port` (policy "partial"). An
@@ -34,6 +35,7 @@ from tritonrl.errors import ConfigError, TaskError
 from tritonrl.tasks.loader import load_task
 from tritonrl.tasks.prompts import PromptStyle, build_messages, prompt_style
 from tritonrl.verify.config import VerifyConfig
+from tritonrl.verify.verdict_store import open_verdict_store, verdict_store_backend
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ class ExportConfig:
     dedup: bool = dataclasses.field(default=True, metadata={"help": "Drop tasks whose normalized source repeats."})
     splits: SplitConfig = dataclasses.field(default_factory=SplitConfig, metadata={"help": "Family split config."})
     cache: str | None = dataclasses.field(
-        default=None, metadata={"help": "Verdict cache JSONL (default OUT/verdicts.jsonl)."}
+        default=None, metadata={"help": "Verdict cache: a .jsonl or .sqlite file (default OUT/verdicts.jsonl)."}
     )
     pass_rates: str | None = dataclasses.field(
         default=None, metadata={"help": "Verdict records (JSONL with task_id, passed) to relabel difficulty with."}
@@ -77,6 +79,8 @@ class ExportConfig:
         prompt_style(self.prompt)  # raises with the accepted styles
         if self.jobs < 1:
             raise ConfigError(f"jobs={self.jobs}: must be >= 1 (the number of verifications at once, e.g. --jobs 2).")
+        if self.cache is not None:
+            verdict_store_backend(self.cache)  # raises for a suffix that names no backend, before any work
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,7 +98,6 @@ def export(
     from tritonrl.data.augment import augment
     from tritonrl.data.curate import curate
     from tritonrl.data.dedup import dedup
-    from tritonrl.verify.cache import VerdictCache
 
     progress = progress or (lambda stage, done, total: None)
     verify_cfg = verify_cfg or VerifyConfig()
@@ -120,14 +123,14 @@ def export(
         labels = relabel_by_pass_rate({e.task_id: e.difficulty for e in entries}, pass_rates(read_rows(cfg.pass_rates)))
         entries = [dataclasses.replace(e, difficulty=labels[e.task_id]) for e in entries]
     with_solution = [e for e in entries if e.solution is not None or e.label == "blocked"]
-    cache = VerdictCache(cfg.cache or out / "verdicts.jsonl")
     done_curate = [0]
 
     def curated_tick(_: Any) -> None:
         done_curate[0] += 1
         progress("verify", done_curate[0], len(with_solution))
 
-    curated = curate(with_solution, verify_cfg, cache, on_result=curated_tick, jobs=cfg.jobs)
+    with open_verdict_store(cfg.cache or out / "verdicts.jsonl") as cache:
+        curated = curate(with_solution, verify_cfg, cache, on_result=curated_tick, jobs=cfg.jobs)
     curation = {c.task_id: c for c in curated}
     sft, rl = [], []
     for e in entries:

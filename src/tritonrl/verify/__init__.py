@@ -14,6 +14,8 @@ _EXPORTS = {
     "Verifier": "tritonrl.verify.verifier",
     "verify_many": "tritonrl.verify.verifier",
     "VerdictCache": "tritonrl.verify.cache",
+    "SQLiteVerdictStore": "tritonrl.verify.verdict_store",
+    "open_verdict_store": "tritonrl.verify.verdict_store",
     "VerifyConfig": "tritonrl.verify.config",
 }
 __all__ = sorted(_EXPORTS)

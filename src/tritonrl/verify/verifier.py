@@ -10,8 +10,9 @@ GRPO and best-of-N. What it adds to `funnel.verify`:
   `jobs` verifications at once per GPU; the per-GPU lock keeps each timing alone on its GPU;
 - one executor: a thread pool of `jobs` x devices threads; `submit` returns a future, so callers that record as
   they go (the eval store, the rewards cache) and callers that want a list (`verify_many`) share one path;
-- a cache hook: any `VerdictStore` (`cache.VerdictCache`: a JSONL file or memory). A hit is returned at once and
-  never reaches a worker.
+- a cache hook: any `VerdictStore` (`cache.VerdictCache`: a JSONL file or memory; `verdict_store.SQLiteVerdictStore`:
+  an SQLite file several processes can share; `verdict_store.open_verdict_store(path)` picks one by suffix). A hit
+  is returned at once and never reaches a worker.
 
 Infrastructure errors (a task whose reference cannot run, a worker that cannot start) raise from the future, as
 `funnel.verify` raises them; they are never turned into a verdict about the candidate.
