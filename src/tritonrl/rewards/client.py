@@ -8,7 +8,10 @@ pool, a training script must keep its entry point under `if __name__ == "__main_
 
 Verdicts are cached by (task_id, sha256(completion), VerifyConfig.config_hash()), in flight included, so several
 reward functions scoring the same batch (TRL calls each one separately, concurrently when async) run each kernel
-once. The cache is an LRU bounded by `cache_size`; it is per client, in memory, and not persisted. A pickled client
+once. The cache is an LRU bounded by `cache_size`; it is per client and in memory. `store` (or the environment
+variable TRITONRL_VERDICT_STORE) adds a persistent one below it: an SQLite verdict store
+(`verify.verdict_store.SQLiteVerdictStore`) that every pool process reads before verifying and writes after, so a
+completion seen in an earlier run, by another rank or by another client is not verified again. A pickled client
 carries its tasks and settings only: the copy starts its own pool.
 
 Devices: on 'cuda' the completions spread over every GPU the pool processes see, round-robin ('cuda:(k mod G)' for
@@ -42,24 +45,33 @@ log = logging.getLogger(__name__)
 
 _Key = tuple[str, str, str]  # (task_id, sha256 of the completion, verify config hash)
 GPUS_ENV = "TRITONRL_VERIFY_GPUS"  # physical GPU ids for the verifier's pool processes, e.g. "6,7"
+STORE_ENV = "TRITONRL_VERDICT_STORE"  # an SQLite verdict store shared by the pool processes, e.g. "verdicts.sqlite"
 
 
-_VERIFIERS: dict[tuple[str, str], Any] = {}  # per pool process: a warm Verifier per (config hash, device)
+_VERIFIERS: dict[tuple[str, str, str | None], Any] = {}  # per pool process: a warm Verifier per (config, device, store)
+_STORES: dict[str, Any] = {}  # per pool process: one open SQLite verdict store per path
 
 
-def _verify_to_dict(task: Task, completion: str, cfg: VerifyConfig, slot: int = 0) -> dict[str, Any]:
+def _verify_to_dict(
+    task: Task, completion: str, cfg: VerifyConfig, slot: int = 0, store: str | None = None
+) -> dict[str, Any]:
     """Runs in a pool process: the whole funnel on the `slot`-th device of `cfg.device`, returning JSON-safe data.
     The process keeps a `Verifier` per device, so the next completion's worker is started while this one runs (a
     cold worker costs ~4 s on an H100: torch and CUDA start-up)."""
     from tritonrl.verify.gpu_lock import slot_device
+    from tritonrl.verify.verdict_store import SQLiteVerdictStore
     from tritonrl.verify.verifier import Verifier  # imported in the pool process only
 
     if cfg.device == "cuda":
         cfg = dataclasses.replace(cfg, device=slot_device(cfg.device, slot))
-    verifier = _VERIFIERS.get((cfg.config_hash(), cfg.device))
+    if store is not None and store not in _STORES:
+        _STORES[store] = SQLiteVerdictStore(store)
+        atexit.register(_STORES[store].close)
+    key = (cfg.config_hash(), cfg.device, store)
+    verifier = _VERIFIERS.get(key)
     if verifier is None:
-        verifier = _VERIFIERS[(cfg.config_hash(), cfg.device)] = Verifier(cfg, jobs=1)
-        atexit.register(verifier.close)  # the idle warm worker goes with the pool process
+        verifier = _VERIFIERS[key] = Verifier(cfg, jobs=1, cache=_STORES.get(store) if store else None)
+        atexit.register(verifier.close)  # the idle warm worker goes with the pool process (before the store)
     return verifier.verify(task, completion).to_dict()
 
 
@@ -80,6 +92,8 @@ class VerifierClient:
         max_tasks_per_child: recycle a pool process after this many verifications (None: never).
         gpus: CUDA_VISIBLE_DEVICES of the pool processes (physical ids, e.g. '6,7'), so verification runs on GPUs of
             its own; None: the TRITONRL_VERIFY_GPUS environment variable, else the trainer's own visible GPUs.
+        store: an SQLite verdict store file (.sqlite/.sqlite3/.db) that the pool processes share, persisted across
+            runs; None: the TRITONRL_VERDICT_STORE environment variable, else no persistent store.
     """
 
     def __init__(
@@ -91,6 +105,7 @@ class VerifierClient:
         cache_size: int = 4096,
         max_tasks_per_child: int | None = None,
         gpus: str | None = None,
+        store: str | os.PathLike[str] | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers={workers}: must be >= 1 (one per GPU on CUDA, ~CPU cores on the CPU).")
@@ -103,6 +118,7 @@ class VerifierClient:
         self.cache_size = cache_size
         self.max_tasks_per_child = max_tasks_per_child
         self.gpus = gpus if gpus is not None else (os.environ.get(GPUS_ENV) or None)
+        self.store = _store_path(store if store is not None else (os.environ.get(STORE_ENV) or None))
         # round-robin over the GPUs, from this rank's own starting point: ranks of one host start on different GPUs
         self._slot = int(os.environ.get("LOCAL_RANK", "0") or 0)
         self._cfg_hash = self.verify_cfg.config_hash()
@@ -163,11 +179,12 @@ class VerifierClient:
         process) starts its own pool on first use, with an empty cache and zero counters."""
         return {"tasks": dict(self._tasks), "verify_cfg": self.verify_cfg, "workers": self.workers,
                 "cache_size": self.cache_size, "max_tasks_per_child": self.max_tasks_per_child,
-                "gpus": self.gpus}  # fmt: skip
+                "gpus": self.gpus, "store": self.store}  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["tasks"], state["verify_cfg"], workers=state["workers"], cache_size=state["cache_size"],
-                      max_tasks_per_child=state["max_tasks_per_child"], gpus=state.get("gpus"))  # fmt: skip
+                      max_tasks_per_child=state["max_tasks_per_child"], gpus=state.get("gpus"),
+                      store=state.get("store"))  # fmt: skip
 
     def __enter__(self) -> VerifierClient:
         return self
@@ -219,7 +236,7 @@ class VerifierClient:
                 initargs=(self.gpus,) if self.gpus else (),
             )
         try:
-            future = self._pool.submit(_verify_to_dict, task, completion, self.verify_cfg, self._slot)
+            future = self._pool.submit(_verify_to_dict, task, completion, self.verify_cfg, self._slot, self.store)
             self._slot += 1
             return future
         except BrokenProcessPool:  # a process died since the last call: start a fresh pool once
@@ -240,3 +257,15 @@ class VerifierClient:
             f"a verifier pool process died ({error}); the pool is restarted on the next call. If this repeats, "
             "lower workers or raise the machine's memory."
         )
+
+
+def _store_path(path: str | os.PathLike[str] | None) -> str | None:
+    """The absolute path of an SQLite verdict store (pool processes may start in another directory), or None."""
+    if path is None:
+        return None
+    from tritonrl.verify.verdict_store import verdict_store_backend
+
+    if verdict_store_backend(path) != "sqlite":  # raises ConfigError for an unknown suffix
+        raise ConfigError(f"store={os.fspath(path)!r}: the pool's processes write at once, which the JSONL cache does "
+                          "not support; use an SQLite file (e.g. verdicts.sqlite).")  # fmt: skip
+    return os.path.abspath(path)
