@@ -79,8 +79,11 @@ def verifiable(tasks: list, n: int, cfg: Any) -> tuple[list, dict[str, str]]:
     return kept, excluded
 
 
-def held_out_eval(name: str, model_dir: str, tasks: list, args: argparse.Namespace) -> dict[str, Any]:
-    """pass@1 and pass@k of `model_dir` on `tasks` (k samples each), hardened verifier, intervals over tasks."""
+def held_out_eval(
+    name: str, model_dir: str, tasks: list, args: argparse.Namespace, samples: Path | None = None
+) -> dict[str, Any]:
+    """pass@1 and pass@k of `model_dir` on `tasks` (k samples each), hardened verifier, intervals over tasks; every
+    sample with its verdict goes to the JSONL file `samples` when given (what the outcome counts are made of)."""
     from tritonrl.eval.metrics import pass_at_k
     from tritonrl.generate import HFGenerator, SamplingConfig
     from tritonrl.verify.verifier import verify_many
@@ -97,6 +100,12 @@ def held_out_eval(name: str, model_dir: str, tasks: list, args: argparse.Namespa
     items = [(task, text) for task, group in zip(tasks, texts, strict=True) for text in group]
     verdicts = verify_many(items, eval_config(args), jobs=args.jobs)
     correct = [sum(v.passed for v in verdicts[i * args.k : (i + 1) * args.k]) for i in range(len(tasks))]
+    if samples is not None:
+        with samples.open("w") as f:
+            for (task, text), v in zip(items, verdicts, strict=True):
+                row = {"task_id": task.task_id, "passed": v.passed, "stage": v.stage, "failure": v.failure,
+                       "message": v.message[:1000], "text": text}  # fmt: skip
+                f.write(json.dumps(row) + "\n")
     stages: dict[str, int] = {}
     for v in verdicts:
         key = "passed" if v.passed else f"{v.stage}/{v.failure}"
@@ -273,12 +282,14 @@ class Run:
 
     def evaluate(self, name: str, model_dir: Path) -> dict[str, Any]:
         """Held-out pass@k of `model_dir` (a row named `name`), and on training tasks when --train-eval-tasks."""
-        row = held_out_eval(name, str(model_dir), self.held_out, self.args)
+        slug = "".join(c if c.isalnum() or c in "+-" else "_" for c in name)
+        row = held_out_eval(name, str(model_dir), self.held_out, self.args, self.out / f"samples-{slug}.jsonl")
         self.results["eval"].append(row)
         self.save()
         if self.held_in:
-            self.results.setdefault("eval_train", []).append(held_out_eval(name, str(model_dir), self.held_in,
-                                                                           self.args))  # fmt: skip
+            train_row = held_out_eval(name, str(model_dir), self.held_in, self.args,
+                                      self.out / f"samples-{slug}-train.jsonl")  # fmt: skip
+            self.results.setdefault("eval_train", []).append(train_row)
             self.save()
         return row
 

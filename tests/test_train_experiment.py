@@ -4,7 +4,6 @@ device (docs/benchmarks.md section 7)."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -40,7 +39,7 @@ def get_init_inputs():
 
 
 def test_held_out_tasks_whose_reference_fails_are_skipped_before_any_model_is_scored():
-    cfg = experiment.eval_config(argparse.Namespace(device="cpu"))
+    cfg = experiment.eval_config(experiment.parser().parse_args(["--device", "cpu"]))
     broken = load_task(BROKEN, task_id="broken_reference")
     tasks = [broken, builtin_task("relu"), builtin_task("softmax")]
     kept, excluded = experiment.verifiable(tasks, 1, cfg)

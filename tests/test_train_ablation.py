@@ -1,0 +1,42 @@
+"""benchmarks/train_ablation.py on the CPU: the grid's order (none, all four, each alone, then the rest) and its
+table; the runs themselves are on the device (docs/benchmarks.md section 7)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(ROOT))  # the script imports its sibling train_experiment.py
+spec = importlib.util.spec_from_file_location("train_ablation", ROOT / "train_ablation.py")
+ablation = importlib.util.module_from_spec(spec)
+sys.modules.setdefault("train_ablation", ablation)
+spec.loader.exec_module(ablation)
+
+
+def test_the_grid_runs_none_all_then_singles_then_the_rest():
+    grid = ablation.grid()
+    names = [ablation.name_of(c) for c in grid]
+    assert len(grid) == 16 == len(set(names))
+    assert names[0] == "none" and names[1] == "+".join(ablation.SEED_EXTENSIONS)
+    assert sorted(names[2:6]) == sorted(ablation.SEED_EXTENSIONS)
+    assert [sum(c.values()) for c in grid[6:]] == [2] * 6 + [3] * 4
+
+
+def test_the_table_marks_each_configuration_and_says_what_did_not_run():
+    def row(model, combo=None):
+        return {"model": model, "pass@1": 0.25, "pass@1_ci": [0.0, 0.5], "pass@4": 0.5, "pass@4_ci": [0.0, 1.0],
+                **({"extensions": combo} if combo else {})}  # fmt: skip
+
+    combo = dict.fromkeys(ablation.SEED_EXTENSIONS, False) | {"curriculum": True}
+    results = {
+        "args": {"k": 4},
+        "eval": [row("sft"), row("curriculum", combo)],
+        "phases": {"grid-curriculum": {"steps": 3, "mean_reward_per_step": [0.1, 0.3]},
+                   "grid-none": {"error": "RuntimeError('x')"}, "grid-staged_reward": {"skipped": "budget"}},
+    }  # fmt: skip
+    text = ablation.table(results)
+    assert "| sft (start, no GRPO) |" in text
+    assert "| curriculum | - | - | on | - | 3 | 0.200 | 0.250 [0.000, 0.500] | 0.500 [0.000, 1.000] |" in text
+    assert "failed: grid-none" in text and "not run (budget): grid-staged_reward" in text
