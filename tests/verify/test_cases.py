@@ -1,8 +1,9 @@
 """verify/cases.py: drawing a shape's cases (redrawn integer inputs the reference refuses stay native; the task's
-constants reach the ties draw)."""
+constants reach the ties draw) and running them (a variant the reference cannot run is dropped, the base is not)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tritonrl.tasks.loader import load_task
@@ -10,6 +11,7 @@ from tritonrl.verify.cases import draw_shape
 from tritonrl.verify.config import VerifyConfig
 
 RISING = """
+import pytest
 import torch
 import torch.nn as nn
 
@@ -39,6 +41,7 @@ def test_redrawn_integers_the_reference_refuses_stay_native(tmp_path):
 
 
 THRESHOLD = """
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -64,3 +67,50 @@ def test_the_ties_case_hits_the_reference_threshold_exactly(tmp_path):
     drawn = draw_shape(load_task(path), "base", {"n": 4096}, VerifyConfig(), ("ties",))
     (_, _, (x,)) = drawn.draws[0]
     assert int((x == 0.5).sum()) > 100
+
+
+CONV = """
+import pytest
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+channels = 2
+height = 8
+width = 8
+
+
+def get_inputs():
+    return [torch.randn(1, channels, height, width)]
+
+
+def get_init_inputs():
+    return [channels]
+"""
+
+
+def test_a_variant_the_reference_cannot_run_is_dropped_and_the_base_still_judges():
+    from tritonrl.errors import TaskError
+    from tritonrl.tasks.shapes import ShapePlan
+    from tritonrl.verify.cases import build_cases
+
+    task = load_task(CONV, task_id="conv3x3")
+    cfg = VerifyConfig(distributions=("native",))
+    too_small = {"channels": 2, "height": 2, "width": 15}  # a 3x3 kernel on a 2-row input: the reference refuses
+    other = {"channels": 3, "height": 9, "width": 7}
+    plan = ShapePlan(base={"channels": 2, "height": 8, "width": 8}, variants=(too_small, other), notes=())
+    shapes, notes, _ = build_cases(task, plan, cfg)
+    assert [s.name for s in shapes] == ["base", "variant2"]
+    assert any(n.startswith("variant1: dropped, the reference fails") for n in notes)
+    broken_base = ShapePlan(base=too_small, variants=(), notes=())
+    with pytest.raises(TaskError):  # the task's own shape failing is still the task's error
+        build_cases(task, broken_base, cfg)
