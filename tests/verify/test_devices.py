@@ -164,7 +164,7 @@ class _RecordingExecutor:
     def submit(self, fn, *args):  # noqa: ANN001, ANN202
         import concurrent.futures as cf
 
-        self.slots.append(args[-1])
+        self.slots.append(args[3])  # _verify_to_dict(task, completion, cfg, slot, store)
         return cf.Future()
 
     def shutdown(self, **kw: object) -> None:
