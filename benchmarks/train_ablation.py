@@ -9,8 +9,9 @@ The four switches are `multi_input`, `staged_reward`, `curriculum` and `calibrat
 other flags stay at the `hardened` preset's values (edge-value testing and the strict sandbox on, the rest off), so
 only the four differ between configurations. Configurations run in a fixed order until --budget-s is spent: none,
 all four, each one alone, then the pairs and triples. `--out` is a `train_experiment.py` run folder with the same
-data flags: its `sft/` model and its SFT evaluation are reused; without them this script trains and scores the SFT
-model first. Writes `ablation.json` after every configuration, then the table and `ablation.png`.
+data flags: its `sft/` model and its SFT evaluation are reused, and so are the configurations an earlier call of this
+script scored from that model (a grid can take several device calls); without them this script trains and scores the
+SFT model first. Writes `ablation.json` after every configuration, then the table and `ablation.png`.
 """
 
 from __future__ import annotations
@@ -65,17 +66,23 @@ def main() -> int:
         if unknown := [w for w in wanted if w not in names]:
             ap.error(f"--configs {unknown}: not in the grid; names look like {sorted(names)[:4]}")
         combos = [names[w] for w in wanted]
-    run = experiment.Run(args, Path(args.out).resolve(), "ablation.json")
+    out = Path(args.out).resolve()
+    earlier = json.loads((out / "ablation.json").read_text()) if (out / "ablation.json").exists() else None
+    run = experiment.Run(args, out, "ablation.json")
     sft = run.out / "sft"
     if (sft / "config.json").exists() and (prior := _prior_sft_eval(run)) is not None:
         run.results["eval"].append(prior)
         run.results["phases"]["sft"] = {"reused": str(sft)}
+        done = _carry_over(run, earlier)
     else:
         run.init_model()
         run.sft("sft", run.out / "init", args.sft_steps, args.sft_lr, args.seed)
         run.evaluate("sft", sft)
+        done = set()
     for combo in combos:
         name = name_of(combo)
+        if name in done:
+            continue
         if not run.in_budget(f"grid-{name}"):
             break
         trained, _ = run.grpo(f"grid-{name}", sft, preset("hardened", **combo))
@@ -88,6 +95,19 @@ def main() -> int:
     print(table(run.results))
     print(plot(run.results, run.out / "ablation.png"))
     return 0
+
+
+def _carry_over(run: experiment.Run, earlier: dict[str, Any] | None) -> set[str]:
+    """The configurations an earlier call scored from the same SFT model on the same tasks: their rows and phases
+    are kept and they are not run again, so a grid can be spread over several device calls."""
+    if not earlier or earlier["phases"].get("data", {}).get("held_out") != run.results["phases"]["data"]["held_out"]:
+        return set()
+    rows = [e for e in earlier["eval"] if e.get("extensions")]
+    run.results["eval"] += rows
+    for e in rows:
+        run.results["phases"][f"grid-{e['model']}"] = earlier["phases"].get(f"grid-{e['model']}", {})
+    run.save()
+    return {e["model"] for e in rows}
 
 
 def _prior_sft_eval(run: experiment.Run) -> dict[str, Any] | None:
