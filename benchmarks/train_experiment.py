@@ -331,18 +331,34 @@ class Run:
         """GRPO from `start` into out/`phase` with the extensions `ext`; (trained, seconds). A failure is recorded
         (the next phases still run, so the run keeps what it can)."""
         from tritonrl.train.grpo import run_grpo
-        from tritonrl.train.settings import LoraSettings
+        from tritonrl.train.settings import LoraSettings, TrainSettings
         from tritonrl.verify.config import VerifyConfig
 
         a = self.args
         t0 = time.monotonic()
         try:
-            result = run_grpo(str(start), self.train.tasks, self.out / phase, ext, steps=a.grpo_steps,
-                              num_generations=a.num_generations, max_completion_length=a.max_new_tokens,
-                              verify_cfg=VerifyConfig.for_rewards(a.device), lr=a.grpo_lr,
-                              lora=LoraSettings(enabled=False), batch_size=a.grpo_batch, temperature=a.temperature,
-                              seed=a.seed, workers=a.jobs, logging_steps=1, outputs=self.outputs,
-                              callbacks=[StopAfter(a.grpo_budget_s)])  # fmt: skip
+            settings = TrainSettings(
+                steps=a.grpo_steps,
+                learning_rate=a.grpo_lr,
+                batch_size=a.grpo_batch,
+                num_generations=a.num_generations,
+                max_completion_length=a.max_new_tokens,
+                temperature=a.temperature,
+                seed=a.seed,
+                workers=a.jobs,
+                save_steps=self.outputs.save_steps,
+                report_to=self.outputs.report_to,
+            )
+            result = run_grpo(
+                str(start),
+                self.train.tasks,
+                self.out / phase,
+                ext,
+                settings,
+                lora=LoraSettings(enabled=False),
+                verify_cfg=VerifyConfig.for_rewards(a.device),
+                callbacks=[StopAfter(a.grpo_budget_s)],
+            )
         except Exception as exc:  # noqa: BLE001 - recorded in results.json; the run goes on
             log.exception("GRPO %s failed", phase)
             self.results["phases"][phase] = {"error": repr(exc)[:2000]}

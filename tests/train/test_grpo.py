@@ -22,7 +22,7 @@ from tritonrl.tasks.loader import builtin_task  # noqa: E402
 from tritonrl.train.config import preset, to_verify_config  # noqa: E402
 from tritonrl.train.data import solution_completion  # noqa: E402
 from tritonrl.train.grpo import decode_with_offsets, group_advantages, run_grpo  # noqa: E402
-from tritonrl.train.settings import LoraSettings  # noqa: E402
+from tritonrl.train.settings import LoraSettings, TrainSettings  # noqa: E402
 from tritonrl.verify.config import VerifyConfig  # noqa: E402
 
 GARBAGE = "I would write a kernel here, but no code follows."
@@ -41,6 +41,11 @@ def scripted_rollout(texts: list[str]):
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
 
     return rollout
+
+
+def _train(steps: int, lr: float = 1e-5, **more) -> TrainSettings:
+    """The tests' GRPO settings: groups of 2, 16-token completions."""
+    return TrainSettings(steps=steps, learning_rate=lr, num_generations=2, max_completion_length=16, **more)
 
 
 def _metric(history: list[dict], name: str) -> list[float]:
@@ -64,9 +69,8 @@ def test_grpo_real_verdicts_move_every_lora_parameter(tiny_model_dir, tmp_path, 
     relu = builtin_task("relu")
     rollout = scripted_rollout([solution_completion(relu), GARBAGE])
     result = run_grpo(
-        tiny_model_dir, [relu], tmp_path / "grpo", preset("baseline", hrd=hrd), steps=2, num_generations=2,
-        max_completion_length=16, lr=1e-2, lora=LORA, client=relu_client, callbacks=[lora_snapshot],
-        rollout_func=rollout,
+        tiny_model_dir, [relu], tmp_path / "grpo", preset("baseline", hrd=hrd), _train(steps=2, lr=1e-2),
+        lora=LORA, client=relu_client, callbacks=[lora_snapshot], rollout_func=rollout,
     )  # fmt: skip
     assert lora_snapshot.before and lora_snapshot.unchanged() == []
     # Two distinct completions were verified for real, once each; the second step was answered by the cache.
@@ -81,8 +85,8 @@ def test_grpo_real_verdicts_move_every_lora_parameter(tiny_model_dir, tmp_path, 
 
 def test_grpo_sampled_completions_are_verified(tiny_model_dir, tmp_path, relu_client):
     relu = builtin_task("relu")
-    result = run_grpo(tiny_model_dir, [relu], tmp_path / "grpo", preset("baseline"), steps=2, num_generations=2,
-                      max_completion_length=16, lora=LORA, client=relu_client)  # fmt: skip
+    result = run_grpo(tiny_model_dir, [relu], tmp_path / "grpo", preset("baseline"), _train(steps=2), lora=LORA,
+                      client=relu_client)  # fmt: skip
     assert relu_client.n_submitted + relu_client.n_cached >= 4  # 2 steps x 2 completions reached the verifier
     # 16 random tokens never hold a kernel: the real verdicts all fail and the logged reward says so.
     assert _metric(result.log_history, "rewards/kernel_binary/mean") == [0.0, 0.0]
@@ -96,8 +100,7 @@ def test_grpo_curriculum_stream_gets_feedback(tiny_model_dir, tmp_path):
     tasks = [builtin_task("relu"), builtin_task("linear_bias_relu")]
     ext = preset("baseline", curriculum=True, learning_zone=True)
     with client_for(tasks, ext) as client:
-        result = run_grpo(tiny_model_dir, tasks, tmp_path / "grpo", ext, steps=2, num_generations=2,
-                          max_completion_length=16, lora=LORA, client=client,
+        result = run_grpo(tiny_model_dir, tasks, tmp_path / "grpo", ext, _train(steps=2), lora=LORA, client=client,
                           rollout_func=scripted_rollout([solution_completion(tasks[0]), GARBAGE]))  # fmt: skip
     state = result.sampler_state
     assert state is not None and sum(state["n_drawn"].values()) >= 2
@@ -112,8 +115,8 @@ def test_grpo_continues_an_sft_adapter(tiny_model_dir, tmp_path, lora_snapshot, 
 
     relu = builtin_task("relu")
     sft = run_sft(tiny_model_dir, [relu], tmp_path / "sft", steps=1, lr=1e-2, lora=LORA, batch_size=1)
-    result = run_grpo(sft, [relu], tmp_path / "grpo", preset("baseline"), steps=1, num_generations=2,
-                      max_completion_length=16, lr=1e-2, lora=LORA, client=relu_client, callbacks=[lora_snapshot],
+    result = run_grpo(sft, [relu], tmp_path / "grpo", preset("baseline"), _train(steps=1, lr=1e-2), lora=LORA,
+                      client=relu_client, callbacks=[lora_snapshot],
                       rollout_func=scripted_rollout([solution_completion(relu), GARBAGE]))  # fmt: skip
     log = json.loads((Path(result.out_dir) / "train_log.json").read_text())
     assert log["mode"] == "continue adapter" and log["base_model"] == str(Path(tiny_model_dir).resolve())
@@ -125,10 +128,9 @@ def test_grpo_config_carries_the_loss_settings(tmp_path):
     from tritonrl.train.grpo import _grpo_config
     from tritonrl.train.model_io import RunOutputs
 
-    args = _grpo_config(tmp_path, steps=1, lr=1e-5, batch_size=4, grad_accum=1, num_generations=4,
-                        max_completion_length=64, temperature=1.0, logging_steps=1, seed=0, use_vllm=False,
-                        shuffle=True, loss_type="dr_grpo", scale_rewards="none", mask_truncated_completions=True,
-                        reward_weights=[1.0], outputs=RunOutputs(save_steps=5))  # fmt: skip
+    train = TrainSettings(steps=1, num_generations=4, max_completion_length=64, loss_type="dr_grpo",
+                          scale_rewards="none", mask_truncated_completions=True, reward_weights=[1.0])  # fmt: skip
+    args = _grpo_config(tmp_path, train, lr=1e-5, batch_size=4, shuffle=True, outputs=RunOutputs(save_steps=5))
     assert (args.loss_type, args.scale_rewards, args.mask_truncated_completions) == ("dr_grpo", "none", True)
     assert (args.reward_weights, args.num_generations, args.max_completion_length) == ([1.0], 4, 64)
     assert (args.save_steps, args.report_to) == (5, [])
@@ -136,8 +138,8 @@ def test_grpo_config_carries_the_loss_settings(tmp_path):
 
 def test_one_reward_weight_per_reward_function(tiny_model_dir, tmp_path, relu_client):
     with pytest.raises(ConfigError, match=r"2 weight\(s\) for 1 reward function"):
-        run_grpo(tiny_model_dir, [builtin_task("relu")], tmp_path, preset("baseline"), steps=1, num_generations=2,
-                 reward_weights=[1.0, 0.5], client=relu_client)  # fmt: skip
+        run_grpo(tiny_model_dir, [builtin_task("relu")], tmp_path, preset("baseline"),
+                 _train(steps=1, reward_weights=[1.0, 0.5]), client=relu_client)  # fmt: skip
 
 
 def test_feedback_reward_survives_pickling(relu_client):
@@ -169,7 +171,7 @@ def test_a_client_that_ignores_the_extensions_is_refused(tiny_model_dir, tmp_pat
     relu = builtin_task("relu")
     with VerifierClient({"relu": relu}, VerifyConfig(device="cpu")) as hardened:  # multi-input and sandbox on
         with pytest.raises(ConfigError, match="n_variants"):
-            run_grpo(tiny_model_dir, [relu], tmp_path, preset("baseline"), steps=1, num_generations=2, client=hardened)
+            run_grpo(tiny_model_dir, [relu], tmp_path, preset("baseline"), _train(steps=1), client=hardened)
 
 
 def test_group_advantages_match_grpo():
@@ -259,9 +261,8 @@ def test_grpo_on_gpu_with_cuda_verifier_and_all_grpo_extensions(tiny_model_dir, 
     ext = preset("baseline", multi_input=True, strict_sandbox=True, calibrated_timing=True, hrd=True)
     with client_for([relu], ext, device="cuda", workers=1) as client:
         result = run_grpo(
-            tiny_model_dir, [relu], tmp_path / "grpo", ext, steps=2, num_generations=2, max_completion_length=16,
-            lr=1e-2, lora=LORA, client=client, callbacks=[lora_snapshot],
-            rollout_func=scripted_rollout([solution_completion(relu), GARBAGE]),
+            tiny_model_dir, [relu], tmp_path / "grpo", ext, _train(steps=2, lr=1e-2), lora=LORA, client=client,
+            callbacks=[lora_snapshot], rollout_func=scripted_rollout([solution_completion(relu), GARBAGE]),
         )  # fmt: skip
         assert client.verify_cfg.is_cuda and client.n_submitted == 2
     assert lora_snapshot.unchanged() == []
@@ -275,9 +276,8 @@ def test_grpo_skips_steps_whose_gradients_are_not_finite(
 ):
     """The H100 run's failure (grad_norm nan at step 2, every weight NaN after it): now skipped and recorded."""
     relu = builtin_task("relu")
-    result = run_grpo(tiny_model_dir, [relu], tmp_path / "grpo", preset("baseline"), steps=2, num_generations=2,
-                      max_completion_length=16, lr=1e-2, lora=LORA, client=relu_client,
-                      callbacks=[poison_grads, lora_snapshot],
+    result = run_grpo(tiny_model_dir, [relu], tmp_path / "grpo", preset("baseline"), _train(steps=2, lr=1e-2),
+                      lora=LORA, client=relu_client, callbacks=[poison_grads, lora_snapshot],
                       rollout_func=scripted_rollout([solution_completion(relu), GARBAGE]))  # fmt: skip
     log = json.loads((Path(result.out_dir) / "train_log.json").read_text())
     assert log["skipped_nonfinite_steps"] == 2

@@ -167,15 +167,10 @@ def _run(command: str, cfg, device: str) -> str:  # noqa: ANN001
         from tritonrl.train.grpo import run_grpo
         from tritonrl.train.scripted import scripted_rollout
 
-        return run_grpo(
-            t.model, tasks, out, cfg.ext, steps=t.steps, num_generations=t.num_generations,
-            max_completion_length=t.max_completion_length, verify_cfg=verify_base, lr=lr,
-            lora=cfg.lora, batch_size=t.batch_size, loss_type=t.loss_type, scale_rewards=t.scale_rewards,
-            mask_truncated_completions=t.mask_truncated_completions, reward_weights=t.reward_weights,
-            grad_accum=t.grad_accum, temperature=t.temperature, use_vllm=t.use_vllm, seed=t.seed, workers=t.workers,
-            logging_steps=t.logging_steps, rollout_func=scripted_rollout(tasks) if scripted else None,
-            merged_dir=merged_dir, merge_input_adapter=t.merge_input_adapter, outputs=outputs,
-        ).out_dir  # fmt: skip
+        rollout = scripted_rollout(tasks) if scripted else None
+        result = run_grpo(t.model, tasks, out, cfg.ext, t, lora=cfg.lora, verify_cfg=verify_base,
+                          rollout_func=rollout, merged_dir=merged_dir)  # fmt: skip
+        return result.out_dir
     from tritonrl.generate import SamplingConfig
     from tritonrl.train.best_of_n import run_best_of_n
     from tritonrl.train.scripted import ScriptedGenerator

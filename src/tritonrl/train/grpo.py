@@ -43,7 +43,7 @@ from tritonrl.train.curriculum import AdaptiveCurriculum, LearningZoneSampler, T
 from tritonrl.train.data import rl_dataset, rl_row
 from tritonrl.train.guards import NonFiniteGradGuard
 from tritonrl.train.model_io import RunOutputs, StartModel, precision_kwargs, save_trained, start_model, write_log
-from tritonrl.train.settings import LoraSettings
+from tritonrl.train.settings import LoraSettings, TrainSettings, default_learning_rate
 from tritonrl.verify.config import VerifyConfig
 
 log = logging.getLogger(__name__)
@@ -227,55 +227,43 @@ def run_grpo(
     tasks: Sequence[Task],
     out_dir: str | Path,
     ext: ExtensionConfig,
+    train: TrainSettings | None = None,
     *,
-    steps: int,
-    num_generations: int = 4,
-    max_completion_length: int = 1024,
-    verify_cfg: VerifyConfig | None = None,
-    lr: float = 1e-5,
     lora: LoraSettings | None = None,
-    batch_size: int | None = None,
-    grad_accum: int = 1,
-    temperature: float = 1.0,
-    loss_type: str = "dapo",
-    scale_rewards: str = "group",
-    mask_truncated_completions: bool = False,
-    reward_weights: Sequence[float] | None = None,
-    use_vllm: bool = False,
-    seed: int = 0,
-    workers: int = 2,
-    logging_steps: int = 1,
+    verify_cfg: VerifyConfig | None = None,
     client: VerifierClient | None = None,
     callbacks: list | None = None,
     rollout_func: Callable | None = None,
     merged_dir: str | Path | None = None,
-    merge_input_adapter: bool = False,
-    outputs: RunOutputs | None = None,
 ) -> GRPOResult:
     """Train with GRPO on verified rewards; the adapter (or model) and logs go to `out_dir`.
 
     Args:
-        model_path: local model folder: a full model, or a LoRA adapter (continued unless `merge_input_adapter`).
+        model_path: local model folder: a full model, or a LoRA adapter (continued unless
+            `train.merge_input_adapter`).
         ext: extension flags (verifier layers, reward kind, curriculum / learning zone, HRD).
-        steps: optimizer steps (`max_steps`; required for the curriculum stream).
-        verify_cfg: the base verifier settings that `ext` switches layers of (default: cpu, hardened).
+        train: the run's settings, the same object `tritonrl train grpo` fills from YAML and flags (`steps` is
+            TRL's `max_steps`; `loss_type`, `scale_rewards`, `mask_truncated_completions`, `num_generations`,
+            `max_completion_length` and `temperature` go to GRPOConfig as they are; `reward_weights` has one weight
+            per reward function, `reward_kinds(ext, device)`; `batch_size` counts completions, a multiple of
+            `num_generations`, default one group; `save_steps`, `resume` and `report_to` are the checkpoints and
+            logs, the curriculum's sampler state being written by its callback, not restored on resume; the
+            learning rate defaults to TRL's guidance for LoRA or all weights). Default: `TrainSettings()`.
         lora: the adapter to train (default `LoraSettings()`); `enabled=False` trains every weight.
-        loss_type, scale_rewards, mask_truncated_completions: TRL GRPOConfig's, passed through.
-        reward_weights: one per reward function (`reward_kinds(ext, device)`), None for all 1.
+        verify_cfg: the base verifier settings that `ext` switches layers of (default: cpu, hardened).
         client: a VerifierClient to use (and leave open), built with `to_verify_config(ext, base)`; by default one is
-            made and closed here.
-        batch_size: completions per device per step, a multiple of num_generations (default: one group).
+            made (`train.workers` processes) and closed here.
         rollout_func: TRL's experimental custom-rollout hook, passed through (tests script completions with it).
         merged_dir: also write a trained adapter merged into its base here, as a full model folder.
-        outputs: checkpoints, resuming and TensorBoard logs (default: none); the curriculum's sampler state is
-            written by its callback, not restored on resume.
     """
-    outputs = outputs or RunOutputs()
+    train = train or TrainSettings()
+    lora = lora or LoraSettings()
+    outputs = RunOutputs(save_steps=train.save_steps, resume=train.resume, report_to=train.report_to)
     resolve_model(model_path)  # a wrong folder fails here, before the verifier pool starts
-    batch_size = batch_size or num_generations
-    if batch_size % num_generations:
-        raise ConfigError(f"batch_size={batch_size} is not a multiple of num_generations={num_generations}; GRPO "
-                          "needs whole groups per step (e.g. batch_size=num_generations).")  # fmt: skip
+    batch_size = train.batch_size or train.num_generations
+    if batch_size % train.num_generations:
+        raise ConfigError(f"batch_size={batch_size} is not a multiple of num_generations={train.num_generations}; "
+                          "GRPO needs whole groups per step (e.g. batch_size=num_generations).")  # fmt: skip
     if client is not None:
         verify_cfg = check_client_config(ext, client.verify_cfg)
     else:
@@ -284,31 +272,28 @@ def run_grpo(
         log.warning("rewards verify without %s: they accept kernels `tritonrl eval` rejects", "; ".join(off))
     reward_cfg = to_reward_config(ext)
     kinds = reward_kinds(ext, verify_cfg.device)  # kernel_binary or kernel_staged (+ kernel_speed when timed)
+    reward_weights = train.reward_weights
     if reward_weights is not None and len(reward_weights) != len(kinds):
         raise ConfigError(f"reward_weights={list(reward_weights)}: {len(reward_weights)} weight(s) for {len(kinds)} "
                           f"reward function(s) {list(kinds)} (the speed reward exists only with calibrated_timing on "
                           "a GPU); give one weight per function or none.")  # fmt: skip
     own_client = client is None
-    client = client or VerifierClient({t.task_id: t for t in tasks}, verify_cfg, workers=workers)
+    client = client or VerifierClient({t.task_id: t for t in tasks}, verify_cfg, workers=train.workers)
     if not own_client:
         client.add_tasks(tasks)
-    sampler = _sampler(tasks, ext, seed)
+    sampler = _sampler(tasks, ext, train.seed)
     try:
         funcs = make_reward_funcs(client, reward_cfg, kinds=kinds)
         if sampler is not None:
             funcs[0] = FeedbackReward(funcs[0], client, sampler)
-        args = _grpo_config(out_dir, steps=steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-                            num_generations=num_generations, max_completion_length=max_completion_length,
-                            temperature=temperature, logging_steps=logging_steps, seed=seed, use_vllm=use_vllm,
-                            shuffle=sampler is None, loss_type=loss_type, scale_rewards=scale_rewards,
-                            mask_truncated_completions=mask_truncated_completions,
-                            reward_weights=list(reward_weights) if reward_weights is not None else None,
-                            outputs=outputs)  # fmt: skip
-        start = start_model(model_path, lora or LoraSettings(), merge_input_adapter=merge_input_adapter)
+        lr = train.learning_rate or default_learning_rate("grpo", lora.enabled)
+        args = _grpo_config(out_dir, train, lr=lr, batch_size=batch_size, shuffle=sampler is None, outputs=outputs)
+        start = start_model(model_path, lora, merge_input_adapter=train.merge_input_adapter)
         trainer = _grpo_trainer(start, tasks, out_dir, ext, funcs, args, sampler, callbacks=callbacks,
                                 rollout_func=rollout_func)  # fmt: skip
-        log.info("GRPO: %d tasks, %d steps, groups of %d, rewards %s, extensions %s, %s", len(tasks), steps,
-                 num_generations, [f.__name__ for f in funcs], list(ext.enabled) or "none", start.mode)  # fmt: skip
+        log.info("GRPO: %d tasks, %d steps, groups of %d, rewards %s, extensions %s, %s", len(tasks), train.steps,
+                 train.num_generations, [f.__name__ for f in funcs], list(ext.enabled) or "none",
+                 start.mode)  # fmt: skip
         return _train_and_save(
             trainer, start, out_dir, ext, verify_cfg, client, sampler, merged_dir=merged_dir, outputs=outputs
         )
@@ -318,36 +303,33 @@ def run_grpo(
 
 
 def _grpo_config(
-    out_dir: str | Path,
-    *,
-    steps: int,
-    lr: float,
-    batch_size: int,
-    grad_accum: int,
-    num_generations: int,
-    max_completion_length: int,
-    temperature: float,
-    logging_steps: int,
-    seed: int,
-    use_vllm: bool,
-    shuffle: bool,
-    loss_type: str,
-    scale_rewards: str,
-    mask_truncated_completions: bool,
-    reward_weights: list[float] | None,
-    outputs: RunOutputs,
+    out_dir: str | Path, train: TrainSettings, *, lr: float, batch_size: int, shuffle: bool, outputs: RunOutputs
 ) -> GRPOConfig:
-    """TRL's GRPOConfig for `run_grpo`: no KL term (beta=0), checkpoints and logs as `outputs` say, precision from
-    the hardware."""
+    """TRL's GRPOConfig for `run_grpo`, from the run's settings: no KL term (beta=0), checkpoints and logs as
+    `outputs` say, precision from the hardware."""
     _, precision = precision_kwargs()
     return GRPOConfig(
-        output_dir=str(out_dir), max_steps=steps, learning_rate=lr, per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum, num_generations=num_generations,
-        max_completion_length=max_completion_length, temperature=temperature, beta=0.0, loss_type=loss_type,
-        scale_rewards=scale_rewards, mask_truncated_completions=mask_truncated_completions,
-        reward_weights=reward_weights, logging_steps=logging_steps, seed=seed, use_vllm=_use_vllm(use_vllm),
-        shuffle_dataset=shuffle, remove_unused_columns=False, **precision, **outputs.trainer_kwargs(),
-    )  # fmt: skip
+        output_dir=str(out_dir),
+        max_steps=train.steps,
+        learning_rate=lr,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=train.grad_accum,
+        num_generations=train.num_generations,
+        max_completion_length=train.max_completion_length,
+        temperature=train.temperature,
+        beta=0.0,
+        loss_type=train.loss_type,
+        scale_rewards=train.scale_rewards,
+        mask_truncated_completions=train.mask_truncated_completions,
+        reward_weights=list(train.reward_weights) if train.reward_weights is not None else None,
+        logging_steps=train.logging_steps,
+        seed=train.seed,
+        use_vllm=_use_vllm(train.use_vllm),
+        shuffle_dataset=shuffle,
+        remove_unused_columns=False,
+        **precision,
+        **outputs.trainer_kwargs(),
+    )
 
 
 def _grpo_trainer(
