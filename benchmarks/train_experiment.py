@@ -310,7 +310,7 @@ class Run:
         """SFT from `start` into out/`phase` (full parameters), held-out NLL every --eval-every steps; seconds."""
         from tritonrl.models import load_tokenizer
         from tritonrl.train.data import sft_rows
-        from tritonrl.train.settings import LoraSettings
+        from tritonrl.train.settings import LoraSettings, TrainSettings
         from tritonrl.train.sft import run_sft
 
         a = self.args
@@ -318,9 +318,25 @@ class Run:
         nll_rows = sft_rows(self.held_out[:8], tok, pairs=self.test_pairs[:8])
         curve: list[dict[str, float]] = []
         t0 = time.monotonic()
-        run_sft(str(start), self.train.tasks, self.out / phase, steps=steps, lr=lr, lora=LoraSettings(enabled=False),
-                batch_size=a.batch_size, max_length=a.max_length, pairs=self.pairs, seed=seed, logging_steps=10,
-                callbacks=[HeldOutLoss(nll_rows, tok, a.eval_every, curve)], outputs=self.outputs)  # fmt: skip
+        settings = TrainSettings(
+            steps=steps,
+            learning_rate=lr,
+            batch_size=a.batch_size,
+            max_length=a.max_length,
+            seed=seed,
+            logging_steps=10,
+            save_steps=self.outputs.save_steps,
+            report_to=self.outputs.report_to,
+        )
+        run_sft(
+            str(start),
+            self.train.tasks,
+            self.out / phase,
+            settings,
+            lora=LoraSettings(enabled=False),
+            pairs=self.pairs,
+            callbacks=[HeldOutLoss(nll_rows, tok, a.eval_every, curve)],
+        )
         seconds = time.monotonic() - t0
         self.results["phases"][phase] = {"seconds": round(seconds, 1), "steps": steps, "held_out_nll": curve}
         _free_gpu()

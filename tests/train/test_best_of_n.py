@@ -15,7 +15,7 @@ from tritonrl.rewards.client import VerifierClient  # noqa: E402
 from tritonrl.tasks.loader import builtin_task  # noqa: E402
 from tritonrl.train.best_of_n import Scored, run_best_of_n, top_k  # noqa: E402
 from tritonrl.train.config import preset, to_verify_config  # noqa: E402
-from tritonrl.train.settings import LoraSettings  # noqa: E402
+from tritonrl.train.settings import LoraSettings, TrainSettings  # noqa: E402
 from tritonrl.verify.config import VerifyConfig  # noqa: E402
 
 GARBAGE = "```python\nclass ModelNew:\n    pass  # no kernel, wrong signature\n```"
@@ -43,7 +43,8 @@ def test_best_of_n_keeps_the_verified_sample_and_fine_tunes(tiny_model_dir, tmp_
     verify_cfg = to_verify_config(preset("baseline"), VerifyConfig(device="cpu"))
     with VerifierClient({relu.task_id: relu}, verify_cfg) as client:
         result = run_best_of_n(
-            tiny_model_dir, [relu], tmp_path / "bon", preset("baseline"), rounds=1, n=2, k=1, steps=2, lr=1e-2,
+            tiny_model_dir, [relu], tmp_path / "bon", preset("baseline"),
+            TrainSettings(rounds=1, n=2, k=1, steps=2, learning_rate=1e-2),
             lora=LoraSettings(r=4, alpha=8), generator_factory=lambda path: stub, client=client,
             callbacks=[lora_snapshot],
         )  # fmt: skip
@@ -79,8 +80,8 @@ def test_a_missing_base_fails_before_sampling(tmp_path):
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "../gone"}))
     calls = []
     with pytest.raises(ConfigError, match="gone"):
-        run_best_of_n(str(adapter), [builtin_task("relu")], tmp_path / "bon", preset("baseline"), n=2, k=1,
-                      generator_factory=lambda path: calls.append(path))  # fmt: skip
+        run_best_of_n(str(adapter), [builtin_task("relu")], tmp_path / "bon", preset("baseline"),
+                      TrainSettings(n=2, k=1), generator_factory=lambda path: calls.append(path))  # fmt: skip
     assert calls == []
 
 
@@ -99,7 +100,7 @@ def test_sampling_batches_several_prompts_per_call(tiny_model_dir, tmp_path):
     stub = BatchStub("")
     verify_cfg = to_verify_config(preset("baseline"), VerifyConfig(device="cpu"))
     with VerifierClient({t.task_id: t for t in tasks}, verify_cfg, workers=1) as client:
-        result = run_best_of_n(tiny_model_dir, tasks, tmp_path / "bon", preset("baseline"), n=2, k=1,
+        result = run_best_of_n(tiny_model_dir, tasks, tmp_path / "bon", preset("baseline"), TrainSettings(n=2, k=1),
                                generator_factory=lambda path: stub, client=client)  # fmt: skip
     assert stub.calls == [(("relu", "vector_add"), 2), (("softmax",), 2)]
     assert result.rounds[0]["n_samples"] == 6 and not result.rounds[0]["trained"]

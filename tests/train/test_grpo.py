@@ -114,7 +114,9 @@ def test_grpo_continues_an_sft_adapter(tiny_model_dir, tmp_path, lora_snapshot, 
     from tritonrl.train.sft import run_sft
 
     relu = builtin_task("relu")
-    sft = run_sft(tiny_model_dir, [relu], tmp_path / "sft", steps=1, lr=1e-2, lora=LORA, batch_size=1)
+    sft = run_sft(
+        tiny_model_dir, [relu], tmp_path / "sft", TrainSettings(steps=1, learning_rate=1e-2, batch_size=1), lora=LORA
+    )
     result = run_grpo(sft, [relu], tmp_path / "grpo", preset("baseline"), _train(steps=1, lr=1e-2), lora=LORA,
                       client=relu_client, callbacks=[lora_snapshot],
                       rollout_func=scripted_rollout([solution_completion(relu), GARBAGE]))  # fmt: skip

@@ -17,7 +17,7 @@ from transformers import TrainerControl  # noqa: E402
 from tritonrl.models import load_causal_lm  # noqa: E402
 from tritonrl.tasks.loader import builtin_task  # noqa: E402
 from tritonrl.train.guards import NonFiniteGradGuard, grads_finite  # noqa: E402
-from tritonrl.train.settings import LoraSettings  # noqa: E402
+from tritonrl.train.settings import LoraSettings, TrainSettings  # noqa: E402
 from tritonrl.train.sft import run_sft  # noqa: E402
 
 
@@ -66,8 +66,9 @@ def test_grads_finite_sees_inf_and_ignores_missing_grads():
 
 
 def test_sft_with_nan_gradients_saves_the_untouched_finite_model(tiny_model_dir, tmp_path, poison_grads):
-    out = Path(run_sft(tiny_model_dir, [builtin_task("relu")], tmp_path / "sft", steps=2, lr=1e-2,
-                       lora=LoraSettings(enabled=False), batch_size=1, callbacks=[poison_grads]))  # fmt: skip
+    settings = TrainSettings(steps=2, learning_rate=1e-2, batch_size=1)
+    out = Path(run_sft(tiny_model_dir, [builtin_task("relu")], tmp_path / "sft", settings,
+                       lora=LoraSettings(enabled=False), callbacks=[poison_grads]))  # fmt: skip
     assert json.loads((out / "train_log.json").read_text())["skipped_nonfinite_steps"] == 2
     trained, start = load_causal_lm(str(out)), load_causal_lm(tiny_model_dir)
     start_weights = dict(start.named_parameters())

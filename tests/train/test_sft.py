@@ -14,7 +14,7 @@ pytest.importorskip("peft")
 from tritonrl.generate import HFGenerator, SamplingConfig  # noqa: E402
 from tritonrl.models import load_causal_lm, resolve_model  # noqa: E402
 from tritonrl.tasks.loader import builtin_task  # noqa: E402
-from tritonrl.train.settings import LoraSettings  # noqa: E402
+from tritonrl.train.settings import LoraSettings, TrainSettings  # noqa: E402
 from tritonrl.train.sft import run_sft  # noqa: E402
 
 LORA = LoraSettings(r=4, alpha=8)
@@ -25,8 +25,13 @@ TASKS = [builtin_task("relu"), builtin_task("vector_add")]
 def sft_adapter(tiny_model_dir, tmp_path_factory) -> Path:
     """One 2-step LoRA SFT run with --merge, shared by the tests that start from its output."""
     out = tmp_path_factory.mktemp("sft") / "run"
-    run_sft(tiny_model_dir, TASKS, out, steps=2, lr=1e-2, lora=LORA, batch_size=2, merged_dir=out / "merged")
+    run_sft(tiny_model_dir, TASKS, out, _train(2, 1e-2), lora=LORA, merged_dir=out / "merged")
     return out
+
+
+def _train(steps: int, lr: float, **more) -> TrainSettings:
+    """The tests' SFT settings: batches of 2."""
+    return TrainSettings(steps=steps, learning_rate=lr, batch_size=2, **more)
 
 
 def _log(out: Path) -> dict:
@@ -34,8 +39,7 @@ def _log(out: Path) -> dict:
 
 
 def test_sft_two_steps_updates_every_lora_parameter(tiny_model_dir, tmp_path, lora_snapshot):
-    out = run_sft(tiny_model_dir, TASKS, tmp_path / "sft", steps=2, lr=1e-2, lora=LORA, batch_size=2,
-                  callbacks=[lora_snapshot])  # fmt: skip
+    out = run_sft(tiny_model_dir, TASKS, tmp_path / "sft", _train(2, 1e-2), lora=LORA, callbacks=[lora_snapshot])
     assert lora_snapshot.before and all("lora_" in n for n in lora_snapshot.before)
     assert lora_snapshot.unchanged() == []
     assert (Path(out) / "adapter_config.json").is_file()
@@ -67,7 +71,7 @@ def test_training_an_adapter_folder_continues_that_adapter(sft_adapter, tiny_mod
     from safetensors.torch import load_file
 
     saved = load_file(str(sft_adapter / "adapter_model.safetensors"))
-    out = Path(run_sft(str(sft_adapter), TASKS, tmp_path / "again", steps=2, lr=1e-2, lora=LORA, batch_size=2,
+    out = Path(run_sft(str(sft_adapter), TASKS, tmp_path / "again", _train(2, 1e-2), lora=LORA,
                        callbacks=[lora_snapshot]))  # fmt: skip
     assert _log(out)["mode"] == "continue adapter"
     # Training started from the saved adapter's weights (B is non-zero after the first run), not a fresh init.
@@ -80,8 +84,8 @@ def test_training_an_adapter_folder_continues_that_adapter(sft_adapter, tiny_mod
 
 
 def test_merge_input_adapter_trains_a_fresh_adapter_on_the_merged_model(sft_adapter, tmp_path, lora_snapshot):
-    out = Path(run_sft(str(sft_adapter), TASKS, tmp_path / "fresh", steps=1, lr=1e-2, lora=LORA, batch_size=2,
-                       merge_input_adapter=True, callbacks=[lora_snapshot]))  # fmt: skip
+    out = Path(run_sft(str(sft_adapter), TASKS, tmp_path / "fresh", _train(1, 1e-2, merge_input_adapter=True),
+                       lora=LORA, callbacks=[lora_snapshot]))  # fmt: skip
     assert _log(out)["mode"] == "new adapter on merged input"
     assert all(p.abs().sum() == 0 for n, p in lora_snapshot.before.items() if "lora_B" in n)  # a fresh init
     # The new adapter's base is the merged input (written to OUT/base), not the original base model.
@@ -90,8 +94,8 @@ def test_merge_input_adapter_trains_a_fresh_adapter_on_the_merged_model(sft_adap
 
 
 def test_no_lora_trains_every_weight_and_saves_a_full_model(tiny_model_dir, tmp_path, lora_snapshot):
-    out = Path(run_sft(tiny_model_dir, TASKS, tmp_path / "full", steps=2, lr=1e-3,
-                       lora=LoraSettings(enabled=False), batch_size=2, callbacks=[lora_snapshot]))  # fmt: skip
+    out = Path(run_sft(tiny_model_dir, TASKS, tmp_path / "full", _train(2, 1e-3), lora=LoraSettings(enabled=False),
+                       callbacks=[lora_snapshot]))  # fmt: skip
     assert _log(out)["mode"] == "all weights"
     names = set(lora_snapshot.before)
     assert "model.embed_tokens.weight" in names and not any("lora_" in n for n in names)
@@ -105,19 +109,16 @@ def test_checkpoints_resume_and_tensorboard(tiny_model_dir, tmp_path):
     --report-to tensorboard writes event files under OUT/runs."""
     pytest.importorskip("tensorboard")
     from tritonrl.errors import ConfigError
-    from tritonrl.train.model_io import RunOutputs
 
     out = tmp_path / "ckpt"
-    run_sft(tiny_model_dir, TASKS, out, steps=2, lr=1e-3, lora=LORA, batch_size=2,
-            outputs=RunOutputs(save_steps=1, report_to="tensorboard"))  # fmt: skip
+    run_sft(tiny_model_dir, TASKS, out, _train(2, 1e-3, save_steps=1, report_to="tensorboard"), lora=LORA)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     first = {h["step"]: h["loss"] for h in _log(out)["log_history"] if "loss" in h}
     # another learning rate: a fresh start would log another step-2 loss; a resumed run restores steps 1-2
-    run_sft(tiny_model_dir, TASKS, out, steps=3, lr=0.5, lora=LORA, batch_size=2,
-            outputs=RunOutputs(save_steps=1, resume=True))  # fmt: skip
+    run_sft(tiny_model_dir, TASKS, out, _train(3, 0.5, save_steps=1, resume=True), lora=LORA)
     resumed = {h["step"]: h["loss"] for h in _log(out)["log_history"] if "loss" in h}
     assert sorted(resumed) == [1, 2, 3] and resumed[2] == first[2]
     assert (out / "checkpoint-3").is_dir() and not (out / "checkpoint-1").exists()  # the last 2 kept
     with pytest.raises(ConfigError, match="no checkpoint-N"):
-        run_sft(tiny_model_dir, TASKS, tmp_path / "fresh", steps=1, lora=LORA, outputs=RunOutputs(resume=True))
+        run_sft(tiny_model_dir, TASKS, tmp_path / "fresh", _train(1, 1e-3, resume=True), lora=LORA)

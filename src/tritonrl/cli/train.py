@@ -137,16 +137,14 @@ def _run(command: str, cfg, device: str) -> str:  # noqa: ANN001
     from tritonrl.tasks.prompts import prompt_style
     from tritonrl.train.data import load_pairs, select_tasks, suite_pairs
     from tritonrl.train.model_io import RunOutputs
-    from tritonrl.train.settings import default_learning_rate
     from tritonrl.verify.config import VerifyConfig
 
     t = cfg.train
     if not t.model:
         raise TritonRLError("no model: pass --model PATH or set train.model in the YAML.")
     resolve_model(t.model)  # a wrong folder (or an adapter whose base is gone) fails before any work
-    lr = t.learning_rate or default_learning_rate(command, cfg.lora.enabled)
     merged_dir = Path(t.output_dir) / "merged" if t.merge else None
-    outputs = RunOutputs(save_steps=t.save_steps, resume=t.resume, report_to=t.report_to)
+    RunOutputs(save_steps=t.save_steps, resume=t.resume, report_to=t.report_to)  # checked before any work
     suite = load_suite(t.suite)
     tasks = select_tasks(suite.tasks, fusion_data=cfg.ext.fusion_data, fusion_dir=t.fusion_dir)
     verify_base = VerifyConfig.for_rewards(device)
@@ -158,10 +156,7 @@ def _run(command: str, cfg, device: str) -> str:  # noqa: ANN001
         from tritonrl.train.sft import run_sft
 
         pairs = load_pairs(t.pairs) if t.pairs else suite_pairs(suite)  # bundled or generated solutions
-        return run_sft(t.model, tasks, out, steps=t.steps, lr=lr, lora=cfg.lora,
-                       batch_size=t.batch_size or 2, grad_accum=t.grad_accum, max_length=t.max_length, pairs=pairs,
-                       seed=t.seed, logging_steps=t.logging_steps, merged_dir=merged_dir,
-                       merge_input_adapter=t.merge_input_adapter, outputs=outputs)  # fmt: skip
+        return run_sft(t.model, tasks, out, t, lora=cfg.lora, pairs=pairs, merged_dir=merged_dir)
     scripted = t.rollouts == "scripted"
     if command == "grpo":
         from tritonrl.train.grpo import run_grpo
@@ -176,12 +171,9 @@ def _run(command: str, cfg, device: str) -> str:  # noqa: ANN001
     from tritonrl.train.scripted import ScriptedGenerator
 
     sampling = SamplingConfig(max_new_tokens=t.max_completion_length, temperature=t.temperature, seed=t.seed)
-    result = run_best_of_n(
-        t.model, tasks, out, cfg.ext, rounds=t.rounds, n=t.n, k=t.k, steps=t.steps, lr=lr,
-        lora=cfg.lora, batch_size=t.batch_size or 2, max_length=t.max_length, verify_cfg=verify_base, sampling=sampling,
-        workers=t.workers, seed=t.seed, generator_factory=(lambda _: ScriptedGenerator(tasks)) if scripted else None,
-        merge_input_adapter=t.merge_input_adapter,
-    )  # fmt: skip
+    factory = (lambda _: ScriptedGenerator(tasks)) if scripted else None
+    result = run_best_of_n(t.model, tasks, out, cfg.ext, t, lora=cfg.lora, verify_cfg=verify_base, sampling=sampling,
+                           generator_factory=factory)  # fmt: skip
     return f"{result.out_dir} (model: {result.model_path})"
 
 

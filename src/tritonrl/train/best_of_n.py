@@ -31,7 +31,7 @@ from tritonrl.train.config import (
     to_verify_config,
     weakened_defences,
 )
-from tritonrl.train.settings import LoraSettings
+from tritonrl.train.settings import LoraSettings, TrainSettings
 from tritonrl.types import Verdict
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.extract import extract_code
@@ -122,29 +122,23 @@ def run_best_of_n(
     tasks: Sequence[Task],
     out_dir: str | Path,
     ext: ExtensionConfig,
+    train: TrainSettings | None = None,
     *,
-    rounds: int = 1,
-    n: int = 10,
-    k: int = 3,
-    steps: int = 10,
-    lr: float = 2e-4,
     lora: LoraSettings | None = None,
-    batch_size: int = 2,
-    max_length: int = 4096,
     verify_cfg: VerifyConfig | None = None,
     sampling: SamplingConfig | None = None,
     generator_factory: Callable[[str], Generator] | None = None,
     client: VerifierClient | None = None,
-    workers: int = 2,
-    seed: int = 0,
     callbacks: list | None = None,
-    merge_input_adapter: bool = False,
 ) -> BestOfNResult:
     """Expert iteration: R rounds of sample N -> verify -> keep top K correct per task -> SFT (LoRA) -> merge.
 
     Args:
         model_path: local model folder: a full model, or a LoRA adapter (sampled merged; round 0 continues training
-            it unless `merge_input_adapter`).
+            it unless `train.merge_input_adapter`).
+        train: the run's settings, the object `tritonrl train best-of-n` fills from YAML and flags: `rounds`, `n`,
+            `k`, `workers`, `seed`, and each round's SFT (`run_sft`: steps, learning rate, batch size, max length;
+            round r uses seed + r; no checkpoints inside a round). Default: `TrainSettings()`.
         lora: the adapter each round trains (default `LoraSettings()`); `enabled=False` fine-tunes every weight.
         generator_factory: model path -> Generator (default: `HFGenerator(path, sampling)` on the current model).
         client: a VerifierClient to use (and leave open), built with `to_verify_config(ext, base)`; by default one is
@@ -153,6 +147,7 @@ def run_best_of_n(
     """
     from tritonrl.train.model_io import write_log
 
+    train = train or TrainSettings()
     resolve_model(model_path)  # a wrong folder fails now, not after sampling and verifying
     unused = [f for f in ("curriculum", "learning_zone", "hrd") if getattr(ext, f)]
     if unused:
@@ -161,28 +156,29 @@ def run_best_of_n(
     verify_cfg = check_client_config(ext, client.verify_cfg) if client else to_verify_config(ext, verify_cfg)
     if off := weakened_defences(ext, VerifyConfig(device=verify_cfg.device)):
         log.warning("best-of-N verifies without %s: it keeps kernels `tritonrl eval` rejects", "; ".join(off))
-    sampling = sampling or SamplingConfig(seed=seed)
+    sampling = sampling or SamplingConfig(seed=train.seed)
     factory = generator_factory or (lambda path: HFGenerator(path, sampling))
     own_client = client is None
-    client = client or VerifierClient({t.task_id: t for t in tasks}, verify_cfg, workers=workers)
+    client = client or VerifierClient({t.task_id: t for t in tasks}, verify_cfg, workers=train.workers)
     if not own_client:
         client.add_tasks(tasks)
     current, stats, kept = model_path, [], []
     try:
-        for r in range(rounds):
+        for r in range(train.rounds):
             round_dir = out / f"round_{r}"
-            scored, kept, n_samples = _sample_and_keep(factory, current, tasks, client, ext, verify_cfg.device, n, k,
-                                                       round_dir)  # fmt: skip
+            scored, kept, n_samples = _sample_and_keep(factory, current, tasks, client, ext, verify_cfg.device,
+                                                       train.n, train.k, round_dir)  # fmt: skip
             row = _round_stats(r, scored, kept)
             if kept:
-                model_dir = out / "model" if r == rounds - 1 else round_dir / "model"
-                current = _fine_tune(current, tasks, kept, round_dir, model_dir, lora=lora or LoraSettings(),
-                                     steps=steps, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed + r,
-                                     callbacks=callbacks, merge_input_adapter=merge_input_adapter)  # fmt: skip
+                model_dir = out / "model" if r == train.rounds - 1 else round_dir / "model"
+                # each round's SFT: its own seed, no checkpoints (a round is minutes; the rounds are the unit)
+                round_train = dataclasses.replace(train, seed=train.seed + r, save_steps=0, resume=False)
+                current = _fine_tune(current, tasks, kept, round_dir, model_dir, round_train,
+                                     lora=lora or LoraSettings(), callbacks=callbacks)  # fmt: skip
             else:
                 log.warning("best-of-N round %d: no correct completion among %d samples; no fine-tuning", r, n_samples)
             stats.append({**row, "trained": bool(kept), "model": current})
-            write_log(out, "best_of_n.json", {"base_model": model_path, "n": n, "k": k, "rounds": stats,
+            write_log(out, "best_of_n.json", {"base_model": model_path, "n": train.n, "k": train.k, "rounds": stats,
                                               "extensions": dataclasses.asdict(ext),
                                               "verify": dataclasses.asdict(verify_cfg)})  # fmt: skip
             log.info("best-of-N round %d: %.0f%% correct, %d kept", r, 100 * row["correct_frac"], len(kept))
@@ -222,16 +218,26 @@ def _sample_and_keep(
     return scored, kept, len(texts)
 
 
-def _fine_tune(model: str, tasks: Sequence[Task], kept: list[Scored], round_dir: Path, model_dir: Path, *,
-               lora: LoraSettings, **sft_kwargs: Any) -> str:  # fmt: skip
-    """Fine-tune `model` on `kept` (`sft_kwargs`: `run_sft`'s settings) and return the folder of the result, a full
-    model: a LoRA adapter in `round_dir/adapter` merged into `model_dir`, or with LoRA off every weight, in
-    `model_dir` directly."""
+def _fine_tune(
+    model: str,
+    tasks: Sequence[Task],
+    kept: list[Scored],
+    round_dir: Path,
+    model_dir: Path,
+    train: TrainSettings,
+    *,
+    lora: LoraSettings,
+    callbacks: list | None,
+) -> str:
+    """Fine-tune `model` on `kept` (`run_sft` with `train`) and return the folder of the result, a full model: a
+    LoRA adapter in `round_dir/adapter` merged into `model_dir`, or with LoRA off every weight, in `model_dir`
+    directly."""
     from tritonrl.train.sft import run_sft
 
     pairs = [(s.task_id, s.completion) for s in kept]
     if lora.enabled:
-        run_sft(model, tasks, round_dir / "adapter", pairs=pairs, lora=lora, merged_dir=model_dir, **sft_kwargs)
+        run_sft(model, tasks, round_dir / "adapter", train, pairs=pairs, lora=lora, merged_dir=model_dir,
+                callbacks=callbacks)  # fmt: skip
     else:
-        run_sft(model, tasks, model_dir, pairs=pairs, lora=lora, **sft_kwargs)
+        run_sft(model, tasks, model_dir, train, pairs=pairs, lora=lora, callbacks=callbacks)
     return str(model_dir)
