@@ -1,5 +1,5 @@
 """verify/judge.py from hand-built frames (no worker process): one test per way a stream of frames fails, plus the
-frames an honest worker sends for a candidate that passes."""
+frames an honest worker sends for a candidate that passes, and the metamorphic relation checks the judge runs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tritonrl.types import FailureKind, Stage
 from tritonrl.verify.cases import Case, Shape
 from tritonrl.verify.judge import Judge
 from tritonrl.verify.messages import AwaitTiming, CaseFrame, Done, Loaded, Ready, Violation, WorkerError
+from tritonrl.verify.metamorphic import SCALE, Relation
 from tritonrl.verify.provenance import POLICIES
 from tritonrl.verify.sandbox import ExitInfo
 
@@ -152,6 +153,38 @@ def test_bf16_mismatch_in_the_interpreter_is_inconclusive():
     shapes = [Shape("base", {"N": 6}, [], 0, {}, [_case("base/c0", dtype=torch.bfloat16)])]
     failure = _judge(interpreter=True, shapes=shapes).feed(_frame(outputs=(X.to(torch.bfloat16) * 3,)))
     _is(failure, Stage.CORRECTNESS, FailureKind.INCONCLUSIVE_ON_CPU)
+
+
+# --- metamorphic relations (RelationChecker, fed each judged case frame) ---------------------------------------------
+def _relation_shapes() -> list[Shape]:
+    """Case 0 and its scaled copy, which must return 2^10 times what the candidate returned on case 0."""
+    relation = Relation("scale_pow2", 0, "f(s*x) == s*f(x)", factor=SCALE)
+    derived = Case("base/c0~scale_pow2", "normal", 0, None, [X * SCALE], (X * 2 * SCALE,), [False], relation=relation)
+    return [Shape("base", {"N": 6}, [], 0, {}, [_case("base/c0"), derived])]
+
+
+def test_a_relation_case_is_checked_against_the_candidates_own_output():
+    judge = _judge(shapes=_relation_shapes())
+    assert judge.feed(_frame()) is None and judge.feed(_frame(case=1, outputs=(X * 2 * SCALE,))) is None
+    assert [(c.case, c.passed) for c in judge.checks] == [
+        ("base/c0", True),
+        ("base/c0~scale_pow2", True),
+        ("base/c0~scale_pow2:relation", True),
+    ]
+
+
+def test_a_candidate_inconsistent_with_itself_fails_the_relation():
+    # Both outputs pass the ordinary check, but f(s*x) is not s*f(x) to a tenth of the tolerance.
+    judge = _judge(shapes=_relation_shapes())
+    off = X * 2 + 5e-5 * float((X * 2).square().mean().sqrt())
+    assert judge.feed(_frame(outputs=(off,))) is None
+    failure = judge.feed(_frame(case=1, outputs=(X * 2 * SCALE,)))
+    _is(failure, Stage.CORRECTNESS, FailureKind.WRONG_VALUES)
+    assert failure.message.startswith("metamorphic relation scale_pow2 violated on base/c0")
+    assert [(c.case, c.passed) for c in judge.checks[1:]] == [
+        ("base/c0~scale_pow2", True),
+        ("base/c0~scale_pow2:relation", False),
+    ]
 
 
 # --- frames no honest worker sends: fail closed -----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.correctness import compare_outputs
 from tritonrl.verify.expect import parse_expectation
 from tritonrl.verify.funnel import plan_for, verify
+from tritonrl.verify.messages import CaseFrame, Mode
 from tritonrl.verify.metamorphic import SCALE, TOL_SCALE, Relation, RelationChecker
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "candidates" / "relu"
@@ -116,14 +117,33 @@ def test_flag_off_derives_nothing():
 # --- the candidate against itself -------------------------------------------------------------------------------
 
 
-def _checker_with(relation: Relation, source_out: torch.Tensor) -> tuple[RelationChecker, dict]:
+def _frame(case: int, out: torch.Tensor, mode: Mode = "normal") -> CaseFrame:
+    """The worker's frame for `case` of shape 0 returning `out` (the checker reads where it is, and the outputs)."""
+    return CaseFrame(
+        shape=0,
+        case=case,
+        mode=mode,
+        container="tensor",
+        outputs=(out,),
+        structure_error=None,
+        ops={},
+        launches=(),
+        mutated=(False,),
+        threads=0,
+        tamper=(),
+        forward_ms=1.0,
+    )
+
+
+def _checker_with(relation: Relation, source_out: torch.Tensor) -> RelationChecker:
+    """A checker for one source case and its relation case, fed the candidate's `source_out` on the source."""
     ref = source_out.clone()
     source = Case("base/native", "native", 1, None, [source_out], (ref,), [False])
     derived = Case("base/native~" + relation.name, "native", 1, None, [source_out], tuple(relation.expected([ref])),
                    [False], relation=relation)  # fmt: skip
     checker = RelationChecker([Shape("base", {"n": 8}, [], 0, {}, [source, derived])], tf32=False)
-    assert checker.check({"shape": 0, "case": 0, "mode": "normal"}, [source_out]) is None
-    return checker, {"shape": 0, "case": 1, "mode": "normal"}
+    assert checker.check(_frame(0, source_out)) is None
+    return checker
 
 
 def test_relation_tolerance_is_a_tenth_of_the_table_tolerance():
@@ -132,18 +152,26 @@ def test_relation_tolerance_is_a_tenth_of_the_table_tolerance():
     relation = Relation("scale_pow2", 0, "f(s*x) == s*f(x)", factor=SCALE)
     rms = float((out * SCALE).square().mean().sqrt())
     for rel_err, ok in ((0.2 * TOL_SCALE * 1e-4, True), (5 * TOL_SCALE * 1e-4, False)):
-        checker, msg = _checker_with(relation, out)
+        checker = _checker_with(relation, out)
         got = out * SCALE + rel_err * rms
         assert compare_outputs([got], (out * SCALE,), poison=None, tf32=False).failure is None  # ordinary: fine
-        result = checker.check(msg, [got])
+        result = checker.check(_frame(1, got))
         assert result is not None and result.passed is ok and result.case == "base/native~scale_pow2:relation"
         if not ok:
             assert result.failure is FailureKind.WRONG_VALUES and "relation scale_pow2 violated" in result.message
 
 
 def test_repeat_frames_are_not_relation_checks():
-    checker, msg = _checker_with(Relation("swap_args", 0, "f(b, a) == f(a, b)"), torch.ones(4))
-    assert checker.check({**msg, "mode": "repeat"}, [torch.zeros(4)]) is None
+    checker = _checker_with(Relation("swap_args", 0, "f(b, a) == f(a, b)"), torch.ones(4))
+    assert checker.check(_frame(1, torch.zeros(4), mode="repeat")) is None
+
+
+def test_only_the_normal_run_of_the_source_is_what_the_relation_compares_with():
+    # Case 0 also runs in ghost/repeat/profile modes (other poison, other environment): those outputs are not f(x).
+    relation = Relation("swap_args", 0, "f(b, a) == f(a, b)")
+    checker = _checker_with(relation, torch.ones(4))
+    assert checker.check(_frame(0, torch.full((4,), 7.0), mode="profile")) is None
+    assert checker.check(_frame(1, torch.ones(4))).passed
 
 
 # --- end to end -------------------------------------------------------------------------------------------------

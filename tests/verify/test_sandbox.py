@@ -1,6 +1,7 @@
 """verify/sandbox.py: `WorkerProcess` on its own: scrubbed environment, output truncation, cleanup, timeout + reap.
 
-Only the last test starts a real worker interpreter (~2 s); its candidate hangs at import, so no kernel runs.
+Three tests start a real worker interpreter (~2 s each): in two the candidate never reaches forward, one verifies relu
+through the CLI.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tritonrl.verify.config import VerifyConfig
-from tritonrl.verify.messages import Loaded, Ready
+from tritonrl.verify.messages import Limits, Loaded, Ready, Request
+from tritonrl.verify.protocol import encode
 from tritonrl.verify.sandbox import ENV_PASSTHROUGH, WorkerProcess
 
 CANDIDATE = "import torch\n\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x\n"
@@ -102,22 +104,26 @@ def test_close_removes_the_temp_dirs(make_worker):
     assert not root.exists() and not logs.exists()
 
 
+def _request(w: WorkerProcess) -> Request:
+    return Request(
+        candidate_path=str(w.candidate_path),
+        workdir=str(w.workdir),
+        device="cpu",
+        guard=True,
+        ghost=False,
+        repeat=False,
+        profile=False,
+        profile_module="solution",
+        limits=Limits(fsize_mb=64, as_mb=None),
+        shapes=(),
+    )
+
+
 def test_worker_hanging_at_import_is_killed_and_reaped(tmp_path):
     w = WorkerProcess(HANGS_AT_IMPORT, VerifyConfig(timeout_s=3))
     try:
         w.start()
-        w.send_request(
-            {
-                "candidate_path": str(w.candidate_path),
-                "workdir": str(w.workdir),
-                "device": "cpu",
-                "guard": True,
-                "ghost": False,
-                "repeat": False,
-                "limits": {"fsize_mb": 64, "as_mb": None},
-                "shapes": [],
-            }
-        )
+        w.send_request(_request(w))
         frames = list(w.messages())
         assert w.exit is not None and w.exit.timed_out
         assert w.proc.poll() is not None  # reaped: no zombie left behind
@@ -125,6 +131,21 @@ def test_worker_hanging_at_import_is_killed_and_reaped(tmp_path):
         assert not any(isinstance(f, Loaded) for f in frames)
         with pytest.raises(ProcessLookupError):
             os.killpg(w.proc.pid, 0)  # the whole process group is gone
+    finally:
+        w.close()
+
+
+def test_a_malformed_request_stops_the_worker_before_ready_naming_the_field():
+    # The worker checks the whole request before using any of it: a wrong type is a loud start-up failure (the
+    # funnel raises SandboxError with this stderr), never a half-read request.
+    w = WorkerProcess(CANDIDATE, VerifyConfig(timeout_s=30))
+    try:
+        w.start()
+        w.proc.stdin.write(encode({**_request(w).to_wire(), "limits": {"fsize_mb": "64", "as_mb": None}}, w.key))
+        w.proc.stdin.close()
+        frames = list(w.messages())
+        assert frames == [] and w.exit.returncode == 1 and not w.exit.timed_out
+        assert "MalformedFrame: request.limits.fsize_mb: expected int, got str" in w.output("stderr")
     finally:
         w.close()
 

@@ -31,6 +31,7 @@ from tritonrl.tasks.shapes import ShapePlan
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.correctness import TRUTH_MAX_NUMEL, References, float64_inputs, nudged_inputs, truth_for
 from tritonrl.verify.draws import distribute, fixed_inputs, shape_distributions, task_constants
+from tritonrl.verify.messages import CaseRequest, ShapeRequest, TimingRequest
 from tritonrl.verify.timing_stats import Work
 
 MATMUL_OPS = frozenset(
@@ -324,27 +325,22 @@ def build_cases(task: Task, plan: ShapePlan, cfg: VerifyConfig) -> tuple[list[Sh
     return run_cases(draw_cases(task, plan, cfg), plan, cfg)
 
 
-def request_shapes(shapes: list[Shape]) -> list[dict[str, Any]]:
-    """What the worker receives: never the reference outputs."""
-    return [
-        {
-            "name": s.name,
-            "init_args": s.init_args,
-            "init_seed": s.init_seed,
-            "state_dict": s.state_dict,
-            "cases": [
-                # The output size bound lets the worker refuse a flood of outputs before it reaches the parent.
-                {
-                    "name": c.name,
-                    "inputs": c.inputs,
-                    "poison": c.poison,
-                    "max_output_numel": 2 * sum(o.numel() for o in c.ref_outputs) + 1024,
-                }
+def request_shapes(shapes: list[Shape]) -> tuple[ShapeRequest, ...]:
+    """What the worker receives: never the reference outputs. The output size bound lets the worker refuse a flood
+    of outputs before it reaches the parent."""
+    return tuple(
+        ShapeRequest(
+            name=s.name,
+            init_args=tuple(s.init_args),
+            init_seed=s.init_seed,
+            state_dict=s.state_dict,
+            cases=tuple(
+                CaseRequest(c.name, tuple(c.inputs), c.poison, 2 * sum(o.numel() for o in c.ref_outputs) + 1024)
                 for c in s.cases
-            ],  # fmt: skip
-        }
+            ),
+        )
         for s in shapes
-    ]
+    )
 
 
 @dataclasses.dataclass
@@ -407,15 +403,15 @@ def timing_slots(cfg: VerifyConfig) -> int:
     return max(1, cfg.timing_input_sets - 1)
 
 
-def timing_request(task: Task, shape: Shape, sets: TimingSets, params: dict[str, Any], n_slots: int) -> dict[str, Any]:
+def timing_request(task: Task, shape: Shape, sets: TimingSets, params: dict[str, Any], n_slots: int) -> TimingRequest:
     """The worker's part of the timing stage: how to rebuild the reference and the inputs, never the outputs."""
-    return {
-        "task_source": task.source,
-        "task_id": task.task_id,
-        "roles": {c.name: c.role.value for c in task.constants},
-        "sizes": dict(shape.sizes),
-        "init_seed": shape.init_seed,
-        "seeds": list(sets.seeds),
-        "n_slots": n_slots,
-        "params": params,
-    }
+    return TimingRequest(
+        task_source=task.source,
+        task_id=task.task_id,
+        roles={c.name: c.role.value for c in task.constants},
+        sizes=dict(shape.sizes),
+        init_seed=shape.init_seed,
+        seeds=tuple(sets.seeds),
+        n_slots=n_slots,
+        params=params,
+    )

@@ -40,7 +40,16 @@ from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.extract import extract_code, parse_candidate, strip_main_guard
 from tritonrl.verify.gpu_lock import GpuLock
 from tritonrl.verify.judge import Judge
-from tritonrl.verify.messages import AwaitTiming, Ready, TimingFrame, TimingGo, TimingParams
+from tritonrl.verify.messages import (
+    AwaitTiming,
+    Limits,
+    Ready,
+    Request,
+    TimingFrame,
+    TimingGo,
+    TimingParams,
+    TimingRequest,
+)
 from tritonrl.verify.provenance import POLICIES
 from tritonrl.verify.sandbox import MODULE_NAMES, WorkerProcess
 from tritonrl.verify.static_checks import run_static_checks
@@ -226,10 +235,10 @@ def _run_sandboxed(
         judge = Judge(
             shapes, policy, tf32=cfg.use_tf32_tolerance and uses_matmul, ghost=ghost, interpreter=not cfg.is_cuda
         )
-        request = _request(proc, cfg, shapes, ghost)
+        timing = None
         if sets is not None:
-            request["timing"] = timing_request(task, shapes[0], sets, _timing_params(cfg), timing_slots(cfg))
-        proc.send_request(request)
+            timing = timing_request(task, shapes[0], sets, _timing_params(cfg), timing_slots(cfg))
+        proc.send_request(_request(proc, cfg, shapes, ghost, timing))
         result: dict = {}
 
         def on_timing(frame: TimingFrame) -> Failure | None:  # judged on arrival: before the post-timing recorded call
@@ -300,24 +309,28 @@ def _judge_timing(judge: Judge, frame: TimingFrame, sets: TimingSets, baseline: 
     )  # fmt: skip
 
 
-def _request(proc: WorkerProcess, cfg: VerifyConfig, shapes: list, ghost: bool) -> dict:
-    """What the worker gets: where the candidate is, the limits, and the inputs (never the reference outputs)."""
-    return {
-        "candidate_path": str(proc.candidate_path),
-        "workdir": str(proc.workdir),
-        "device": "cuda" if cfg.is_cuda else "cpu",
-        "guard": cfg.audit_guard,
-        "ghost": ghost,
-        "repeat": cfg.poison_outputs,
-        "profile": cfg.environment_profiles,
-        "profile_module": secrets.choice([n for n in MODULE_NAMES if n != proc.candidate_path.stem]),
-        "limits": {
-            "fsize_mb": cfg.file_size_limit_mb,
+def _request(
+    proc: WorkerProcess, cfg: VerifyConfig, shapes: list, ghost: bool, timing: TimingRequest | None
+) -> Request:
+    """What the worker gets: where the candidate is, the limits, and the inputs (never the reference outputs).
+    Config values are cast to the request's types here (the worker checks them exactly)."""
+    return Request(
+        candidate_path=str(proc.candidate_path),
+        workdir=str(proc.workdir),
+        device="cuda" if cfg.is_cuda else "cpu",
+        guard=bool(cfg.audit_guard),
+        ghost=bool(ghost),
+        repeat=bool(cfg.poison_outputs),
+        profile=bool(cfg.environment_profiles),
+        profile_module=secrets.choice([n for n in MODULE_NAMES if n != proc.candidate_path.stem]),
+        limits=Limits(
+            fsize_mb=int(cfg.file_size_limit_mb),
             # CPU only: CUDA reserves ~17 GiB of address space, so on a GPU the RSS watchdog is the limit
-            "as_mb": max(4 * cfg.memory_limit_mb, 16384) if cfg.device == "cpu" else None,
-        },
-        "shapes": request_shapes(shapes),
-    }
+            as_mb=int(max(4 * cfg.memory_limit_mb, 16384)) if cfg.device == "cpu" else None,
+        ),
+        shapes=request_shapes(shapes),
+        timing=timing,
+    )
 
 
 def _judge_stream(

@@ -252,8 +252,7 @@ class Judge:
             max_rel_err=_finite(cmp.max_rel_err), first_bad_index=cmp.first_bad_index, atol=cmp.atol, rtol=cmp.rtol,
         )  # fmt: skip
         self.checks.append(check)
-        # RelationChecker reads these three keys of the frame (it predates typed frames)
-        related = self.relations.check({"mode": frame.mode, "shape": frame.shape, "case": frame.case}, outputs)
+        related = self.relations.check(frame)
         if related is not None:  # a violated relation explains more
             self.checks.append(related)
             if not related.passed:

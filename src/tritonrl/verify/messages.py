@@ -1,10 +1,12 @@
 """What the parent and the worker agree on: the typed frames they exchange, the timing parameters, the poison table.
 
 Both sides of the trust line import this module; it imports nothing of either side (stdlib, and torch for tensors and
-dtypes). Each frame kind is a frozen dataclass. On the pipe a frame is a plain dict (`to_wire`: its tag under "t",
-then its fields), so `protocol.py` still carries only what `torch.load(weights_only=True)` accepts. `decode` is the
-parent's one way in from the candidate-controlled worker: it checks the tag, the key set and every field's type
-against the annotations and raises `MalformedFrame` for anything else; it never builds anything but these frames.
+dtypes). Each frame kind is a frozen dataclass, and so is each part of the parent's request (`Request`). On the pipe a
+frame is a plain dict (`to_wire`: its tag under "t", then its fields; a nested record is a plain dict of its fields),
+so `protocol.py` still carries only what `torch.load(weights_only=True)` accepts. `decode` is the parent's one way in
+from the candidate-controlled worker: it checks the tag, the key set and every field's type against the annotations
+and raises `MalformedFrame` for anything else; it never builds anything but these frames. The worker checks the
+request the same way (`Request.from_wire`) before it uses any of it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import torch
 
@@ -21,35 +23,41 @@ Phase = Literal["load", "construct", "forward", "timing"]  # where a worker-side
 
 
 class MalformedFrame(ValueError):
-    """A frame that authenticated but is not one of the frames below: unknown tag, missing/extra keys, wrong types."""
+    """A frame (the request included) that authenticated but is not one of the frames below: unknown tag,
+    missing/extra keys, wrong types."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Frame:
-    """Base of every frame. `TAG` is the wire name; a subclass's fields are its payload, checked by `from_wire`."""
+class Record:
+    """Base of every typed value on the pipe: its fields are its payload, checked by `from_wire`."""
+
+    def to_wire(self) -> dict[str, Any]:
+        """The plain dict the pipe carries (shallow: tensors are not copied)."""
+        return {f.name: _wire(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_wire(cls, wire: object, where: str = "") -> Self:
+        """Check `wire` against this record's fields and build it; `where` names it in errors."""
+        return _build(cls, wire, where or cls.__name__, where or cls.__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Frame(Record):
+    """Base of every frame: a record with a wire name, `TAG`, under "t"."""
 
     TAG: ClassVar[str] = ""
 
     def to_wire(self) -> dict[str, Any]:
-        """The plain dict the pipe carries (shallow: tensors are not copied)."""
-        return {"t": self.TAG, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+        return {"t": self.TAG, **Record.to_wire(self)}  # not super(): slots=True dataclasses break its cell
 
     @classmethod
-    def from_wire(cls, wire: dict[str, Any]) -> Frame:
-        """Check `wire` against this frame's fields and build it. Sequences come back as tuples."""
+    def from_wire(cls, wire: object, where: str = "") -> Self:
+        """Check the tag, then the fields. Sequences come back as tuples."""
+        if not isinstance(wire, dict):
+            raise MalformedFrame(f"a {cls.TAG!r} frame must be a dict, not {type(wire).__name__}")
         if wire.get("t") != cls.TAG:
             raise MalformedFrame(f"a {cls.TAG!r} frame tagged {wire.get('t')!r:.60}")
-        hints, fields = _HINTS[cls], {f.name: f for f in dataclasses.fields(cls)}
-        extra = sorted(str(k) for k in wire.keys() - fields.keys() - {"t"})
-        if extra:
-            raise MalformedFrame(f"{cls.TAG!r} frame with unknown keys {extra[:5]}")
-        values = {}
-        for name, f in fields.items():
-            if name in wire:
-                values[name] = _check(wire[name], hints[name], f"{cls.TAG}.{name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise MalformedFrame(f"{cls.TAG!r} frame without {name!r}")
-        return cls(**values)
+        return _build(cls, wire, where or cls.TAG, f"{cls.TAG!r} frame", tagged=True)
 
 
 # --- worker -> parent ----------------------------------------------------------------------------------------------
@@ -166,10 +174,75 @@ class TimingGo(Frame):
     go: bool
 
 
+# --- parent -> worker (stdin) ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits(Record):
+    """Resource limits the worker sets on itself before any candidate code runs."""
+
+    fsize_mb: int  # RLIMIT_FSIZE
+    as_mb: int | None  # RLIMIT_AS; None on a GPU (CUDA reserves ~17 GiB of address space: the RSS watchdog limits)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CaseRequest(Record):
+    """One correctness case as the worker gets it: the inputs, never the reference outputs."""
+
+    name: str
+    inputs: tuple[Any, ...]  # forward's arguments (CPU tensors, numbers), handed to the candidate as they are
+    poison: Literal["sentinel", "nan"] | None  # what the candidate's fresh allocations are filled with
+    max_output_numel: int  # the worker refuses a flood of outputs before it reaches the parent
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ShapeRequest(Record):
+    """One planned shape: how to build ModelNew as the reference was built, and the cases to run on it."""
+
+    name: str
+    init_args: tuple[Any, ...]  # ModelNew(*init_args)
+    init_seed: int  # torch.manual_seed before construction
+    state_dict: dict[str, torch.Tensor]  # the reference's parameters; ModelNew loads the entries that match
+    cases: tuple[CaseRequest, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimingRequest(Record):
+    """How the worker rebuilds the reference and the timing inputs before any candidate code is imported
+    (`worker/timing_phase.prepare`): the task and seeds, never outputs."""
+
+    task_source: str
+    task_id: str
+    roles: dict[str, str]  # constant name -> role, as the parent classified the task's constants
+    sizes: dict[str, int]  # the base shape's
+    init_seed: int  # the base shape's
+    seeds: tuple[int, ...]  # one per value set: the parent drew the same inputs from them
+    n_slots: int  # input slots per side
+    params: dict[str, float]  # TimingParams fields (`TimingParams.from_dict`)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request(Frame):
+    """Everything the worker is told, once, on stdin: the candidate, the limits, what to run, and how."""
+
+    TAG: ClassVar[str] = "request"
+    candidate_path: str
+    workdir: str  # the private directory; the guard allows writes only here
+    device: Literal["cpu", "cuda"]
+    guard: bool  # install the audit guard (`worker/guard.py`)
+    ghost: bool  # also run case 0 with the candidate's kernels skipped
+    repeat: bool  # also run case 0 with the other poison value
+    profile: bool  # also run case 0 in a second environment profile
+    profile_module: str  # the module name the candidate is imported under in that profile
+    limits: Limits
+    shapes: tuple[ShapeRequest, ...]
+    timing: TimingRequest | None = None  # on cuda when the candidate is to be timed
+
+
 WorkerFrame = Warm | Ready | Loaded | Violation | WorkerError | CaseFrame | AwaitTiming | TimingFrame | Done
 _BY_TAG: dict[str, type[Frame]] = {c.TAG: c for c in typing.get_args(WorkerFrame) + (TimingGo,)}
 # Resolved at import: in the worker that is before any candidate code runs (it reads `TimingGo` after the candidate).
-_HINTS: dict[type[Frame], dict[str, Any]] = {c: typing.get_type_hints(c) for c in _BY_TAG.values()}
+_HINTS: dict[type[Record], dict[str, Any]] = {
+    c: typing.get_type_hints(c) for c in (*_BY_TAG.values(), Request, Limits, ShapeRequest, CaseRequest, TimingRequest)
+}
 
 
 def decode(wire: object) -> Frame:
@@ -183,12 +256,42 @@ def decode(wire: object) -> Frame:
     return cls.from_wire(wire)
 
 
+def _build(cls: type[Record], wire: object, path: str, label: str, tagged: bool = False) -> Any:
+    """`cls` from `wire`, every field checked (`path` prefixes field names in errors, `label` names the record)."""
+    if not isinstance(wire, dict):
+        raise MalformedFrame(f"{label} must be a dict, not {type(wire).__name__}")
+    hints, fields = _HINTS[cls], {f.name: f for f in dataclasses.fields(cls)}
+    extra = sorted(str(k) for k in wire.keys() - fields.keys() - ({"t"} if tagged else set()))
+    if extra:
+        raise MalformedFrame(f"{label} with unknown keys {extra[:5]}")
+    values = {}
+    for name, f in fields.items():
+        if name in wire:
+            values[name] = _check(wire[name], hints[name], f"{path}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise MalformedFrame(f"{label} without {name!r}")
+    return cls(**values)
+
+
+def _wire(value: Any) -> Any:
+    """A field's wire form: records (also inside tuples) become plain dicts, since the pipe builds no classes."""
+    if isinstance(value, Record):
+        return value.to_wire()
+    if type(value) is tuple:
+        return tuple(_wire(v) for v in value)
+    return value
+
+
 def _check(value: Any, tp: Any, where: str) -> Any:
     """`value` if it has type `tp` (sequences as tuples), else MalformedFrame. Numbers are never converted: an int
     where a float is declared stays an int, so what the parent reads is exactly what was sent."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:  # opaque to both sides (a case's inputs): handed to the candidate as the parent drew them
+        return value
     if origin in (types.UnionType, typing.Union):
         for arg in args:
+            if isinstance(value, dict) and _is_record(arg):  # the one arm a dict can be: its error names the field
+                return _check(value, arg, where)
             try:
                 return _check(value, arg, where)
             except MalformedFrame:
@@ -207,6 +310,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             return {
                 _check(k, args[0], f"{where} key"): _check(v, args[1], f"{where}[{k!r:.40}]") for k, v in value.items()
             }
+    elif _is_record(tp):
+        return tp.from_wire(value, where)
     elif tp is float:
         if type(value) in (float, int):
             return value
@@ -219,6 +324,10 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     elif type(value) is tp:  # bool, int, str: exact, so a bool is no int
         return value
     raise MalformedFrame(f"{where}: expected {_name(tp)}, got {type(value).__name__}")
+
+
+def _is_record(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, Record)
 
 
 def _name(tp: Any) -> str:

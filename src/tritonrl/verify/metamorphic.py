@@ -22,6 +22,7 @@ from tritonrl.errors import TaskError
 from tritonrl.types import CheckResult
 from tritonrl.verify.cases import Case, Shape, _clone, _moved, _same
 from tritonrl.verify.correctness import compare_outputs
+from tritonrl.verify.messages import CaseFrame
 
 # 2^10: exact in IEEE arithmetic (only the exponent moves, for every dtype), far from fp32 overflow even for degree 2
 # (outputs x 2^20), and ~1000x beyond the largest magnitudes the value distributions test (x100 `wide` inputs reach
@@ -180,21 +181,21 @@ class RelationChecker:
         self._wanted = {(i, c.relation.source) for i, s in enumerate(shapes) for c in s.cases if c.relation}
         self._outputs: dict[tuple[int, int], list[torch.Tensor]] = {}
 
-    def check(self, msg: dict[str, Any], outputs: list[torch.Tensor]) -> CheckResult | None:
+    def check(self, frame: CaseFrame) -> CheckResult | None:
         """Called for every judged case frame (after its ordinary comparison); a CheckResult for relation cases."""
-        if msg.get("mode", "normal") != "normal":
+        if frame.mode != "normal":
             return None
-        key = (msg["shape"], msg["case"])
-        if key in self._wanted:
-            self._outputs[key] = outputs
-        shape = self.shapes[msg["shape"]]
-        case = shape.cases[msg["case"]]
+        outputs = list(frame.outputs)
+        if (frame.shape, frame.case) in self._wanted:
+            self._outputs[(frame.shape, frame.case)] = outputs
+        shape = self.shapes[frame.shape]
+        case = shape.cases[frame.case]
         relation = case.relation
         if relation is None:
             return None
         source = shape.cases[relation.source]
         # The worker runs cases in order and a failed source stops the run, so the source was judged already.
-        mine = self._outputs[(msg["shape"], relation.source)]
+        mine = self._outputs[(frame.shape, relation.source)]
         cmp = compare_outputs(outputs, tuple(relation.expected(mine)), poison=None, tf32=self.tf32,
                               tol_scale=TOL_SCALE)  # fmt: skip
         message = "ok"

@@ -32,12 +32,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import tritonrl
 from tritonrl.errors import SandboxError
 from tritonrl.verify.config import VerifyConfig
-from tritonrl.verify.messages import Frame, MalformedFrame, TimingGo, Warm, decode
+from tritonrl.verify.messages import Frame, MalformedFrame, Request, TimingGo, Warm, decode
 from tritonrl.verify.protocol import (
     CONTROL_FD_ENV,
     DEVICE_ENV,
@@ -211,9 +210,9 @@ class WorkerProcess:
             return False
         return False
 
-    def send_request(self, request: dict[str, Any]) -> None:
+    def send_request(self, request: Request) -> None:
         self.requested = time.monotonic()
-        data = encode(request, self.key)
+        data = encode(request.to_wire(), self.key)
         proc = self.proc
         assert proc is not None and proc.stdin is not None
 

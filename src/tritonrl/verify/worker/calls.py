@@ -12,9 +12,12 @@ from typing import Any
 from tritonrl.verify.messages import (
     AwaitTiming,
     CaseFrame,
+    CaseRequest,
     Frame,
     Loaded,
     Mode,
+    Request,
+    ShapeRequest,
     TimingGo,
     Violation,
     WorkerError,
@@ -24,7 +27,7 @@ from tritonrl.verify.worker.failures import classify, format_exc
 
 
 class Worker:
-    def __init__(self, request: dict[str, Any], key: bytes, result_fd: int, control_fd: int = -1) -> None:
+    def __init__(self, request: Request, key: bytes, result_fd: int, control_fd: int = -1) -> None:
         import torch
 
         from tritonrl.verify.protocol import write_frame
@@ -41,19 +44,19 @@ class Worker:
 
         self.torch = torch
         self.req = request
-        self.device = request["device"]
+        self.device = request.device
         self._write = lambda msg: write_frame(result_fd, msg, key)
         self.key = key
         self.control_fd = control_fd
         self.timing_ctx: Any = None
         self.origin = Origin()
-        self.log = LaunchLog(request["candidate_path"], self._violation)
+        self.log = LaunchLog(request.candidate_path, self._violation)
         patch_triton_launches(self.log)
         self.recorder = Recorder()
         self.window = Window()
         guard_dispatch_internals(self.origin, self.window, self._violation)
         guard_host_escapes(self.origin, self.window, self._violation)
-        self.guard = Guard(request["workdir"], self._violation, self.origin)
+        self.guard = Guard(request.workdir, self._violation, self.origin)
         self.snapshot = integrity_snapshot()
         self.threads = _thread_count()
 
@@ -79,7 +82,7 @@ class Worker:
         """Import the candidate file as module `name`, as `import name` would with the file on sys.path."""
         import importlib.util
 
-        spec = importlib.util.spec_from_file_location(name, self.req["candidate_path"])
+        spec = importlib.util.spec_from_file_location(name, self.req.candidate_path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -88,7 +91,7 @@ class Worker:
     def load(self) -> Any | None:
         t0 = time.perf_counter()
         try:
-            module = self._import(os.path.splitext(os.path.basename(self.req["candidate_path"]))[0])
+            module = self._import(os.path.splitext(os.path.basename(self.req.candidate_path))[0])
         except BaseException as exc:  # noqa: BLE001 - the sandbox boundary: every failure becomes a message
             kind = classify(exc)
             kind = "import_error" if kind == "runtime_error" else kind
@@ -104,13 +107,13 @@ class Worker:
         self.send(Loaded(load_ms=(time.perf_counter() - t0) * 1e3))
         return model_cls
 
-    def construct(self, model_cls: type, shape: dict[str, Any], index: int) -> Any | None:
+    def construct(self, model_cls: type, shape: ShapeRequest, index: int) -> Any | None:
         torch = self.torch
         try:
-            torch.manual_seed(shape["init_seed"])
-            model = model_cls(*shape["init_args"])
+            torch.manual_seed(shape.init_seed)
+            model = model_cls(*shape.init_args)
             own = model.state_dict()
-            matching = {k: v for k, v in shape["state_dict"].items() if k in own and own[k].shape == v.shape}
+            matching = {k: v for k, v in shape.state_dict.items() if k in own and own[k].shape == v.shape}
             model.load_state_dict(matching, strict=False)
             return model.to(self.device)
         except BaseException as exc:  # noqa: BLE001
@@ -149,7 +152,7 @@ class Worker:
     def run_case(
         self,
         model: Any,
-        inputs: list[Any],
+        inputs: tuple[Any, ...],
         poison: str | None,
         mode: Mode,
         where: tuple[int, int],
@@ -230,13 +233,13 @@ class Worker:
         gc.collect(0)
         return container, outputs, structure
 
-    def _case(self, model: Any, case: dict[str, Any], mode: Mode, i: int, j: int) -> bool:
+    def _case(self, model: Any, case: CaseRequest, mode: Mode, i: int, j: int) -> bool:
         """Run one case in `mode` and send its frame (or the error); False when the worker must stop."""
-        poison = case["poison"]
+        poison = case.poison
         if mode == "repeat" and poison:
             poison = "nan" if poison == "sentinel" else "sentinel"
         try:
-            frame = self.run_case(model, case["inputs"], poison, mode, (i, j), case["max_output_numel"])
+            frame = self.run_case(model, case.inputs, poison, mode, (i, j), case.max_output_numel)
         except BaseException as exc:  # noqa: BLE001
             self.send(WorkerError(phase="forward", kind=classify(exc), message=format_exc(exc), shape=i, case=j,
                                   mode=mode))  # fmt: skip
@@ -249,19 +252,19 @@ class Worker:
         if model_cls is None:
             return
         base_model = None
-        for i, shape in enumerate(self.req["shapes"]):
+        for i, shape in enumerate(self.req.shapes):
             model = self.construct(model_cls, shape, i)
             if model is None:
                 return
             base_model = model if i == 0 else base_model
-            for j, case in enumerate(shape["cases"]):
+            for j, case in enumerate(shape.cases):
                 modes: list[Mode] = ["normal"]
                 if i == 0 and j == 0:
-                    modes += ["ghost"] * self.req["ghost"] + ["repeat"] * self.req["repeat"]
+                    modes += ["ghost"] * self.req.ghost + ["repeat"] * self.req.repeat
                 for mode in modes:
                     if not self._case(model, case, mode, i, j):
                         return
-        if self.req.get("profile", True) and not self.other_profile():
+        if self.req.profile and not self.other_profile():
             return
         if self.timing_ctx is not None and base_model is not None:
             self.time_phase(base_model)
@@ -271,19 +274,19 @@ class Worker:
         on another thread count, another locale. The parent requires the same launches and the same op record as
         in the first profile, so behaviour that depends on where it runs is caught (a candidate that recognises a
         verifier by one of these would have to recognise it in both)."""
-        torch, shape = self.torch, self.req["shapes"][0]
+        torch, shape = self.torch, self.req.shapes[0]
         threads, lang = torch.get_num_threads(), os.environ.get("LANG")
         torch.set_num_threads(1 if threads > 1 else 2)
         os.environ["LANG"] = "en_US.UTF-8" if lang != "en_US.UTF-8" else "C.UTF-8"
         try:
             try:
-                module = self._import(self.req.get("profile_module", "solution"))
+                module = self._import(self.req.profile_module)
                 model_cls = module.ModelNew
             except BaseException as exc:  # noqa: BLE001
                 self.send(WorkerError(phase="load", kind=classify(exc), message=format_exc(exc)))
                 return False
             model = self.construct(model_cls, shape, 0)
-            return model is not None and self._case(model, shape["cases"][0], "profile", 0, 0)
+            return model is not None and self._case(model, shape.cases[0], "profile", 0, 0)
         finally:
             torch.set_num_threads(threads)
             if lang is None:
@@ -306,7 +309,7 @@ class Worker:
             self.send(WorkerError(phase="timing", kind=classify(exc), message=format_exc(exc)))
             return
         self.send(dataclasses.replace(frame, tamper=tuple(self.tampering()), threads=_thread_count() - self.threads))
-        self._case(model, self.req["shapes"][0]["cases"][0], "post_timing", 0, 0)
+        self._case(model, self.req.shapes[0].cases[0], "post_timing", 0, 0)
 
 
 def _thread_count() -> int:

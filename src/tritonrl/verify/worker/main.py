@@ -17,24 +17,23 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from typing import Any
 
-from tritonrl.verify.messages import Done, Ready, Warm
+from tritonrl.verify.messages import Done, Limits, Ready, Request, Warm
 from tritonrl.verify.protocol import CONTROL_FD_ENV, DEVICE_ENV, RESULT_FD_ENV
 
 CLONE_NEWNET = 0x40000000
 
 
-def _set_limits(limits: dict[str, Any]) -> None:
+def _set_limits(limits: Limits) -> None:
     import resource
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    fsize = int(limits["fsize_mb"]) << 20
+    fsize = limits.fsize_mb << 20
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-    if limits.get("as_mb"):  # CPU only: CUDA reserves ~17 GiB of address space (notes/training.md 4.4)
+    if limits.as_mb:  # CPU only: CUDA reserves ~17 GiB of address space (notes/training.md 4.4)
         # Never above the hard limit we inherited (`ulimit -v` on clusters): raising it is refused, lowering is fine.
         hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        as_bytes = int(limits["as_mb"]) << 20
+        as_bytes = limits.as_mb << 20
         if hard != resource.RLIM_INFINITY:
             as_bytes = min(as_bytes, hard)
         resource.setrlimit(resource.RLIMIT_AS, (as_bytes, hard))
@@ -97,28 +96,31 @@ def main() -> None:
         from tritonrl.verify.protocol import write_frame
 
         write_frame(result_fd, Warm().to_wire(), key)  # imports and CUDA init done: the parent may take the GPU now
-    request = read_frame(0, key) if key else None
+    wire = read_frame(0, key) if key else None
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    if request is None:
+    if wire is None:
         os._exit(3)
-    _set_limits(request["limits"])
-    netns = _isolate_network() if request.get("isolate_network", True) else False
+    # Checked whole before any of it is used: a malformed request raises here (MalformedFrame, naming the field), its
+    # traceback on stderr, and the parent reports a worker that ended before it was ready.
+    request = Request.from_wire(wire)
+    _set_limits(request.limits)
+    netns = _isolate_network()
     gc.disable()  # collections happen inside recording windows only (Worker.run_case)
-    if request["device"] == "cuda":  # initialise CUDA before the integrity snapshot and before any candidate code
+    if request.device == "cuda":  # initialise CUDA before the integrity snapshot and before any candidate code
         torch.cuda.init()
         torch.empty(1, device="cuda")
-    sys.argv = [request["candidate_path"]]  # as `python model_new.py` would have it
+    sys.argv = [request.candidate_path]  # as `python model_new.py` would have it
     from tritonrl.verify.worker.calls import Worker
 
     worker = Worker(request, key, result_fd, control_fd)
     worker.send(Ready(netns=netns))
-    if request.get("timing") and request["device"] == "cuda":  # trusted setup, before the candidate is imported
+    if request.timing is not None and request.device == "cuda":  # trusted setup, before the candidate is imported
         from tritonrl.verify.worker.timing_phase import prepare
 
-        worker.timing_ctx = prepare(torch, request["timing"], request["shapes"][0]["state_dict"])
-    if request["guard"]:
+        worker.timing_ctx = prepare(torch, request.timing, request.shapes[0].state_dict)
+    if request.guard:
         worker.guard.install()
     worker.run()
     worker.send(Done())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tritonrl.verify.messages import TimingFrame, TimingParams
+from tritonrl.verify.messages import TimingFrame, TimingParams, TimingRequest
 from tritonrl.verify.worker.timing import Hooks, measure_pair
 
 
@@ -23,21 +23,21 @@ class TimingContext:
     params: TimingParams
 
 
-def prepare(torch: Any, spec: dict[str, Any], state_dict: dict[str, Any]) -> TimingContext:
+def prepare(torch: Any, spec: TimingRequest, state_dict: dict[str, Any]) -> TimingContext:
     """Build the reference model and the value sets (trusted: no candidate code has run yet)."""
     from tritonrl.tasks.loader import load_task
     from tritonrl.tasks.reference import ReferenceProgram
 
-    task = load_task(spec["task_source"], task_id=spec["task_id"], roles=spec["roles"])
-    prog = ReferenceProgram(task, spec["sizes"])
-    reference = prog.make_model(spec["init_seed"])
+    task = load_task(spec.task_source, task_id=spec.task_id, roles=spec.roles)
+    prog = ReferenceProgram(task, spec.sizes)
+    reference = prog.make_model(spec.init_seed)
     reference.load_state_dict(state_dict)  # the parameters the parent's reference and the candidate have
     reference = reference.to("cuda").eval()
     values = []
-    for seed in spec["seeds"]:
+    for seed in spec.seeds:
         inputs = prog.inputs(seed)  # the parent drew these inputs the same way (`cases.draw_timing`)
         values.append([x.to("cuda") if isinstance(x, torch.Tensor) else x for x in inputs])
-    return TimingContext(reference, values, int(spec["n_slots"]), TimingParams.from_dict(spec["params"]))
+    return TimingContext(reference, values, spec.n_slots, TimingParams.from_dict(spec.params))
 
 
 class _Slots:
