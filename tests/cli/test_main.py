@@ -166,3 +166,23 @@ def test_verify_replay_draws_the_recorded_cases_again(capsys, tmp_path):
     recorded.write_text(json.dumps(other))
     assert main(["verify", "softmax", str(wrong), "--device", "cpu", "--replay", str(recorded)]) == EXIT_ERROR
     assert "recorded seeds have no base/" in capsys.readouterr().err
+
+
+def test_verify_cache_answers_a_candidate_judged_before(capsys, tmp_path):
+    """`--cache v.sqlite`: the second run's verdict is the stored one (planted here so no verification could give it)."""
+    import sqlite3
+
+    escape = str(TORCH_FALLBACK.parent / "sandbox_escape.py")
+    cache = tmp_path / "v.sqlite"
+    assert main(["verify", "relu", escape, "--device", "cpu", "--json", "--cache", str(cache)]) == EXIT_REJECTED
+    first = json.loads(capsys.readouterr().out)
+    with sqlite3.connect(cache) as conn:
+        (stored,) = conn.execute("SELECT verdict_json FROM verdict_cache").fetchone()
+        planted = dict(json.loads(stored), message="answered by the cache")
+        conn.execute("UPDATE verdict_cache SET verdict_json = ?", (json.dumps(planted),))
+    assert main(["verify", "relu", escape, "--device", "cpu", "--json", "--cache", str(cache)]) == EXIT_REJECTED
+    again = json.loads(capsys.readouterr().out)
+    assert (again["stage"], again["failure"]) == (first["stage"], first["failure"])
+    assert again["message"] == "answered by the cache" != first["message"]
+    assert main(["verify", "relu", escape, "--cache", str(tmp_path / "v.txt")]) == EXIT_ERROR
+    assert "suffix" in capsys.readouterr().err

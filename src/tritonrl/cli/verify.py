@@ -26,7 +26,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     replay = _recorded_seeds(args.replay) if args.replay else None
     if replay is not None and len(texts) != 1:
         raise ValueError("--replay takes one candidate: the one the recorded verdict judged")
-    if len(texts) == 1:
+    if replay is not None and args.cache:
+        raise ValueError("--replay draws the recorded cases again, which a cached verdict would skip: drop --cache")
+    if args.cache:  # verdicts judged before (same task, code and verifier config) come from the file
+        from tritonrl.verify.verdict_store import open_verdict_store
+        from tritonrl.verify.verifier import Verifier
+
+        with open_verdict_store(args.cache) as store, Verifier(cfg, jobs=args.jobs, cache=store,
+                                                               keep_warm=False) as verifier:  # fmt: skip
+            verdicts = verifier.verify_many([(task, t) for t in texts])
+    elif len(texts) == 1:
         verdicts = [verify(task, texts[0], cfg, replay=replay)]
     else:  # warm workers, several at a time; on a GPU timing still runs alone
         verdicts = verify_many([(task, t) for t in texts], cfg, jobs=args.jobs)
@@ -80,6 +89,9 @@ def add_parsers(sub) -> None:  # noqa: ANN001
     p.add_argument("reference", help="KernelBench-format reference file, or a built-in task id")
     p.add_argument("candidate", nargs="+", help="candidate .py files or raw LLM completions; '-' reads stdin")
     p.add_argument("--jobs", type=int, default=4, help="with several candidates: verified at once (warm workers)")
+    p.add_argument("--cache", metavar="PATH",
+                   help="a verdict cache (.jsonl, or .sqlite/.sqlite3/.db for one file several processes share): "
+                        "candidates judged before under the same verifier settings are answered from it")  # fmt: skip
     p.add_argument("--replay", metavar="VERDICT_JSON",
                    help="draw the cases of an earlier verdict again from its recorded seeds (same task, config and "
                         "device): the same verdict, up to the candidate's own nondeterminism")  # fmt: skip
