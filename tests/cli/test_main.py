@@ -169,7 +169,7 @@ def test_verify_replay_draws_the_recorded_cases_again(capsys, tmp_path):
 
 
 def test_verify_cache_answers_a_candidate_judged_before(capsys, tmp_path):
-    """`--cache v.sqlite`: the second run's verdict is the stored one (planted here so no verification could give it)."""
+    """`--cache v.sqlite`: the second run answers with the stored verdict (planted: no verification gives it)."""
     import sqlite3
 
     escape = str(TORCH_FALLBACK.parent / "sandbox_escape.py")
