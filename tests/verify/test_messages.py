@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tritonrl.tasks.loader import builtin_task
-from tritonrl.verify.cases import draw_cases, draw_timing, run_cases, run_timing, timing_request, timing_slots
+from tritonrl.verify.cases import draw_cases, run_cases
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.funnel import _request, _timing_params, plan_for
 from tritonrl.verify.messages import (
@@ -38,6 +38,7 @@ from tritonrl.verify.messages import (
 )
 from tritonrl.verify.protocol import read_frame, write_frame
 from tritonrl.verify.sandbox import WorkerProcess
+from tritonrl.verify.timing_cases import draw_timing, run_timing, timing_request, timing_slots
 
 KEY = bytes(range(32))
 CASE = CaseFrame(

@@ -10,9 +10,10 @@ import torch
 from tritonrl.tasks.loader import builtin_task
 from tritonrl.tasks.reference import ReferenceProgram
 from tritonrl.verify import calibration
-from tritonrl.verify.cases import draw_cases, draw_timing, run_timing, timing_slots
+from tritonrl.verify.cases import draw_cases
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.funnel import plan_for
+from tritonrl.verify.timing_cases import draw_timing, run_timing, timing_slots
 from tritonrl.verify.worker.timing_phase import TimingContext, _Slots
 
 

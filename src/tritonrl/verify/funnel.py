@@ -24,18 +24,7 @@ from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan, plan_shapes_cached
 from tritonrl.types import Failure, FailureKind, Stage, StageOutcome, Verdict, candidate_sha256
 from tritonrl.verify import calibration
-from tritonrl.verify.cases import (
-    Seeds,
-    TimingSets,
-    draw_cases,
-    draw_timing,
-    ghost_informative,
-    request_shapes,
-    run_cases,
-    run_timing,
-    timing_request,
-    timing_slots,
-)
+from tritonrl.verify.cases import Seeds, draw_cases, ghost_informative, request_shapes, run_cases
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.extract import extract_code, parse_candidate, strip_main_guard
 from tritonrl.verify.gpu_lock import GpuLock
@@ -53,6 +42,7 @@ from tritonrl.verify.messages import (
 from tritonrl.verify.provenance import POLICIES
 from tritonrl.verify.sandbox import MODULE_NAMES, WorkerProcess
 from tritonrl.verify.static_checks import run_static_checks
+from tritonrl.verify.timing_cases import TimingSets, draw_timing, run_timing, timing_request, timing_slots
 from tritonrl.verify.timing_stats import judge_timing
 
 if TYPE_CHECKING:

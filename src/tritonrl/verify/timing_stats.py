@@ -47,7 +47,7 @@ class Ceilings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Work:
-    """What the reference does on one input set (`cases.run_timing`). Only `set_bytes` and `bytes_written` are
+    """What the reference does on one input set (`timing_cases.run_timing`). Only `set_bytes` and `bytes_written` are
     properties of the function; `flops` and the parameter bytes in `bytes_read` describe the reference's algorithm."""
 
     flops: int  # the reference's FLOPs (FlopCounterMode): reported, never a floor

@@ -35,7 +35,7 @@ def prepare(torch: Any, spec: TimingRequest, state_dict: dict[str, Any]) -> Timi
     reference = reference.to("cuda").eval()
     values = []
     for seed in spec.seeds:
-        inputs = prog.inputs(seed)  # the parent drew these inputs the same way (`cases.draw_timing`)
+        inputs = prog.inputs(seed)  # the parent drew these inputs the same way (`timing_cases.draw_timing`)
         values.append([x.to("cuda") if isinstance(x, torch.Tensor) else x for x in inputs])
     return TimingContext(reference, values, spec.n_slots, TimingParams.from_dict(spec.params))
 
