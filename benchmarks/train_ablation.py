@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_experiment as experiment  # noqa: E402 - the sibling script's phases
+import experiment_run as experiment  # noqa: E402 - the run folder and phases train_experiment.py uses
 
 SEED_EXTENSIONS = ("multi_input", "staged_reward", "curriculum", "calibrated_timing")
 

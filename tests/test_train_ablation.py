@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(ROOT))  # the script imports its sibling train_experiment.py
+sys.path.insert(0, str(ROOT))  # the script imports its sibling experiment_run.py
 spec = importlib.util.spec_from_file_location("train_ablation", ROOT / "train_ablation.py")
 ablation = importlib.util.module_from_spec(spec)
 sys.modules.setdefault("train_ablation", ablation)

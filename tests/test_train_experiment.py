@@ -1,20 +1,18 @@
-"""benchmarks/train_experiment.py on the CPU: the held-out set is fixed before any model is scored (tasks whose
-reference cannot run are skipped with the reason), the intervals and the criteria; the training itself runs on the
-device (docs/benchmarks.md section 7)."""
+"""benchmarks/train_experiment.py and its modules on the CPU: the held-out set is fixed before any model is scored
+(tasks whose reference cannot run are skipped with the reason), the intervals and the criteria; the training itself
+runs on the device (docs/benchmarks.md section 7)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 from tritonrl.tasks.loader import builtin_task, load_task
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks/train_experiment.py"
-spec = importlib.util.spec_from_file_location("train_experiment", PATH)
-experiment = importlib.util.module_from_spec(spec)
-sys.modules.setdefault("train_experiment", experiment)
-spec.loader.exec_module(experiment)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import experiment_eval  # noqa: E402 - scripts of benchmarks/, importable from there
+import experiment_run  # noqa: E402
+import train_experiment  # noqa: E402
 
 BROKEN = """
 import torch
@@ -39,27 +37,27 @@ def get_init_inputs():
 
 
 def test_held_out_tasks_whose_reference_fails_are_skipped_before_any_model_is_scored():
-    cfg = experiment.eval_config(experiment.parser().parse_args(["--device", "cpu"]))
+    cfg = experiment_eval.eval_config(experiment_run.parser().parse_args(["--device", "cpu"]))
     broken = load_task(BROKEN, task_id="broken_reference")
     tasks = [broken, builtin_task("relu"), builtin_task("softmax")]
-    kept, excluded = experiment.verifiable(tasks, 1, cfg)
+    kept, excluded = experiment_eval.verifiable(tasks, 1, cfg)
     assert [t.task_id for t in kept] == ["relu"]
     assert list(excluded) == ["broken_reference"] and "reference" in excluded["broken_reference"]
 
 
 def test_bootstrap_interval_brackets_the_mean():
-    mean, lo, hi = experiment.bootstrap_ci([0.0, 0.0, 1.0, 1.0, 0.5])
+    mean, lo, hi = experiment_eval.bootstrap_ci([0.0, 0.0, 1.0, 1.0, 0.5])
     assert lo <= mean == 0.5 <= hi and lo < hi
-    assert experiment.bootstrap_ci([]) == (0.0, 0.0, 0.0)
+    assert experiment_eval.bootstrap_ci([]) == (0.0, 0.0, 0.0)
 
 
 def test_criteria_are_not_run_where_a_phase_is_missing():
     def row(model, p1, lo, hi):
         return {"model": model, "pass@1": p1, "pass@1_ci": [lo, hi]}
 
-    only_sft = experiment.criteria([row("untrained", 0.0, 0.0, 0.0), row("sft", 0.3, 0.1, 0.5)])
+    only_sft = train_experiment.criteria([row("untrained", 0.0, 0.0, 0.0), row("sft", 0.3, 0.1, 0.5)])
     assert list(only_sft.values()) == [True, None]
     rows = [row("untrained", 0.0, 0.0, 0.0), row("sft", 0.3, 0.1, 0.5), row("sft+grpo", 0.5, 0.3, 0.7),
             row("sft+more-sft (control)", 0.3, 0.2, 0.4)]  # fmt: skip
-    both = experiment.criteria(rows)
+    both = train_experiment.criteria(rows)
     assert list(both.values()) == [True, True]

@@ -1,0 +1,289 @@
+"""One run folder of the training experiment: its flags (`parser`), the data split, the held-out tasks, the init
+model and `results.json` (`Run`), and the SFT and GRPO phases with their callbacks (held-out NLL every N steps, a
+wall-time budget). Shared by `train_experiment.py` and `train_ablation.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from experiment_eval import _free_gpu, eval_config, held_out_eval, verifiable
+
+log = logging.getLogger("train_experiment")
+
+
+class HeldOutLoss:
+    """A TrainerCallback that logs the completion-only NLL on held-out (prompt, completion) rows every `every` steps:
+    the periodic held-out evaluation of the SFT phases (cheap: one forward per row, no generation)."""
+
+    def __new__(cls, rows: list[dict[str, Any]], tokenizer: Any, every: int, sink: list[dict[str, float]]):  # noqa: ANN204
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kw):  # noqa: ANN001, ANN201
+                if state.global_step % every == 0 and model is not None:
+                    sink.append({"step": state.global_step, "held_out_nll": _nll(model, tokenizer, rows)})
+                    log.info("step %d held-out NLL %.4f", state.global_step, sink[-1]["held_out_nll"])
+
+        return _Callback()
+
+
+def _nll(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float:
+    import torch
+
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for row in rows:
+            prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+            p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            c_ids = tokenizer(row["completion"][0]["content"] + "<|im_end|>", add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([p_ids + c_ids], device=model.device)
+            labels = ids.clone()
+            labels[:, : len(p_ids)] = -100
+            loss = model(input_ids=ids, labels=labels).loss
+            total += float(loss) * len(c_ids)
+            count += len(c_ids)
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+class StopAfter:
+    """A TrainerCallback that ends training after `seconds` of it (the last step finishes; the model is saved as
+    usual): a phase's wall-time budget, so one device call holds every phase."""
+
+    def __new__(cls, seconds: float):  # noqa: ANN204
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            t0 = 0.0
+
+            def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001, ANN201
+                self.t0 = time.monotonic()
+
+            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001, ANN201
+                if seconds and time.monotonic() - self.t0 > seconds:
+                    log.info("stopping after step %d: the phase's %.0f s are spent", state.global_step, seconds)
+                    control.should_training_stop = True
+
+        return _Callback()
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="run folder (models, logs, results.json)")
+    ap.add_argument("--device", default="cuda", help="verifier device")
+    ap.add_argument("--size", default="small", help="init-model size: tiny (~5M), small (~30M), base (~100M)")
+    ap.add_argument("--tasks", type=int, default=600, help="fusion tasks generated (op-pair split 80/10/10)")
+    ap.add_argument("--fusion-seed", type=int, default=0)
+    ap.add_argument("--eval-tasks", type=int, default=32, help="held-out test tasks evaluated")
+    ap.add_argument(
+        "--train-eval-tasks",
+        type=int,
+        default=0,
+        help="also score this many training tasks (in distribution: did the model learn what it saw?)",
+    )
+    ap.add_argument("--eval-timeout-s", type=float, default=30.0, help="verifier timeout per sampled kernel")
+    ap.add_argument("--skip-untrained", action="store_true", help="do not score the random model (its floor)")
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--sft-steps", type=int, default=400)
+    ap.add_argument("--sft-lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--grpo-steps", type=int, default=6)
+    ap.add_argument("--grpo-budget-s", type=float, default=0, help="end GRPO after this many seconds (0: steps only)")
+    ap.add_argument("--grpo-lr", type=float, default=1e-5)
+    ap.add_argument("--num-generations", type=int, default=4)
+    ap.add_argument("--grpo-batch", type=int, default=16, help="completions per GRPO step")
+    ap.add_argument("--max-new-tokens", type=int, default=2048)
+    ap.add_argument("--max-length", type=int, default=4096)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--gen-batch", type=int, default=64, help="prompts per generate call in evaluation")
+    ap.add_argument("--eval-every", type=int, default=50, help="held-out NLL every N SFT steps")
+    ap.add_argument("--save-steps", type=int, default=200, help="checkpoints every N steps (SFT and GRPO)")
+    ap.add_argument("--jobs", type=int, default=12, help="verifier workers")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU plumbing run")
+    ap.add_argument("--budget-s", type=float, default=0, help="skip the phases that start after this many seconds")
+    ap.add_argument("--replot", help="a results.json: print its table and draw its plot, run nothing")
+    return ap
+
+
+SMOKE = dict(size="tiny", tasks=40, eval_tasks=2, k=2, sft_steps=2, grpo_steps=1, batch_size=2, num_generations=2,
+             grpo_batch=2, max_new_tokens=32, max_length=2048, eval_every=1, jobs=2, save_steps=1)  # fmt: skip
+
+
+def setup_args(args: argparse.Namespace) -> None:
+    """Logging, the smoke sizes, and the training device."""
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    args.train_device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.smoke:
+        for name, value in SMOKE.items():
+            setattr(args, name, value)
+
+
+class Run:
+    """One run folder: the data split, the held-out tasks, the init model and `results.json`, rewritten after every
+    phase so a run cut by a time limit keeps what it measured. Shared by this script and `train_ablation.py`."""
+
+    def __init__(self, args: argparse.Namespace, out: Path, results_name: str = "results.json") -> None:
+        from tritonrl.data.splits import SplitConfig
+        from tritonrl.data.suites import load_suite
+        from tritonrl.tasks.prompts import set_default_style
+        from tritonrl.train.data import suite_pairs
+
+        self.args, self.out, self.t_start = args, out, time.monotonic()
+        self.path = out / results_name
+        out.mkdir(parents=True, exist_ok=True)
+        self.results: dict[str, Any] = {"args": dict(vars(args)), "phases": {}, "eval": []}
+        set_default_style("zero-shot")  # the model learns the format from SFT: no one-shot example in its context
+        suite = load_suite(f"fusion:{args.tasks}:{args.fusion_seed}", splits=SplitConfig(by="op-pair", seed=args.seed))
+        self.train, test = suite.only("train"), suite.only("test")
+        self.pairs = suite_pairs(self.train)
+        self.held_out, excluded = verifiable(test.tasks, args.eval_tasks, eval_config(args))
+        self.test_pairs = suite_pairs(test)
+        self.held_in, _ = verifiable(self.train.tasks, args.train_eval_tasks, eval_config(args))
+        self.results["phases"]["data"] = {"train": len(self.train.entries), "test": len(test.entries),
+                                          "eval": len(self.held_out), "excluded": excluded,
+                                          "held_out": [t.task_id for t in self.held_out],
+                                          "held_in": [t.task_id for t in self.held_in]}  # fmt: skip
+        self.outputs = _outputs(args)
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.results, indent=1))
+
+    def in_budget(self, phase: str) -> bool:
+        if self.args.budget_s and time.monotonic() - self.t_start > self.args.budget_s:
+            self.results["phases"][phase] = {"skipped": f"started after --budget-s {self.args.budget_s:.0f}"}
+            self.save()
+            return False
+        return True
+
+    def evaluate(self, name: str, model_dir: Path) -> dict[str, Any]:
+        """Held-out pass@k of `model_dir` (a row named `name`), and on training tasks when --train-eval-tasks."""
+        slug = "".join(c if c.isalnum() or c in "+-" else "_" for c in name)
+        row = held_out_eval(name, str(model_dir), self.held_out, self.args, self.out / f"samples-{slug}.jsonl")
+        self.results["eval"].append(row)
+        self.save()
+        if self.held_in:
+            train_row = held_out_eval(name, str(model_dir), self.held_in, self.args,
+                                      self.out / f"samples-{slug}-train.jsonl")  # fmt: skip
+            self.results.setdefault("eval_train", []).append(train_row)
+            self.save()
+        return row
+
+    def init_model(self) -> None:
+        from tritonrl.train.init_model import InitModelConfig, init_model
+
+        corpus = self.out / "corpus.txt"
+        corpus.write_text("\n\n".join(t.source for t in self.train.tasks) + "\n\n"
+                          + "\n\n".join(c for _, c in self.pairs))  # fmt: skip
+        cfg = InitModelConfig(size=self.args.size, out=str(self.out / "init"), corpus=(str(corpus),),
+                              seed=self.args.seed)  # fmt: skip
+        model = init_model(cfg)
+        self.results["phases"]["init"] = {"parameters": model.n_params, "vocab": model.vocab_size,
+                                          "seconds": round(model.seconds, 1)}  # fmt: skip
+        self.save()
+
+    def sft(self, phase: str, start: Path, steps: int, lr: float, seed: int) -> float:
+        """SFT from `start` into out/`phase` (full parameters), held-out NLL every --eval-every steps; seconds."""
+        from tritonrl.models import load_tokenizer
+        from tritonrl.train.data import sft_rows
+        from tritonrl.train.settings import LoraSettings, TrainSettings
+        from tritonrl.train.sft import run_sft
+
+        a = self.args
+        tok = load_tokenizer(str(start))
+        nll_rows = sft_rows(self.held_out[:8], tok, pairs=self.test_pairs[:8])
+        curve: list[dict[str, float]] = []
+        t0 = time.monotonic()
+        settings = TrainSettings(
+            steps=steps,
+            learning_rate=lr,
+            batch_size=a.batch_size,
+            max_length=a.max_length,
+            seed=seed,
+            logging_steps=10,
+            save_steps=self.outputs.save_steps,
+            report_to=self.outputs.report_to,
+        )
+        run_sft(
+            str(start),
+            self.train.tasks,
+            self.out / phase,
+            settings,
+            lora=LoraSettings(enabled=False),
+            pairs=self.pairs,
+            callbacks=[HeldOutLoss(nll_rows, tok, a.eval_every, curve)],
+        )
+        seconds = time.monotonic() - t0
+        self.results["phases"][phase] = {"seconds": round(seconds, 1), "steps": steps, "held_out_nll": curve}
+        _free_gpu()
+        self.save()
+        return seconds
+
+    def grpo(self, phase: str, start: Path, ext: Any) -> tuple[bool, float]:
+        """GRPO from `start` into out/`phase` with the extensions `ext`; (trained, seconds). A failure is recorded
+        (the next phases still run, so the run keeps what it can)."""
+        from tritonrl.train.grpo import run_grpo
+        from tritonrl.train.settings import LoraSettings, TrainSettings
+        from tritonrl.verify.config import VerifyConfig
+
+        a = self.args
+        t0 = time.monotonic()
+        try:
+            settings = TrainSettings(
+                steps=a.grpo_steps,
+                learning_rate=a.grpo_lr,
+                batch_size=a.grpo_batch,
+                num_generations=a.num_generations,
+                max_completion_length=a.max_new_tokens,
+                temperature=a.temperature,
+                seed=a.seed,
+                workers=a.jobs,
+                save_steps=self.outputs.save_steps,
+                report_to=self.outputs.report_to,
+            )
+            result = run_grpo(
+                str(start),
+                self.train.tasks,
+                self.out / phase,
+                ext,
+                settings,
+                lora=LoraSettings(enabled=False),
+                verify_cfg=VerifyConfig.for_rewards(a.device),
+                callbacks=[StopAfter(a.grpo_budget_s)],
+            )
+        except Exception as exc:  # noqa: BLE001 - recorded in results.json; the run goes on
+            log.exception("GRPO %s failed", phase)
+            self.results["phases"][phase] = {"error": repr(exc)[:2000]}
+            self.save()
+            return False, time.monotonic() - t0
+        seconds = time.monotonic() - t0
+        steps = [h for h in result.log_history if "reward" in h]
+        self.results["phases"][phase] = {"seconds": round(seconds, 1), "steps": len(steps),
+                                         "mean_reward_per_step": [h["reward"] for h in steps],
+                                         "extensions": list(ext.enabled)}  # fmt: skip
+        _free_gpu()
+        self.save()
+        return True, seconds
+
+
+def _outputs(args: argparse.Namespace) -> Any:
+    from tritonrl.train.model_io import RunOutputs
+
+    try:
+        import tensorboard  # noqa: F401
+
+        report_to = "tensorboard"
+    except ImportError:
+        report_to = "none"
+    return RunOutputs(save_steps=args.save_steps, report_to=report_to)
