@@ -111,6 +111,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU plumbing run")
     ap.add_argument("--budget-s", type=float, default=0, help="skip the phases that start after this many seconds")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the phases --out/results.json already holds (their models still in --out) and run the "
+                         "rest: an experiment spread over several calls on one machine")  # fmt: skip
     ap.add_argument("--replot", help="a results.json: print its table and draw its plot, run nothing")
     return ap
 
@@ -156,6 +159,31 @@ class Run:
                                           "held_out": [t.task_id for t in self.held_out],
                                           "held_in": [t.task_id for t in self.held_in]}  # fmt: skip
         self.outputs = _outputs(args)
+        self.prior = self._prior() if getattr(args, "resume", False) else None
+
+    def _prior(self) -> dict[str, Any] | None:
+        """The earlier results of this folder, when they scored the same tasks (else the run would mix task sets)."""
+        if not self.path.exists():
+            return None
+        prior = json.loads(self.path.read_text())
+        data = prior.get("phases", {}).get("data", {})
+        if (data.get("held_out"), data.get("held_in")) != (self.results["phases"]["data"]["held_out"],
+                                                            self.results["phases"]["data"]["held_in"]):  # fmt: skip
+            raise SystemExit(f"--resume: {self.path} scored other tasks (other data flags?); resume with the flags "
+                             "of that run, or give a new --out")  # fmt: skip
+        return prior
+
+    def done(self, phase: str, folder: Path | None = None) -> bool:
+        """With --resume: `phase` finished in an earlier call (its model still in `folder`); its record is kept."""
+        record = (self.prior or {}).get("phases", {}).get(phase)
+        if not record or "error" in record or "skipped" in record:
+            return False
+        if folder is not None and not (folder / "config.json").exists():
+            return False
+        self.results["phases"][phase] = record
+        log.info("--resume: %s kept from the earlier call", phase)
+        self.save()
+        return True
 
     def save(self) -> None:
         self.path.write_text(json.dumps(self.results, indent=1))
@@ -169,6 +197,14 @@ class Run:
 
     def evaluate(self, name: str, model_dir: Path) -> dict[str, Any]:
         """Held-out pass@k of `model_dir` (a row named `name`), and on training tasks when --train-eval-tasks."""
+        earlier = [e for e in (self.prior or {}).get("eval", []) if e["model"] == name]
+        earlier_train = [e for e in (self.prior or {}).get("eval_train", []) if e["model"] == name]
+        if earlier and (earlier_train or not self.held_in):
+            self.results["eval"].append(earlier[0])
+            if earlier_train:
+                self.results.setdefault("eval_train", []).append(earlier_train[0])
+            self.save()
+            return earlier[0]
         slug = "".join(c if c.isalnum() or c in "+-" else "_" for c in name)
         row = held_out_eval(name, str(model_dir), self.held_out, self.args, self.out / f"samples-{slug}.jsonl")
         self.results["eval"].append(row)

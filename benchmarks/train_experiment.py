@@ -5,7 +5,7 @@
     python benchmarks/train_experiment.py --replot runs/experiment/results.json          # table + plot again
 
 Phases (each writes its folder under --out, and `results.json` is rewritten after every phase, so a run cut by a
-time limit keeps what it measured):
+time limit keeps what it measured; `--resume` keeps the finished phases and runs the rest):
   data      fusion tasks split by op pair (`data/splits.py`): held-out test tasks contain an adjacent op pair that no
             training task has, so a pass there is composition, not recall
   init      `init-model`: a byte-level BPE tokenizer trained on the *training* tasks only, and a random Qwen3
@@ -47,21 +47,28 @@ def main() -> int:
     from tritonrl.train.config import preset
 
     run = Run(args, Path(args.out).resolve())
-    run.init_model()
+    out = run.out
+    if not run.done("init", out / "init"):
+        run.init_model()
     if not args.skip_untrained:
-        run.evaluate("untrained", run.out / "init")
-    sft_s = run.sft("sft", run.out / "init", args.sft_steps, args.sft_lr, args.seed)
-    run.evaluate("sft", run.out / "sft")
-    grpo_s = 0.0
+        run.evaluate("untrained", out / "init")
+    if not run.done("sft", out / "sft"):
+        run.sft("sft", out / "init", args.sft_steps, args.sft_lr, args.seed)
+    sft_s = run.results["phases"]["sft"]["seconds"]
+    run.evaluate("sft", out / "sft")
     if run.in_budget("grpo"):
-        trained, grpo_s = run.grpo("grpo", run.out / "sft", preset("all_extensions"))
+        trained = run.done("grpo", out / "grpo")
+        if not trained:
+            trained, _ = run.grpo("grpo", out / "sft", preset("all_extensions"))
+        grpo_s = run.results["phases"]["grpo"].get("seconds", 0.0)
         if trained:
-            run.evaluate("sft+grpo", run.out / "grpo")
+            run.evaluate("sft+grpo", out / "grpo")
         if run.in_budget("control"):
             # The control spends GRPO's wall time on more SFT from the same start (steps at SFT's measured rate).
             steps = max(1, round(grpo_s / max(sft_s / args.sft_steps, 1e-6)))
-            run.sft("control", run.out / "sft", steps, args.sft_lr / 10, args.seed + 1)
-            run.evaluate("sft+more-sft (control)", run.out / "control")
+            if not run.done("control", out / "control"):
+                run.sft("control", out / "sft", steps, args.sft_lr / 10, args.seed + 1)
+            run.evaluate("sft+more-sft (control)", out / "control")
     run.results["total_s"] = round(time.monotonic() - run.t_start, 1)
     run.results["criteria"] = criteria(run.results["eval"])
     run.save()

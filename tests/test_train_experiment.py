@@ -4,8 +4,11 @@ runs on the device (docs/benchmarks.md section 7)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 from tritonrl.tasks.loader import builtin_task, load_task
 
@@ -61,3 +64,30 @@ def test_criteria_are_not_run_where_a_phase_is_missing():
             row("sft+more-sft (control)", 0.3, 0.2, 0.4)]  # fmt: skip
     both = train_experiment.criteria(rows)
     assert list(both.values()) == [True, True]
+
+
+def test_resume_keeps_finished_phases_and_their_evaluations(tmp_path):
+    args = experiment_run.parser().parse_args(["--out", str(tmp_path), "--device", "cpu", "--smoke", "--resume"])
+    experiment_run.setup_args(args)
+    first = experiment_run.Run(args, tmp_path)  # no results.json yet: nothing to keep
+    assert first.prior is None and not first.done("init")
+    row = {"model": "sft", "pass@1": 0.5}
+    first.results["phases"]["init"] = {"seconds": 1.0}
+    first.results["phases"]["sft"] = {"seconds": 2.0}
+    first.results["phases"]["grpo"] = {"error": "RuntimeError('x')"}
+    first.results["eval"] = [row]
+    first.results["eval_train"] = [dict(row, tasks=1)]
+    first.save()
+    (tmp_path / "init").mkdir()
+    (tmp_path / "init" / "config.json").write_text("{}")
+    again = experiment_run.Run(args, tmp_path)
+    assert again.done("init", tmp_path / "init") and again.results["phases"]["init"] == {"seconds": 1.0}
+    assert not again.done("sft", tmp_path / "sft")  # its model is gone: train it again
+    assert not again.done("grpo")  # failed before: run it again
+    assert again.evaluate("sft", tmp_path / "sft") == row  # kept, not scored again
+    assert again.results["eval_train"] == [dict(row, tasks=1)]
+    data = json.loads(again.path.read_text())
+    data["phases"]["data"]["held_out"] = ["another/task"]
+    again.path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match="other tasks"):
+        experiment_run.Run(args, tmp_path)
