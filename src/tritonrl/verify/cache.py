@@ -29,15 +29,34 @@ def cache_key(task: Task, candidate: str, cfg: VerifyConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class VerdictCache:
+class CountedStore:
+    """What both verdict stores share: `get` is `peek` counted as a hit or a miss (`verifier.VerdictStore`); the
+    backends implement `peek` (not counted: curation asks it which verdicts are fresh) and `put`."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()  # the Verifier stores and reads verdicts from its worker threads
+
+    def peek(self, task: Task, candidate: str, cfg: VerifyConfig) -> Verdict | None:
+        raise NotImplementedError
+
+    def get(self, task: Task, candidate: str, cfg: VerifyConfig) -> Verdict | None:
+        """The stored verdict or None, counted as a hit or a miss."""
+        verdict = self.peek(task, candidate, cfg)
+        with self._lock:
+            self.hits += verdict is not None
+            self.misses += verdict is None
+        return verdict
+
+
+class VerdictCache(CountedStore):
     """Verdicts by key, backed by an append-only JSONL file (or memory only when `path` is None)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
+        super().__init__()
         self.path = Path(path) if path else None
         self._verdicts: dict[str, Verdict] = {}
-        self.hits = 0
-        self.misses = 0
-        self._lock = threading.Lock()  # verify_many stores verdicts from its worker threads
         if self.path and self.path.is_file():
             for n, line in enumerate(self.path.read_text().splitlines(), 1):
                 try:
@@ -52,14 +71,6 @@ class VerdictCache:
     def peek(self, task: Task, candidate: str, cfg: VerifyConfig) -> Verdict | None:
         """The cached verdict, or None (not counted as a hit or a miss)."""
         return self._verdicts.get(cache_key(task, candidate, cfg))
-
-    def get(self, task: Task, candidate: str, cfg: VerifyConfig) -> Verdict | None:
-        """The cached verdict or None, counted as a hit or a miss (`verifier.VerdictStore`)."""
-        verdict = self.peek(task, candidate, cfg)
-        with self._lock:
-            self.hits += verdict is not None
-            self.misses += verdict is None
-        return verdict
 
     def put(self, task: Task, candidate: str, cfg: VerifyConfig, verdict: Verdict) -> None:
         """Keep `verdict` (and append it to the file): called by the `Verifier` as each verification finishes."""

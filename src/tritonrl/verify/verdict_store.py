@@ -23,14 +23,13 @@ import json
 import logging
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from tritonrl.errors import ConfigError, TritonRLError
 from tritonrl.tasks.schema import Task
 from tritonrl.types import Verdict
-from tritonrl.verify.cache import VerdictCache, cache_key
+from tritonrl.verify.cache import CountedStore, VerdictCache, cache_key
 from tritonrl.verify.config import VerifyConfig
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ class VerdictStoreError(TritonRLError):
     """The file given as a verdict store is no database, another program's database, or of another schema."""
 
 
-class SQLiteVerdictStore:
+class SQLiteVerdictStore(CountedStore):
     """Verdicts by `cache_key` in the SQLite file at `path` (created if missing). Thread-safe; several processes
     may open the same file. Use as a context manager or call `close()`.
 
@@ -64,11 +63,9 @@ class SQLiteVerdictStore:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.hits = 0
-        self.misses = 0
-        self._lock = threading.Lock()
         # isolation_level="IMMEDIATE": sqlite3 opens each write with BEGIN IMMEDIATE, which takes the write lock up
         # front, so a writer that finds another process writing waits out the busy timeout instead of failing.
         self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -143,14 +140,6 @@ class SQLiteVerdictStore:
             # e.g. written by a tritonrl whose Verdict had other fields: verify again, and the put replaces it
             log.warning("%s: unreadable verdict for key %s... treated as a miss", self.path, key[:12])
             return None
-
-    def get(self, task: Task, candidate: str, cfg: VerifyConfig) -> Verdict | None:
-        """The stored verdict or None, counted as a hit or a miss (`verifier.VerdictStore`)."""
-        verdict = self.peek(task, candidate, cfg)
-        with self._lock:
-            self.hits += verdict is not None
-            self.misses += verdict is None
-        return verdict
 
     def put(self, task: Task, candidate: str, cfg: VerifyConfig, verdict: Verdict) -> None:
         """Commit `verdict` (its own transaction): called by the `Verifier` as each verification finishes."""
