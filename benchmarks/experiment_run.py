@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,14 @@ def setup_args(args: argparse.Namespace) -> None:
     if args.smoke:
         for name, value in SMOKE.items():
             setattr(args, name, value)
+
+
+def replot(path: str, table: Callable[[dict], str], plot: Callable[[dict, Path], str]) -> int:
+    """`--replot FILE`: print the table of a saved results file and draw its plot next to it; runs nothing."""
+    results = json.loads(Path(path).read_text())
+    print(table(results))
+    print(plot(results, Path(path).with_suffix(".png")))
+    return 0
 
 
 class Run:

@@ -50,10 +50,7 @@ def main() -> int:
     ap.add_argument("--configs", help="comma-separated configuration names to run (default: the whole grid, in order)")
     args = ap.parse_args()
     if args.replot:
-        results = json.loads(Path(args.replot).read_text())
-        print(table(results))
-        print(plot(results, Path(args.replot).with_suffix(".png")))
-        return 0
+        return experiment.replot(args.replot, table, plot)
     if not args.out:
         ap.error("--out is required (or --replot ABLATION_JSON)")
     experiment.setup_args(args)

@@ -24,23 +24,19 @@ Whatever the outcome, the table says what happened; `docs/benchmarks.md` records
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from experiment_run import Run, parser, setup_args  # noqa: E402 - the sibling modules of this script
+from experiment_run import Run, parser, replot, setup_args  # noqa: E402 - the sibling modules of this script
 
 
 def main() -> int:
     args = parser().parse_args()
     if args.replot:
-        results = json.loads(Path(args.replot).read_text())
-        print(table(results))
-        print(plot(results, Path(args.replot).with_suffix(".png")))
-        return 0
+        return replot(args.replot, table, plot)
     if not args.out:
         parser().error("--out is required (or --replot RESULTS)")
     setup_args(args)
