@@ -6,6 +6,7 @@ and pass@1 / pass@k of a model folder with bootstrap intervals over tasks (`held
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import random
@@ -62,43 +63,71 @@ def verifiable(tasks: list, n: int, cfg: Any) -> tuple[list, dict[str, str]]:
 def held_out_eval(
     name: str, model_dir: str, tasks: list, args: argparse.Namespace, samples: Path | None = None
 ) -> dict[str, Any]:
-    """pass@1 and pass@k of `model_dir` on `tasks` (k samples each), hardened verifier, intervals over tasks; every
-    sample with its verdict goes to the JSONL file `samples` when given (what the outcome counts are made of)."""
-    from tritonrl.eval.metrics import pass_at_k
+    """pass@1 and pass@k of `model_dir` on `tasks` (k samples each at --temperature), hardened verifier, intervals
+    over tasks; with --greedy also greedy pass@1 (one sample per task, row["greedy"]). Every sample with its verdict
+    goes to the JSONL file `samples` when given (what the outcome counts are made of)."""
     from tritonrl.generate import HFGenerator, SamplingConfig
     from tritonrl.verify.verifier import verify_many
 
     t0 = time.monotonic()
-    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
-    gen = HFGenerator(model_dir, sampling, device=args.train_device)
-    texts: list[list[str]] = []
-    for i in range(0, len(tasks), args.gen_batch):
-        texts += gen.generate_batch(tasks[i : i + args.gen_batch], args.k)
+    sampled = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    gen = HFGenerator(model_dir, sampled, device=args.train_device)
+    runs = [("sampled", args.k, sampled)]
+    if args.greedy:
+        runs.append(("greedy", 1, dataclasses.replace(sampled, temperature=0.0)))
+    texts: dict[str, list[str]] = {}
+    lengths: dict[str, dict[str, float]] = {}
+    for mode, k, sampling in runs:
+        gen.sampling, t_mode, texts[mode] = sampling, time.monotonic(), []
+        for i in range(0, len(tasks), args.gen_batch):
+            texts[mode] += [t for group in gen.generate_batch(tasks[i : i + args.gen_batch], k) for t in group]
+        lengths[mode] = _lengths(gen.tokenizer, texts[mode], args.max_new_tokens, time.monotonic() - t_mode)
     del gen
     _free_gpu()
     t_gen = time.monotonic() - t0
-    items = [(task, text) for task, group in zip(tasks, texts, strict=True) for text in group]
+    items = [(task, text) for mode, k, _ in runs for i, task in enumerate(tasks)
+             for text in texts[mode][i * k : (i + 1) * k]]  # fmt: skip
     verdicts = verify_many(items, eval_config(args), jobs=args.jobs)
-    correct = [sum(v.passed for v in verdicts[i * args.k : (i + 1) * args.k]) for i in range(len(tasks))]
     if samples is not None:
         with samples.open("w") as f:
-            for (task, text), v in zip(items, verdicts, strict=True):
-                row = {"task_id": task.task_id, "passed": v.passed, "stage": v.stage, "failure": v.failure,
-                       "message": v.message[:1000], "text": text}  # fmt: skip
+            for i, ((task, text), v) in enumerate(zip(items, verdicts, strict=True)):
+                row = {"task_id": task.task_id, "mode": "sampled" if i < len(tasks) * args.k else "greedy",
+                       "passed": v.passed, "stage": v.stage, "failure": v.failure, "message": v.message[:1000],
+                       "text": text}  # fmt: skip
                 f.write(json.dumps(row) + "\n")
+    n_sampled = len(tasks) * args.k
+    out = {"model": name, "tasks": len(tasks), "k": args.k, **_score(verdicts[:n_sampled], args.k, len(tasks)),
+           "generation": lengths["sampled"], "generate_s": round(t_gen, 1),
+           "verify_s": round(time.monotonic() - t0 - t_gen, 1)}  # fmt: skip
+    if args.greedy:
+        out["greedy"] = {**_score(verdicts[n_sampled:], 1, len(tasks)), "generation": lengths["greedy"]}
+    log.info("eval %s: pass@1 %.3f [%.3f, %.3f]  %s%s", name, out["pass@1"], *out["pass@1_ci"], out["outcomes"],
+             f"  greedy pass@1 {out['greedy']['pass@1']:.3f}" if args.greedy else "")  # fmt: skip
+    return out
+
+
+def _score(verdicts: list, k: int, n_tasks: int) -> dict[str, Any]:
+    """pass@1 and pass@k over tasks (each task's k verdicts in a row) with bootstrap intervals, and the outcomes."""
+    from tritonrl.eval.metrics import pass_at_k
+
+    correct = [sum(v.passed for v in verdicts[i * k : (i + 1) * k]) for i in range(n_tasks)]
     stages: dict[str, int] = {}
     for v in verdicts:
         key = "passed" if v.passed else f"{v.stage}/{v.failure}"
         stages[key] = stages.get(key, 0) + 1
-    p1, p1_lo, p1_hi = bootstrap_ci([pass_at_k(args.k, c, 1) for c in correct])
-    pk, pk_lo, pk_hi = bootstrap_ci([pass_at_k(args.k, c, args.k) for c in correct])
-    out = {
-        "model": name, "tasks": len(tasks), "k": args.k, "pass@1": p1, "pass@1_ci": [p1_lo, p1_hi],
-        f"pass@{args.k}": pk, f"pass@{args.k}_ci": [pk_lo, pk_hi], "outcomes": dict(sorted(stages.items())),
-        "generate_s": round(t_gen, 1), "verify_s": round(time.monotonic() - t0 - t_gen, 1),
-    }  # fmt: skip
-    log.info("eval %s: pass@1 %.3f [%.3f, %.3f]  %s", name, p1, p1_lo, p1_hi, out["outcomes"])
-    return out
+    p1, p1_lo, p1_hi = bootstrap_ci([pass_at_k(k, c, 1) for c in correct])
+    pk, pk_lo, pk_hi = bootstrap_ci([pass_at_k(k, c, k) for c in correct])
+    return {"pass@1": p1, "pass@1_ci": [p1_lo, p1_hi], f"pass@{k}": pk, f"pass@{k}_ci": [pk_lo, pk_hi],
+            "outcomes": dict(sorted(stages.items()))}  # fmt: skip
+
+
+def _lengths(tokenizer: Any, texts: list[str], max_new_tokens: int, seconds: float) -> dict[str, float]:
+    """How long the answers were (tokens, re-encoded) and how many ran into --max-new-tokens: a model that never
+    ends its answer makes every generate call run to the limit."""
+    counts = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts] or [0]
+    return {"mean_tokens": round(sum(counts) / len(counts), 1), "max_tokens": max(counts),
+            "at_limit_frac": round(sum(c >= max_new_tokens - 1 for c in counts) / len(counts), 3),
+            "seconds": round(seconds, 1)}  # fmt: skip
 
 
 def _free_gpu() -> None:

@@ -18,6 +18,16 @@ from experiment_eval import _free_gpu, eval_config, held_out_eval, verifiable
 
 log = logging.getLogger("train_experiment")
 
+SEED_EXTENSIONS = ("multi_input", "staged_reward", "curriculum", "calibrated_timing")
+# The experiment's GRPO arm: the hardened verifier with the four seed extensions on, i.e. the ablation grid's
+# all-four configuration, so train_ablation.py reuses that arm instead of training it again.
+GRPO_ARM = dict.fromkeys(SEED_EXTENSIONS, True)
+# The flags a GRPO run's result depends on: two runs compare (or one stands for the other) only when these agree.
+GRPO_FLAGS = (
+    "tasks", "fusion_seed", "size", "sft_steps", "sft_lr", "grpo_steps", "grpo_budget_s", "grpo_lr", "grpo_batch",
+    "num_generations", "steps_per_generation", "max_new_tokens", "temperature", "k", "seed",
+)  # fmt: skip
+
 
 class HeldOutLoss:
     """A TrainerCallback that logs the completion-only NLL on held-out (prompt, completion) rows every `every` steps:
@@ -58,9 +68,10 @@ def _nll(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float:
 
 class StopAfter:
     """A TrainerCallback that ends training after `seconds` of it (the last step finishes; the model is saved as
-    usual): a phase's wall-time budget, so one device call holds every phase."""
+    usual): a phase's wall-time budget, so one device call holds every phase. It stops only after a step that ends
+    a generation round (`every`: GRPO's steps_per_generation), since the other steps of a round cost ~nothing."""
 
-    def __new__(cls, seconds: float):  # noqa: ANN204
+    def __new__(cls, seconds: float, every: int = 1):  # noqa: ANN204
         from transformers import TrainerCallback
 
         class _Callback(TrainerCallback):
@@ -70,7 +81,7 @@ class StopAfter:
                 self.t0 = time.monotonic()
 
             def on_step_end(self, args, state, control, **kw):  # noqa: ANN001, ANN201
-                if seconds and time.monotonic() - self.t0 > seconds:
+                if seconds and time.monotonic() - self.t0 > seconds and state.global_step % every == 0:
                     log.info("stopping after step %d: the phase's %.0f s are spent", state.global_step, seconds)
                     control.should_training_stop = True
 
@@ -102,9 +113,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--grpo-lr", type=float, default=1e-5)
     ap.add_argument("--num-generations", type=int, default=4)
     ap.add_argument("--grpo-batch", type=int, default=16, help="completions per GRPO step")
+    ap.add_argument("--steps-per-generation", type=int, default=1,
+                    help="GRPO steps served by one generate call and one verifier round")  # fmt: skip
     ap.add_argument("--max-new-tokens", type=int, default=2048)
     ap.add_argument("--max-length", type=int, default=4096)
-    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (evaluation and GRPO)")
+    ap.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=True,
+                    help="also score greedy decoding (one answer per task) in every evaluation")  # fmt: skip
     ap.add_argument("--gen-batch", type=int, default=64, help="prompts per generate call in evaluation")
     ap.add_argument("--eval-every", type=int, default=50, help="held-out NLL every N SFT steps")
     ap.add_argument("--save-steps", type=int, default=200, help="checkpoints every N steps (SFT and GRPO)")
@@ -290,6 +305,7 @@ class Run:
                 learning_rate=a.grpo_lr,
                 batch_size=a.grpo_batch,
                 num_generations=a.num_generations,
+                steps_per_generation=a.steps_per_generation,
                 max_completion_length=a.max_new_tokens,
                 temperature=a.temperature,
                 seed=a.seed,
@@ -305,7 +321,7 @@ class Run:
                 settings,
                 lora=LoraSettings(enabled=False),
                 verify_cfg=VerifyConfig.for_rewards(a.device),
-                callbacks=[StopAfter(a.grpo_budget_s)],
+                callbacks=[StopAfter(a.grpo_budget_s, a.steps_per_generation)],
             )
         except Exception as exc:  # noqa: BLE001 - recorded in results.json; the run goes on
             log.exception("GRPO %s failed", phase)
@@ -314,8 +330,17 @@ class Run:
             return False, time.monotonic() - t0
         seconds = time.monotonic() - t0
         steps = [h for h in result.log_history if "reward" in h]
-        self.results["phases"][phase] = {"seconds": round(seconds, 1), "steps": len(steps),
-                                         "mean_reward_per_step": [h["reward"] for h in steps],
+
+        def series(key: str) -> list[float]:
+            return [round(h[key], 4) for h in steps if key in h]
+
+        self.results["phases"][phase] = {"seconds": round(seconds, 1),
+                                         "steps": max((h.get("step", 0) for h in result.log_history), default=0),
+                                         "mean_reward_per_step": series("reward"),
+                                         "correct_frac_per_step": series("kernel/correct_frac"),
+                                         "verify_s_per_step": series("kernel/verify_s"),
+                                         "completion_tokens_per_step": series("completions/mean_length"),
+                                         "clipped_frac_per_step": series("completions/clipped_ratio"),
                                          "extensions": list(ext.enabled)}  # fmt: skip
         _free_gpu()
         self.save()

@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import experiment_run as experiment  # noqa: E402 - the run folder and phases train_experiment.py uses
 
-SEED_EXTENSIONS = ("multi_input", "staged_reward", "curriculum", "calibrated_timing")
+SEED_EXTENSIONS = experiment.SEED_EXTENSIONS
 
 
 def grid() -> list[dict[str, bool]]:
@@ -71,6 +71,7 @@ def main() -> int:
         run.results["eval"].append(prior)
         run.results["phases"]["sft"] = {"reused": str(sft)}
         done = _carry_over(run, earlier)
+        done |= _from_experiment(run, done)
     else:
         run.init_model()
         run.sft("sft", run.out / "init", args.sft_steps, args.sft_lr, args.seed)
@@ -107,6 +108,27 @@ def _carry_over(run: experiment.Run, earlier: dict[str, Any] | None) -> set[str]
     return {e["model"] for e in rows}
 
 
+def _from_experiment(run: experiment.Run, done: set[str]) -> set[str]:
+    """The experiment's GRPO arm is this grid's all-four configuration: its row stands for that configuration when
+    it trained on the same held-out split with the same GRPO flags (otherwise the grid trains its own)."""
+    name = name_of(experiment.GRPO_ARM)
+    path = run.out / "results.json"
+    if name in done or not path.exists():
+        return set()
+    prior = json.loads(path.read_text())
+    phase = prior["phases"].get("grpo", {})
+    row = next((e for e in prior["eval"] if e["model"] == "sft+grpo"), None)
+    same = prior["phases"].get("data", {}).get("held_out") == run.results["phases"]["data"]["held_out"] and all(
+        prior["args"].get(f) == run.results["args"].get(f) for f in experiment.GRPO_FLAGS
+    )
+    if row is None or "seconds" not in phase or not same:
+        return set()
+    run.results["eval"].append({**row, "model": name, "extensions": dict(experiment.GRPO_ARM)})
+    run.results["phases"][f"grid-{name}"] = phase
+    run.save()
+    return {name}
+
+
 def _prior_sft_eval(run: experiment.Run) -> dict[str, Any] | None:
     """The SFT model's evaluation from the experiment's results.json, when it scored the same held-out tasks."""
     path = run.out / "results.json"
@@ -121,8 +143,8 @@ def _prior_sft_eval(run: experiment.Run) -> dict[str, Any] | None:
 def table(results: dict[str, Any]) -> str:
     k = results["args"]["k"]
     head = " | ".join(SEED_EXTENSIONS)
-    lines = [f"| configuration | {head} | GRPO steps | mean reward | pass@1 [95% CI] | pass@{k} [95% CI] |",
-             "|---|" + "---|" * (len(SEED_EXTENSIONS) + 4)]  # fmt: skip
+    lines = [f"| configuration | {head} | GRPO steps | mean reward | pass@1 [95% CI] | pass@{k} [95% CI] | greedy "
+             "pass@1 [95% CI] |", "|---|" + "---|" * (len(SEED_EXTENSIONS) + 5)]  # fmt: skip
     for e in results["eval"]:
         combo = e.get("extensions")
         phase = results["phases"].get(f"grid-{e['model']}", {})
@@ -132,8 +154,10 @@ def table(results: dict[str, Any]) -> str:
         lo, hi = e["pass@1_ci"]
         klo, khi = e[f"pass@{k}_ci"]
         label = e["model"] if combo else f"{e['model']} (start, no GRPO)"
+        g = e.get("greedy")
+        greedy = f"{g['pass@1']:.3f} [{g['pass@1_ci'][0]:.3f}, {g['pass@1_ci'][1]:.3f}]" if g else "-"
         lines.append(f"| {label} | {marks} | {phase.get('steps', '')} | {mean} | {e['pass@1']:.3f} [{lo:.3f}, "
-                     f"{hi:.3f}] | {e[f'pass@{k}']:.3f} [{klo:.3f}, {khi:.3f}] |")  # fmt: skip
+                     f"{hi:.3f}] | {e[f'pass@{k}']:.3f} [{klo:.3f}, {khi:.3f}] | {greedy} |")  # fmt: skip
     failed = [p for p, v in results["phases"].items() if isinstance(v, dict) and "error" in v]
     skipped = [p for p, v in results["phases"].items() if isinstance(v, dict) and "skipped" in v]
     if failed:

@@ -12,7 +12,8 @@ time limit keeps what it measured; `--resume` keeps the finished phases and runs
   untrained held-out pass@1 / pass@k of the random model (the floor)
   sft       full-parameter SFT on the training tasks' verified template solutions, held-out NLL every --eval-every
             steps (TensorBoard logs and checkpoints in sft/)
-  grpo      GRPO from the SFT model on the training tasks, rewards from the hardened verifier
+  grpo      GRPO from the SFT model on the training tasks, rewards from the hardened verifier with the four seed
+            extensions on (the ablation's all-four configuration; `train_ablation.py` reuses it)
   control   the same wall time as GRPO spent on more SFT from the SFT model (the compute control)
   eval      held-out pass@1 / pass@k after each phase, hardened verifier, bootstrap 95% intervals over tasks
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from experiment_run import Run, parser, replot, setup_args  # noqa: E402 - the sibling modules of this script
+from experiment_run import GRPO_ARM, Run, parser, replot, setup_args  # noqa: E402 - the sibling modules of this script
 
 
 def main() -> int:
@@ -55,7 +56,7 @@ def main() -> int:
     if run.in_budget("grpo"):
         trained = run.done("grpo", out / "grpo")
         if not trained:
-            trained, _ = run.grpo("grpo", out / "sft", preset("all_extensions"))
+            trained, _ = run.grpo("grpo", out / "sft", preset("hardened", **GRPO_ARM))
         grpo_s = run.results["phases"]["grpo"].get("seconds", 0.0)
         if trained:
             run.evaluate("sft+grpo", out / "grpo")
@@ -118,14 +119,19 @@ def criteria(evals: list[dict[str, Any]]) -> dict[str, bool | None]:
 def table(results: dict[str, Any]) -> str:
     """The held-out table (and the training-task one when scored), then the criteria."""
     k = results["args"]["k"]
-    head = [f"| model | pass@1 [95% CI] | pass@{k} [95% CI] | outcomes |", "|---|---|---|---|"]
+    head = [f"| model | pass@1 [95% CI] | pass@{k} [95% CI] | greedy pass@1 [95% CI] | outcomes (sampled) | "
+            "tokens per answer (at the limit) |", "|---|---|---|---|---|---|"]  # fmt: skip
 
     def rows(evals: list[dict[str, Any]]) -> list[str]:
         out = []
         for e in evals:
             (lo, hi), (klo, khi) = e["pass@1_ci"], e[f"pass@{k}_ci"]
+            g = e.get("greedy")
+            greedy = f"{g['pass@1']:.3f} [{g['pass@1_ci'][0]:.3f}, {g['pass@1_ci'][1]:.3f}]" if g else "-"
+            n = e.get("generation")
+            tokens = f"{n['mean_tokens']:.0f} ({100 * n['at_limit_frac']:.0f}%)" if n else "-"
             out.append(f"| {e['model']} | {e['pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e[f'pass@{k}']:.3f} "
-                       f"[{klo:.3f}, {khi:.3f}] | {e['outcomes']} |")  # fmt: skip
+                       f"[{klo:.3f}, {khi:.3f}] | {greedy} | {e['outcomes']} | {tokens} |")  # fmt: skip
         return out
 
     lines = head + rows(results["eval"])

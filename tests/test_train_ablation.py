@@ -40,3 +40,26 @@ def test_the_table_marks_each_configuration_and_says_what_did_not_run():
     assert "| sft (start, no GRPO) |" in text
     assert "| curriculum | - | - | on | - | 3 | 0.200 | 0.250 [0.000, 0.500] | 0.500 [0.000, 1.000] |" in text
     assert "failed: grid-none" in text and "not run (budget): grid-staged_reward" in text
+
+
+def test_the_experiments_grpo_arm_stands_for_the_all_four_configuration_only_with_the_same_flags(tmp_path):
+    import json
+
+    from experiment_run import GRPO_ARM, Run, parser, setup_args
+
+    args = parser().parse_args(["--out", str(tmp_path), "--device", "cpu", "--smoke"])
+    setup_args(args)
+    run = Run(args, tmp_path, "ablation.json")
+    row = {"model": "sft+grpo", "pass@1": 0.25}
+    prior = {"args": dict(run.results["args"]), "phases": {"data": run.results["phases"]["data"],
+             "grpo": {"seconds": 60.0, "steps": 4}}, "eval": [row]}  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps(prior))
+    name = ablation.name_of(GRPO_ARM)
+    assert ablation._from_experiment(run, set()) == {name}
+    assert run.results["eval"][-1] == {"model": name, "pass@1": 0.25, "extensions": GRPO_ARM}
+    assert run.results["phases"][f"grid-{name}"]["steps"] == 4
+
+    prior["args"]["grpo_lr"] = 1.0  # trained otherwise: the grid trains its own
+    (tmp_path / "results.json").write_text(json.dumps(prior))
+    again = Run(args, tmp_path, "ablation.json")
+    assert ablation._from_experiment(again, set()) == set()

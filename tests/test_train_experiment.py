@@ -91,3 +91,14 @@ def test_resume_keeps_finished_phases_and_their_evaluations(tmp_path):
     again.path.write_text(json.dumps(data))
     with pytest.raises(SystemExit, match="other tasks"):
         experiment_run.Run(args, tmp_path)
+
+
+def test_the_grpo_budget_ends_training_only_at_the_end_of_a_generation_round():
+    from types import SimpleNamespace
+
+    stop = experiment_run.StopAfter(1e-9, every=4)  # the budget is spent at once
+    stop.on_train_begin(None, None, None)
+    for step, expected in ((1, False), (3, False), (4, True)):
+        control = SimpleNamespace(should_training_stop=False)
+        stop.on_step_end(None, SimpleNamespace(global_step=step), control)
+        assert control.should_training_stop is expected, step  # steps 2-4 reuse step 1's generation: nearly free

@@ -108,6 +108,8 @@ def test_verdict_components_are_logged_once_per_batch(client: VerifierClient) ->
     assert logs.metric("kernel/stage/done_frac") == [0.5]
     assert logs.metric("kernel/stage/provenance_frac") == [0.5]
     assert logs.metric("kernel/stage/parse_frac") == [0.0]
+    (verify_s,) = logs.metric("kernel/verify_s")  # one batch, timed once (the other functions reuse its verdicts)
+    assert verify_s > 0
     assert dict(logs.extra) == {"kernel_stage": ["done", "provenance"], "kernel_failure": ["", "torch_compute"]}
     assert len(logs.extra) == 2  # only the first function logs: TRL appends every call's columns
 

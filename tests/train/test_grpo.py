@@ -131,8 +131,10 @@ def test_grpo_config_carries_the_loss_settings(tmp_path):
     from tritonrl.train.model_io import RunOutputs
 
     train = TrainSettings(steps=1, num_generations=4, max_completion_length=64, loss_type="dr_grpo",
-                          scale_rewards="none", mask_truncated_completions=True, reward_weights=[1.0])  # fmt: skip
+                          scale_rewards="none", mask_truncated_completions=True, reward_weights=[1.0],
+                          steps_per_generation=3)  # fmt: skip
     args = _grpo_config(tmp_path, train, lr=1e-5, batch_size=4, shuffle=True, outputs=RunOutputs(save_steps=5))
+    assert (args.steps_per_generation, args.generation_batch_size) == (3, 12)  # one generate call for 3 steps
     assert (args.loss_type, args.scale_rewards, args.mask_truncated_completions) == ("dr_grpo", "none", True)
     assert (args.reward_weights, args.num_generations, args.max_completion_length) == ([1.0], 4, 64)
     assert (args.save_steps, args.report_to) == (5, [])

@@ -50,13 +50,14 @@ def test_dry_run_default_preset_keeps_every_defence(capsys):
 def test_dry_run_takes_the_grpo_loss_and_model_flags(capsys):
     argv = ["grpo", "--loss-type", "dr_grpo", "--scale-rewards", "none", "--mask-truncated-completions",
             "--reward-weights", "1", "0.5", "--num-generations", "2", "--max-completion-length", "64", "--no-lora",
-            "--merge", "--merge-input-adapter", "--device", "cpu", "--dry-run"]  # fmt: skip
+            "--steps-per-generation", "2", "--merge", "--merge-input-adapter", "--device", "cpu", "--dry-run"]  # fmt: skip
     assert train_main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     t = out["train"]
     assert (t["loss_type"], t["scale_rewards"], t["mask_truncated_completions"]) == ("dr_grpo", "none", True)
     assert (t["reward_weights"], t["num_generations"], t["max_completion_length"]) == ([1.0, 0.5], 2, 64)
     assert t["merge"] and t["merge_input_adapter"] and out["lora"]["enabled"] is False
+    assert t["steps_per_generation"] == 2
 
 
 def test_bad_loss_type_is_a_usage_error(capsys):

@@ -27,7 +27,7 @@ COMMANDS = ("sft", "grpo", "best-of-n", "init-model", "tiny-model")
 _FLAG_FIELDS = {
     "model": "model", "out": "output_dir", "suite": "suite", "steps": "steps", "lr": "learning_rate",
     "device": "device", "workers": "workers", "num_generations": "num_generations",
-    "max_completion_length": "max_completion_length", "rounds": "rounds", "n": "n", "k": "k",
+    "max_completion_length": "max_completion_length", "steps_per_generation": "steps_per_generation", "rounds": "rounds", "n": "n", "k": "k",
     "fusion_dir": "fusion_dir", "pairs": "pairs", "use_vllm": "use_vllm", "seed": "seed", "batch_size": "batch_size",
     "temperature": "temperature", "grad_accum": "grad_accum", "max_length": "max_length",
     "logging_steps": "logging_steps", "rollouts": "rollouts", "loss_type": "loss_type",
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="parallel verifier processes")
     p.add_argument("--num-generations", type=int, help="GRPO group size")
     p.add_argument("--max-completion-length", type=int, help="tokens generated per completion")
+    p.add_argument("--steps-per-generation", type=int,
+                   help="GRPO: optimizer steps that share one generation (one generate call and one verifier round "
+                        "for N batches)")  # fmt: skip
     p.add_argument("--loss-type", help="GRPO loss: grpo, dr_grpo, dapo (default), bnpo, cispo, sapo, luspo, vespo")
     p.add_argument("--scale-rewards", help="GRPO advantage scaling: group (default), batch or none")
     p.add_argument("--mask-truncated-completions", action="store_true", default=None,

@@ -5,8 +5,9 @@ TRL calls each with keyword arguments: prompts, completions, completion_ids, eve
 one entry per completion), trainer_state, log_extra and log_metric (shared/notes/training.md 1.3). They share the
 client's verdict cache, so a batch's kernels are verified once however many functions score it. They are callable
 instances, not closures, so they pickle (TRL's async GRPO sends them to its rollout process). The first function
-also reports the verdicts: `log_metric("kernel/correct_frac", ...)` and friends, and the per-sample stage and failure
-as completions-table columns through `log_extra` (only one function logs, since TRL appends every call's columns).
+also reports the verdicts: `log_metric("kernel/correct_frac", ...)` and friends, the seconds the batch took to
+verify (`kernel/verify_s`), and the per-sample stage and failure as completions-table columns through `log_extra`
+(only one function logs, since TRL appends every call's columns).
 
 kinds (function name in TRL's logs, `rewards/<name>/mean`):
   correct     kernel_correct     1 if the verdict passed, else 0
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -109,10 +111,13 @@ class KernelReward:
             )
         if len(task_id) != len(completions):
             raise ValueError(f"{name}: {len(task_id)} task ids for {len(completions)} completions.")
+        t0 = time.perf_counter()
         verdicts = await self.client.averdicts(list(task_id), [completion_text(c) for c in completions])
         step = int(getattr(trainer_state, "global_step", 0) or 0)
         if self.report:
             _report(verdicts, log_metric, log_extra)
+            if log_metric is not None:  # the verifier's share of a step (the rest: generation and the update)
+                log_metric("kernel/verify_s", time.perf_counter() - t0)
         if log_metric is not None and self.kind == "reward" and cfg.kind == "mixed":
             log_metric("kernel/beta", cfg.beta_at(step))
         return _score(self.kind, verdicts, cfg, step, task_id, prompts)

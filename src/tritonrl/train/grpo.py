@@ -316,6 +316,7 @@ def _grpo_config(
         gradient_accumulation_steps=train.grad_accum,
         num_generations=train.num_generations,
         max_completion_length=train.max_completion_length,
+        steps_per_generation=train.steps_per_generation,
         temperature=train.temperature,
         beta=0.0,
         loss_type=train.loss_type,

@@ -85,6 +85,12 @@ class TrainSettings:
     grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
     num_generations: int = field(default=4, metadata={"help": "GRPO group size (TRL num_generations)."})
     max_completion_length: int = field(default=1024, metadata={"help": "Generated tokens per completion."})
+    steps_per_generation: int | None = field(
+        default=None,
+        metadata={"help": "GRPO: optimizer steps that share one generation (TRL steps_per_generation; None: "
+                          "grad_accum). N samples and verifies N batches at once, so one generate call and one "
+                          "verifier round serve N steps; steps after the first are off-policy (clipped ratio)."},
+    )  # fmt: skip
     loss_type: str = field(
         default="dapo",
         metadata={"help": f"GRPO loss aggregation, one of {LOSS_TYPES} (TRL's default dapo: normalised by the active "
@@ -161,6 +167,9 @@ class TrainSettings:
                      "workers", "rounds", "n", "k", "logging_steps"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be >= 1.")
+        if self.steps_per_generation is not None and self.steps_per_generation < 1:
+            raise ConfigError(f"train.steps_per_generation={self.steps_per_generation}: must be >= 1 (or null: one "
+                              "generation per grad_accum micro-steps, TRL's default).")  # fmt: skip
         if self.num_generations < 2:
             raise ConfigError(f"train.num_generations={self.num_generations}: GRPO needs groups of >= 2.")
         if self.k > self.n:
