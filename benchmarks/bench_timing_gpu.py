@@ -2,6 +2,7 @@
 
     python benchmarks/bench_timing_gpu.py precision --processes 8
     python benchmarks/bench_timing_gpu.py throughput --n 60 --jobs 8
+    python benchmarks/bench_timing_gpu.py --out kb.json kernelbench --kernelbench kb --ours --procs 1 8
 
 precision: for a ~4 us, a ~50 us and a ~1 ms problem, in N fresh processes each: (1) the speedup of the built-in
 Triton solution over the PyTorch reference and (2) A/A, the solution timed against itself, both with the timing
@@ -11,6 +12,9 @@ throughput: a mixed batch (built-in solutions reaching timing, known-bad fixture
 `verify_many` on one GPU: candidates per minute and where the time goes (median of each stage, and a lock timeline:
 seconds the GPU was held exclusive/shared/not at all, thread-seconds waiting, timings per exclusive window, the
 parent's most-sampled frames).
+kernelbench: KernelBench's own `eval_kernel_against_ref` (bench_kernelbench.py) on the same batch, with 1 and with 8
+worker processes, after ours (--ours) in the same call: wall, candidates/min, good ones accepted, bad fixtures
+accepted (false accepts) and each candidate's error. --dry-run does everything short of the GPU.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tritonrl.tasks.loader import builtin_task, load_task  # noqa: E402
+from tritonrl.tasks.schema import Task  # noqa: E402
 from tritonrl.verify.config import VerifyConfig  # noqa: E402
 from tritonrl.verify.funnel import verify  # noqa: E402
 
@@ -191,17 +197,26 @@ class Timeline(logging.Handler):
         }
 
 
-def throughput(args: argparse.Namespace) -> dict:
-    from tritonrl.verify.verifier import verify_many
-
+def mixed_batch(n: int, copies: int) -> list[tuple[str, bool, Task, str]]:
+    """throughput's batch as (name, good, task, text): n // 2 built-in solutions ("relu#1": copy 1, taken in turn
+    until `copies` of each) then the known-bad fixtures that fail early ("relu/aten_direct"), n in all."""
     fixtures = sorted((ROOT / "tests/fixtures/candidates").glob("*/*.py"))
     slow = ("expect: pass", "timeout", "memory_limit", "output_limit")  # the batch wants early failures
-    bad = [(builtin_task(p.parent.name), p.read_text()) for p in fixtures if not any(w in p.read_text().split("\n")[0]
-                                                                                    for w in slow)]  # fmt: skip
-    good = [(builtin_task(p.stem), p.read_text()) for p in sorted(SOL.glob("*.py"))]
-    items = (good * args.copies)[: args.n // 2] + bad[: args.n - args.n // 2]
+    bad = [(f"{p.parent.name}/{p.stem}", False, builtin_task(p.parent.name), p.read_text()) for p in fixtures
+           if not any(w in p.read_text().split("\n")[0] for w in slow)]  # fmt: skip
+    solutions = sorted(SOL.glob("*.py"))
+    good = [(f"{p.stem}#{k}", True, builtin_task(p.stem), p.read_text()) for k in range(copies) for p in solutions]
+    return good[: n // 2] + bad[: n - n // 2]
+
+
+def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]] | None = None) -> dict:
+    from tritonrl.verify.verifier import verify_many
+
+    batch = batch if batch is not None else mixed_batch(args.n, args.copies)
+    items = [(task, text) for _, _, task, text in batch]
+    n_good = sum(good for _, good, _, _ in batch)
     cfg = VerifyConfig(device="cuda", compile_baseline=False)
-    verify(*good[0], cfg)  # ceilings calibrated once (cached on disk), outside the measured batch
+    verify(*items[0], cfg)  # ceilings calibrated once (cached on disk), outside the measured batch
     t0, cpu0 = time.perf_counter(), time.process_time()
     done = []
 
@@ -228,10 +243,12 @@ def throughput(args: argparse.Namespace) -> dict:
         "candidates": len(items), "jobs": args.jobs, "wall_s": round(wall, 1),
         "per_minute": round(60 * len(items) / wall, 1), "reached_timing": len(timed),
         "passed": sum(v.passed for v in verdicts),
+        "accepted_good": sum(v.passed for v in verdicts[:n_good]),
+        "accepted_bad": [name for (name, good, _, _), v in zip(batch, verdicts, strict=True) if not good and v.passed],
         "stage_ms_median": {k: round(statistics.median(v), 1) for k, v in sorted(stages.items())},
         "honest_rejected": [
             {"task": v.task_id, "stage": v.stage.value, "failure": v.failure.value, "message": v.message[:300]}
-            for v in verdicts[: args.n // 2]
+            for v in verdicts[:n_good]
             if not v.passed
         ],
         "parent_cpu_s": round(parent_cpu_s, 1),
@@ -243,6 +260,36 @@ def throughput(args: argparse.Namespace) -> dict:
     return result
 
 
+def kernelbench(args: argparse.Namespace, result: dict, save: Callable[[], None]) -> None:
+    """KernelBench's harness on throughput's batch, once per --procs value, after ours (--ours) in the same call.
+    Each part lands in `result` and is saved as soon as it ends, so a call cut by its time limit keeps the rest."""
+    import bench_kernelbench as kb
+
+    batch = [b for b in mixed_batch(args.n, args.copies) if b[0] not in args.exclude]
+    cands = [kb.Candidate(name, good, task.source, text) for name, good, task, text in batch]
+    opts = kb.Options(args.correct_trials, args.perf_trials, not args.no_perf, args.timeout_s)
+    git = subprocess.run(["git", "-C", str(args.kernelbench), "rev-parse", "HEAD"], capture_output=True, text=True)
+    result["kernelbench"] = {"path": str(args.kernelbench), "commit": args.kb_commit or git.stdout.strip() or None,
+                             "excluded": args.exclude, "imports": kb.import_report(args.kernelbench)}  # fmt: skip
+    if args.dry_run:
+        result["plan"] = kb.dry_run(args.kernelbench, cands, opts)
+        return
+    missing = result["kernelbench"]["imports"]["missing"]
+    if args.ours:
+        result["ours"] = throughput(args, batch)
+        save()
+    for procs in args.procs:
+        key = f"kernelbench_{procs}proc"
+        try:
+            if missing:
+                raise kb.KernelBenchUnavailable(f"KernelBench's eval path imports modules missing here: {missing}")
+            result[key] = kb.run(args.kernelbench, cands, procs, opts, progress=lambda m: print(m, flush=True))
+        except kb.KernelBenchUnavailable as exc:
+            result[key] = {"error": str(exc)}
+        print(key, json.dumps({k: v for k, v in result[key].items() if k != "per_candidate"}, indent=1), flush=True)
+        save()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -251,17 +298,40 @@ def main() -> None:
     p.add_argument("--sets", type=int, default=3, help="input sets, each at its own address, cycled through")
     p.add_argument("--only", default="", help="only the problems whose label contains this")
     t = sub.add_parser("throughput")
-    t.add_argument("--n", type=int, default=120, help="candidates in the batch (half honest, half failing)")
-    t.add_argument("--copies", type=int, default=6)
-    t.add_argument("--jobs", type=int, default=8)
+    k = sub.add_parser("kernelbench", help="KernelBench's eval_kernel_against_ref on throughput's batch")
+    for q, n in ((t, 120), (k, 60)):
+        q.add_argument("--n", type=int, default=n, help="candidates in the batch (half honest, half failing)")
+        q.add_argument("--copies", type=int, default=6)
+        q.add_argument("--jobs", type=int, default=8, help="our verifier's workers (throughput, --ours)")
+    k.add_argument("--kernelbench", type=Path, required=True, help="a KernelBench checkout (the eval module in src/)")
+    k.add_argument("--kb-commit", default=None, help="recorded as the commit (else `git rev-parse` in the checkout)")
+    k.add_argument("--procs", type=int, nargs="+", default=[1, 8], help="KernelBench worker processes; a run each")
+    k.add_argument("--ours", action="store_true", help="first run `throughput` on the same batch, in this command")
+    k.add_argument("--timeout-s", type=float, default=120.0, help="per candidate; a timeout counts as rejected")
+    k.add_argument("--correct-trials", type=int, default=5, help="KernelBench's num_correct_trials")
+    k.add_argument("--perf-trials", type=int, default=100, help="KernelBench's num_perf_trials")
+    k.add_argument("--no-perf", action="store_true", help="measure_performance=False (correctness only)")
+    k.add_argument("--exclude", nargs="*", default=[], help="candidate names left out of every part")
+    k.add_argument("--dry-run", action="store_true", help="CPU only: build the batch, import and bind, print the plan")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     args = ap.parse_args()
-    import torch
+    result: dict = {}
 
-    result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
-    result.update(precision(args) if args.cmd == "precision" else throughput(args))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1))
+    def save() -> None:
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=1))
+
+    if not getattr(args, "dry_run", False):
+        import torch
+
+        result |= {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
+    if args.cmd == "kernelbench":
+        kernelbench(args, result, save)
+        if args.dry_run:
+            print(json.dumps(result, indent=1))
+    else:
+        result.update(precision(args) if args.cmd == "precision" else throughput(args))
+    save()
 
 
 if __name__ == "__main__":
