@@ -12,6 +12,10 @@ all four, each one alone, then the pairs and triples. `--out` is a `train_experi
 data flags: its `sft/` model and its SFT evaluation are reused, and so are the configurations an earlier call of this
 script scored from that model (a grid can take several device calls); without them this script trains and scores the
 SFT model first. Writes `ablation.json` after every configuration, then the table and `ablation.png`.
+Configurations without calibrated timing verify correctness only, so several can train at once as separate processes,
+each in its own folder (holding a link to the same `sft/` and a copy of `results.json`); `--from DIR` then joins
+their rows into one table. A configuration with calibrated timing runs alone: other processes' training would share
+the GPU its timings measure.
 """
 
 from __future__ import annotations
@@ -48,7 +52,21 @@ def main() -> int:
     ap = experiment.parser()
     ap.description = __doc__.splitlines()[0]
     ap.add_argument("--configs", help="comma-separated configuration names to run (default: the whole grid, in order)")
+    ap.add_argument("--from", dest="sources", action="append", default=[], metavar="DIR",
+                    help="also keep the configurations scored in DIR/ablation.json (same held-out tasks): grids run "
+                         "as parallel processes, each in its own folder, are joined this way")  # fmt: skip
+    ap.add_argument("--join", nargs="+", metavar="ABLATION_JSON",
+                    help="join the rows of several ablation.json files (same held-out tasks) into --out/ablation.json "
+                         "and print the table; trains nothing")  # fmt: skip
     args = ap.parse_args()
+    if args.join:
+        if not args.out:
+            ap.error("--join needs --out (the folder the joined ablation.json goes to)")
+        joined = join([json.loads(Path(p).read_text()) for p in args.join])
+        path = Path(args.out) / "ablation.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(joined, indent=1))
+        return experiment.replot(str(path), table, plot)
     if args.replot:
         return experiment.replot(args.replot, table, plot)
     if not args.out:
@@ -71,6 +89,9 @@ def main() -> int:
         run.results["eval"].append(prior)
         run.results["phases"]["sft"] = {"reused": str(sft)}
         done = _carry_over(run, earlier)
+        for source in args.sources:
+            path = Path(source) / "ablation.json"
+            done |= _carry_over(run, json.loads(path.read_text()) if path.exists() else None, done)
         done |= _from_experiment(run, done)
     else:
         run.init_model()
@@ -95,17 +116,38 @@ def main() -> int:
     return 0
 
 
-def _carry_over(run: experiment.Run, earlier: dict[str, Any] | None) -> set[str]:
-    """The configurations an earlier call scored from the same SFT model on the same tasks: their rows and phases
-    are kept and they are not run again, so a grid can be spread over several device calls."""
+def _carry_over(run: experiment.Run, earlier: dict[str, Any] | None, done: frozenset[str] | set[str] = frozenset()
+                ) -> set[str]:  # fmt: skip
+    """The configurations an earlier call (or a parallel process, `--from`) scored from the same SFT model on the
+    same tasks, except those in `done`: their rows and phases are kept and they are not run again, so a grid can be
+    spread over several device calls."""
     if not earlier or earlier["phases"].get("data", {}).get("held_out") != run.results["phases"]["data"]["held_out"]:
         return set()
-    rows = [e for e in earlier["eval"] if e.get("extensions")]
+    rows = [e for e in earlier["eval"] if e.get("extensions") and e["model"] not in done]
     run.results["eval"] += rows
     for e in rows:
         run.results["phases"][f"grid-{e['model']}"] = earlier["phases"].get(f"grid-{e['model']}", {})
     run.save()
     return {e["model"] for e in rows}
+
+
+def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ablation result from several (parallel processes, or calls): the first part's rows, then each other
+    part's configurations not seen yet, all scored on the first part's held-out tasks (a part scored on other tasks
+    is refused: its numbers would not compare)."""
+    base = json.loads(json.dumps(parts[0]))
+    tasks = base["phases"]["data"]["held_out"]
+    seen = {e["model"] for e in base["eval"]}
+    for part in parts[1:]:
+        if part["phases"]["data"]["held_out"] != tasks:
+            raise SystemExit("--join: the parts scored different held-out tasks (other data flags?); join only parts "
+                             "of one grid")  # fmt: skip
+        for e in part["eval"]:
+            if e.get("extensions") and e["model"] not in seen:
+                base["eval"].append(e)
+                base["phases"][f"grid-{e['model']}"] = part["phases"].get(f"grid-{e['model']}", {})
+                seen.add(e["model"])
+    return base
 
 
 def _from_experiment(run: experiment.Run, done: set[str]) -> set[str]:

@@ -63,3 +63,31 @@ def test_the_experiments_grpo_arm_stands_for_the_all_four_configuration_only_wit
     (tmp_path / "results.json").write_text(json.dumps(prior))
     again = Run(args, tmp_path, "ablation.json")
     assert ablation._from_experiment(again, set()) == set()
+
+
+def test_parts_of_one_grid_join_into_one_table_and_other_tasks_are_refused(tmp_path):
+    import json
+
+    import pytest
+
+    off = dict.fromkeys(ablation.SEED_EXTENSIONS, False)
+
+    def part(rows, held_out=("t1", "t2")):
+        evals = [{"model": m, "pass@1": p, "pass@1_ci": [0, 1], "pass@4": p, "pass@4_ci": [0, 1],
+                  **({"extensions": off} if m != "sft" else {})} for m, p in rows]  # fmt: skip
+        grid = {f"grid-{m}": {"steps": 8} for m, _ in rows if m != "sft"}
+        return {"args": {"k": 4}, "phases": {"data": {"held_out": list(held_out)}, **grid}, "eval": evals}
+
+    a, b = part([("sft", 0.0), ("none", 0.25)]), part([("sft", 0.0), ("curriculum", 0.5), ("none", 0.75)])
+    joined = ablation.join([a, b])
+    assert [(e["model"], e["pass@1"]) for e in joined["eval"]] == [("sft", 0.0), ("none", 0.25), ("curriculum", 0.5)]
+    assert joined["phases"]["grid-curriculum"] == {"steps": 8}
+    with pytest.raises(SystemExit, match="different held-out tasks"):
+        ablation.join([a, part([("sft", 0.0)], held_out=("t3",))])
+    files = []
+    for i, p in enumerate((a, b)):
+        files.append(tmp_path / f"part{i}.json")
+        files[-1].write_text(json.dumps(p))
+    sys.argv = ["train_ablation.py", "--out", str(tmp_path / "joined"), "--join", *map(str, files)]
+    assert ablation.main() == 0
+    assert len(json.loads((tmp_path / "joined" / "ablation.json").read_text())["eval"]) == 3
