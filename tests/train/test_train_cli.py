@@ -50,7 +50,8 @@ def test_dry_run_default_preset_keeps_every_defence(capsys):
 def test_dry_run_takes_the_grpo_loss_and_model_flags(capsys):
     argv = ["grpo", "--loss-type", "dr_grpo", "--scale-rewards", "none", "--mask-truncated-completions",
             "--reward-weights", "1", "0.5", "--num-generations", "2", "--max-completion-length", "64", "--no-lora",
-            "--steps-per-generation", "2", "--merge", "--merge-input-adapter", "--device", "cpu", "--dry-run"]  # fmt: skip
+            "--steps-per-generation", "2", "--merge", "--merge-input-adapter", "--device", "cpu",
+            "--dry-run"]  # fmt: skip
     assert train_main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     t = out["train"]
