@@ -27,7 +27,8 @@ COMMANDS = ("sft", "grpo", "best-of-n", "init-model", "tiny-model")
 _FLAG_FIELDS = {
     "model": "model", "out": "output_dir", "suite": "suite", "steps": "steps", "lr": "learning_rate",
     "device": "device", "workers": "workers", "num_generations": "num_generations",
-    "max_completion_length": "max_completion_length", "steps_per_generation": "steps_per_generation", "rounds": "rounds", "n": "n", "k": "k",
+    "max_completion_length": "max_completion_length", "steps_per_generation": "steps_per_generation",
+    "rounds": "rounds", "n": "n", "k": "k",
     "fusion_dir": "fusion_dir", "pairs": "pairs", "use_vllm": "use_vllm", "seed": "seed", "batch_size": "batch_size",
     "temperature": "temperature", "grad_accum": "grad_accum", "max_length": "max_length",
     "logging_steps": "logging_steps", "rollouts": "rollouts", "loss_type": "loss_type",
