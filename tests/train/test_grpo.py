@@ -286,3 +286,19 @@ def test_grpo_skips_steps_whose_gradients_are_not_finite(
     log = json.loads((Path(result.out_dir) / "train_log.json").read_text())
     assert log["skipped_nonfinite_steps"] == 2
     assert lora_snapshot.before and sorted(lora_snapshot.unchanged()) == sorted(lora_snapshot.before)
+
+
+@pytest.mark.parametrize("curriculum", [False, True], ids=["shuffled", "curriculum"])
+def test_one_generation_round_serves_steps_per_generation_steps(tiny_model_dir, tmp_path, curriculum):
+    relu = builtin_task("relu")
+    ext = preset("baseline", curriculum=curriculum)
+    rollout = scripted_rollout([solution_completion(relu), GARBAGE])
+    with client_for([relu], ext) as client:
+        # relu twice: a generation round of 2 steps takes 2 prompts, and an epoch needs one whole round
+        result = run_grpo(tiny_model_dir, [relu, relu], tmp_path / "grpo", ext,
+                          _train(steps=4, lr=1e-3, steps_per_generation=2), lora=LORA, client=client,
+                          rollout_func=rollout)  # fmt: skip
+    assert max(h.get("step", 0) for h in result.log_history) == 4
+    # Two generation rounds of two groups each for four steps; each distinct completion verified once.
+    assert client.n_submitted == 2
+    assert len(_metric(result.log_history, "kernel/verify_s")) == 2
