@@ -127,6 +127,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU plumbing run")
     ap.add_argument("--budget-s", type=float, default=0, help="skip the phases that start after this many seconds")
+    ap.add_argument("--stop-after", choices=("sft", "grpo"),
+                    help="end the run after this phase and its evaluation (the rest can follow with --resume, e.g. "
+                         "in a call where other processes share the machine)")  # fmt: skip
     ap.add_argument("--resume", action="store_true",
                     help="keep the phases --out/results.json already holds (their models still in --out) and run the "
                          "rest: an experiment spread over several calls on one machine")  # fmt: skip

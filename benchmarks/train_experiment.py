@@ -53,14 +53,14 @@ def main() -> int:
         run.sft("sft", out / "init", args.sft_steps, args.sft_lr, args.seed)
     sft_s = run.results["phases"]["sft"]["seconds"]
     run.evaluate("sft", out / "sft")
-    if run.in_budget("grpo"):
+    if args.stop_after != "sft" and run.in_budget("grpo"):
         trained = run.done("grpo", out / "grpo")
         if not trained:
             trained, _ = run.grpo("grpo", out / "sft", preset("hardened", **GRPO_ARM))
         grpo_s = run.results["phases"]["grpo"].get("seconds", 0.0)
         if trained:
             run.evaluate("sft+grpo", out / "grpo")
-        if run.in_budget("control"):
+        if args.stop_after != "grpo" and run.in_budget("control"):
             # The control spends GRPO's wall time on more SFT from the same start (steps at SFT's measured rate).
             steps = max(1, round(grpo_s / max(sft_s / args.sft_steps, 1e-6)))
             if not run.done("control", out / "control"):
