@@ -140,9 +140,15 @@ def test_timing_flags_reach_the_verify_config():
     from tritonrl.cli.common import verify_config
     from tritonrl.cli.main import build_parser
 
-    args = build_parser().parse_args(["verify", "relu", "x.py", "--device", "cuda", "--no-compile-baseline"])
+    args = build_parser().parse_args(["verify", "relu", "x.py", "--device", "cuda"])
     cfg = verify_config(args)
-    assert cfg.times and not cfg.compile_baseline
+    assert cfg.times and not cfg.compile_baseline  # off unless asked: a first verify never compiles the reference
+    args = build_parser().parse_args(["verify", "relu", "x.py", "--device", "cuda", "--compile-baseline"])
+    assert verify_config(args).compile_baseline
+    args = build_parser().parse_args(["eval", "--candidates", "c", "--run", "r", "--device", "cuda"])
+    assert verify_config(args).compile_baseline  # reports carry fast_p over torch.compile
+    args = build_parser().parse_args(["eval", "--candidates", "c", "--run", "r", "--no-compile-baseline"])
+    assert not verify_config(args).compile_baseline
     args = build_parser().parse_args(["verify", "relu", "x.py", "--device", "cuda", "--no-timing"])
     assert not verify_config(args).times
 

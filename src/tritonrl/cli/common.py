@@ -46,7 +46,7 @@ def verify_config(args: argparse.Namespace):  # noqa: ANN202
         timeout_s=args.timeout_s,
         static_checks=not args.no_static,
         timing=not args.no_timing,
-        compile_baseline=not args.no_compile_baseline,
+        compile_baseline=args.compile_baseline,
     )
 
 
@@ -76,7 +76,12 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local")
 
 
-def add_verify_options(p: argparse.ArgumentParser, json_flag: bool = True, policy_flag: bool = True) -> None:
+def add_verify_options(
+    p: argparse.ArgumentParser, json_flag: bool = True, policy_flag: bool = True, compile_baseline: bool = False
+) -> None:
+    """The verifier's flags. `compile_baseline` is the default of `--compile-baseline`: on only for commands that
+    write reports (`eval`), since its first use per task compiles the reference (5-60 s, then cached on disk) and a
+    first `tritonrl verify` must not wait for a number it did not ask for."""
     p.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
@@ -97,9 +102,11 @@ def add_verify_options(p: argparse.ArgumentParser, json_flag: bool = True, polic
     p.add_argument("--no-static", action="store_true", help="skip the AST pre-filter (runtime layers still apply)")
     p.add_argument("--no-timing", action="store_true", help="on cuda: stop after correctness (no speedup)")
     p.add_argument(
-        "--no-compile-baseline",
-        action="store_true",
-        help="on cuda: skip the speedup over torch.compile (its first use per task compiles the reference: 5-60 s)",
+        "--compile-baseline",
+        action=argparse.BooleanOptionalAction,
+        default=compile_baseline,
+        help="on cuda: also report the speedup over torch.compile (its first use per task compiles the reference: "
+        "5-60 s, cached on disk afterwards)",
     )
     if json_flag:
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -97,7 +97,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:  # noqa: ANN001
     p = sub.add_parser("eval", help="verify a candidate folder or a model's samples over a suite; writes a report")
     add_source_options(p)
-    add_verify_options(p)
+    add_verify_options(p, compile_baseline=True)  # reports give fast_p over torch.compile too
     p.add_argument("--run", required=True, help="run directory (results.sqlite, report.md, report.html); resumable")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("report", help="(re)write the report of a run, or compare two runs")

@@ -135,7 +135,7 @@ class VerifyConfig:
     def for_rewards(cls, device: str) -> VerifyConfig:
         """The hardened defaults on `device`, without the torch.compile baseline: rewards use the speedup over eager,
         and compiling each task's reference for a reporting number costs seconds to minutes per task on first use
-        (`tritonrl verify` and `tritonrl eval` keep it)."""
+        (`tritonrl eval` keeps it; `tritonrl verify` computes it only with --compile-baseline)."""
         return cls(device=device, compile_baseline=False)
 
     @property
