@@ -73,7 +73,8 @@ def held_out_eval(
     sampled = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     gen = HFGenerator(model_dir, sampled, device=args.train_device)
     runs = [("sampled", args.k, sampled)]
-    if args.greedy:
+    greedy = args.greedy and args.temperature > 0  # at temperature 0 the main pass is the greedy one
+    if greedy:
         runs.append(("greedy", 1, dataclasses.replace(sampled, temperature=0.0)))
     texts: dict[str, list[str]] = {}
     lengths: dict[str, dict[str, float]] = {}
@@ -99,10 +100,10 @@ def held_out_eval(
     out = {"model": name, "tasks": len(tasks), "k": args.k, **_score(verdicts[:n_sampled], args.k, len(tasks)),
            "generation": lengths["sampled"], "generate_s": round(t_gen, 1),
            "verify_s": round(time.monotonic() - t0 - t_gen, 1)}  # fmt: skip
-    if args.greedy:
+    if greedy:
         out["greedy"] = {**_score(verdicts[n_sampled:], 1, len(tasks)), "generation": lengths["greedy"]}
     log.info("eval %s: pass@1 %.3f [%.3f, %.3f]  %s%s", name, out["pass@1"], *out["pass@1_ci"], out["outcomes"],
-             f"  greedy pass@1 {out['greedy']['pass@1']:.3f}" if args.greedy else "")  # fmt: skip
+             f"  greedy pass@1 {out['greedy']['pass@1']:.3f}" if greedy else "")  # fmt: skip
     return out
 
 

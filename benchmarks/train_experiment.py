@@ -25,6 +25,7 @@ Whatever the outcome, the table says what happened; `docs/benchmarks.md` records
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,18 @@ from experiment_run import GRPO_ARM, Run, parser, replot, setup_args  # noqa: E4
 
 
 def main() -> int:
-    args = parser().parse_args()
+    ap = parser()
+    ap.add_argument("--join", nargs="+", metavar="RESULTS_JSON",
+                    help="join the results.json of parts of one experiment run in parallel folders (e.g. GRPO in one, "
+                         "its --skip-grpo control in another) into --out/results.json; trains nothing")  # fmt: skip
+    args = ap.parse_args()
+    if args.join:
+        if not args.out:
+            ap.error("--join needs --out (the folder the joined results.json goes to)")
+        path = Path(args.out) / "results.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(join([json.loads(Path(p).read_text()) for p in args.join]), indent=1))
+        return replot(str(path), table, plot)
     if args.replot:
         return replot(args.replot, table, plot)
     if not args.out:
@@ -53,25 +65,42 @@ def main() -> int:
         run.sft("sft", out / "init", args.sft_steps, args.sft_lr, args.seed)
     sft_s = run.results["phases"]["sft"]["seconds"]
     run.evaluate("sft", out / "sft")
-    if args.stop_after != "sft" and run.in_budget("grpo"):
+    if args.stop_after != "sft" and not args.skip_grpo and run.in_budget("grpo"):
         trained = run.done("grpo", out / "grpo")
         if not trained:
             trained, _ = run.grpo("grpo", out / "sft", preset("hardened", **GRPO_ARM))
-        grpo_s = run.results["phases"]["grpo"].get("seconds", 0.0)
         if trained:
             run.evaluate("sft+grpo", out / "grpo")
-        if args.stop_after != "grpo" and run.in_budget("control"):
-            # The control spends GRPO's wall time on more SFT from the same start (steps at SFT's measured rate).
-            steps = max(1, round(grpo_s / max(sft_s / args.sft_steps, 1e-6)))
-            if not run.done("control", out / "control"):
-                run.sft("control", out / "sft", steps, args.sft_lr / 10, args.seed + 1)
-            run.evaluate("sft+more-sft (control)", out / "control")
+    grpo_s = run.results["phases"].get("grpo", {}).get("seconds") or args.grpo_budget_s
+    if args.stop_after is None and grpo_s and run.in_budget("control"):
+        # The control spends GRPO's wall time (or, beside a GRPO run elsewhere, its budget) on more SFT from the same
+        # start, as steps at SFT's measured rate.
+        steps = max(1, round(grpo_s / max(sft_s / args.sft_steps, 1e-6)))
+        if not run.done("control", out / "control"):
+            run.sft("control", out / "sft", steps, args.sft_lr / 10, args.seed + 1)
+        run.evaluate("sft+more-sft (control)", out / "control")
     run.results["total_s"] = round(time.monotonic() - run.t_start, 1)
     run.results["criteria"] = criteria(run.results["eval"])
     run.save()
     print(table(run.results))
     print(plot(run.results, run.out / "results.png"))
     return 0
+
+
+def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One experiment from parts run in parallel folders on the same data split: the first part, then each other
+    part's phases and evaluations it lacks; the criteria again. Parts scored on other tasks are refused."""
+    base = json.loads(json.dumps(parts[0]))
+    for part in parts[1:]:
+        if part["phases"]["data"].get("held_out") != base["phases"]["data"].get("held_out"):
+            raise SystemExit("--join: the parts scored different held-out tasks (other data flags?)")
+        for key in ("eval", "eval_train"):
+            seen = {e["model"] for e in base.get(key, [])}
+            base.setdefault(key, []).extend(e for e in part.get(key, []) if e["model"] not in seen)
+        for phase, record in part["phases"].items():
+            base["phases"].setdefault(phase, record)
+    base["criteria"] = criteria(base["eval"])
+    return base
 
 
 def plot(results: dict[str, Any], path: Path) -> str:

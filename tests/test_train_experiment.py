@@ -102,3 +102,18 @@ def test_the_grpo_budget_ends_training_only_at_the_end_of_a_generation_round():
         control = SimpleNamespace(should_training_stop=False)
         stop.on_step_end(None, SimpleNamespace(global_step=step), control)
         assert control.should_training_stop is expected, step  # steps 2-4 reuse step 1's generation: nearly free
+
+
+def test_a_grpo_part_and_its_control_part_join_into_one_table():
+    def part(rows, phases, held_out=("t1",)):
+        evals = [{"model": m, "pass@1": p, "pass@1_ci": [p - 0.1, p + 0.1]} for m, p in rows]
+        return {"phases": {"data": {"held_out": list(held_out)}, **phases}, "eval": evals}
+
+    grpo = part([("sft", 0.2), ("sft+grpo", 0.5)], {"grpo": {"steps": 8}})
+    control = part([("sft", 0.2), ("sft+more-sft (control)", 0.25)], {"control": {"steps": 600}})
+    joined = train_experiment.join([grpo, control])
+    assert [e["model"] for e in joined["eval"]] == ["sft", "sft+grpo", "sft+more-sft (control)"]
+    assert joined["phases"]["control"] == {"steps": 600} and joined["phases"]["grpo"] == {"steps": 8}
+    assert joined["criteria"]["C2 GRPO beyond the control's half-width"] is True
+    with pytest.raises(SystemExit, match="different held-out tasks"):
+        train_experiment.join([grpo, part([], {}, held_out=("t2",))])
