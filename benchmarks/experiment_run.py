@@ -157,6 +157,10 @@ def setup_args(args: argparse.Namespace) -> None:
     if args.smoke:
         for name, value in SMOKE.items():
             setattr(args, name, value)
+        if args.temperature == 0:
+            args.k = 1
+    if args.temperature == 0 and args.k != 1:
+        raise SystemExit(f"--temperature 0 is greedy decoding, one answer per task: --k must be 1 (got --k {args.k})")
 
 
 def replot(path: str, table: Callable[[dict], str], plot: Callable[[dict, Path], str]) -> int:

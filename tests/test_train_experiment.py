@@ -117,3 +117,9 @@ def test_a_grpo_part_and_its_control_part_join_into_one_table():
     assert joined["criteria"]["C2 GRPO beyond the control's half-width"] is True
     with pytest.raises(SystemExit, match="different held-out tasks"):
         train_experiment.join([grpo, part([], {}, held_out=("t2",))])
+
+
+def test_greedy_evaluation_takes_one_answer_per_task():
+    args = experiment_run.parser().parse_args(["--out", "x", "--temperature", "0", "--k", "4"])
+    with pytest.raises(SystemExit, match="--k must be 1"):
+        experiment_run.setup_args(args)
