@@ -146,21 +146,28 @@ def criteria(evals: list[dict[str, Any]]) -> dict[str, bool | None]:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The held-out table (and the training-task one when scored), then the criteria."""
-    k = results["args"]["k"]
-    head = [f"| model | pass@1 [95% CI] | pass@{k} [95% CI] | greedy pass@1 [95% CI] | outcomes (sampled) | "
-            "tokens per answer (at the limit) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    """The held-out table (and the training-task one when scored), then the criteria. Columns: pass@1 (greedy when
+    the run's --temperature is 0), pass@k when k > 1, greedy pass@1 when scored beside sampling, the outcomes of the
+    main pass, and the answers' mean length with the share that hit --max-new-tokens."""
+    k, greedy_run = results["args"]["k"], results["args"].get("temperature", 1) == 0
+    cols = ["pass@1 (greedy)" if greedy_run else "pass@1"] + ([f"pass@{k}"] if k > 1 else [])
+    has_greedy = any(e.get("greedy") for e in results["eval"] + results.get("eval_train", []))
+    cols += ["greedy pass@1"] if has_greedy else []
+    head = ["| model | " + " | ".join(f"{c} [95% CI]" for c in cols) + " | outcomes | tokens per answer (at the "
+            "limit) |", "|---|" + "---|" * (len(cols) + 2)]  # fmt: skip
+
+    def cell(score: dict[str, Any], key: str) -> str:
+        lo, hi = score[f"{key}_ci"]
+        return f"{score[key]:.3f} [{lo:.3f}, {hi:.3f}]"
 
     def rows(evals: list[dict[str, Any]]) -> list[str]:
         out = []
         for e in evals:
-            (lo, hi), (klo, khi) = e["pass@1_ci"], e[f"pass@{k}_ci"]
-            g = e.get("greedy")
-            greedy = f"{g['pass@1']:.3f} [{g['pass@1_ci'][0]:.3f}, {g['pass@1_ci'][1]:.3f}]" if g else "-"
+            cells = [cell(e, "pass@1")] + ([cell(e, f"pass@{k}")] if k > 1 else [])
+            cells += [(cell(e["greedy"], "pass@1") if e.get("greedy") else "-")] if has_greedy else []
             n = e.get("generation")
             tokens = f"{n['mean_tokens']:.0f} ({100 * n['at_limit_frac']:.0f}%)" if n else "-"
-            out.append(f"| {e['model']} | {e['pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e[f'pass@{k}']:.3f} "
-                       f"[{klo:.3f}, {khi:.3f}] | {greedy} | {e['outcomes']} | {tokens} |")  # fmt: skip
+            out.append(f"| {e['model']} | {' | '.join(cells)} | {e['outcomes']} | {tokens} |")
         return out
 
     lines = head + rows(results["eval"])
