@@ -134,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--skip-grpo", action="store_true",
                     help="run the control without GRPO in this folder (its SFT steps from --grpo-budget-s): the "
                          "control of a GRPO run training at the same time in another folder")  # fmt: skip
-    ap.add_argument("--stop-after", choices=("sft", "grpo"),
+    ap.add_argument("--stop-after", choices=("init", "sft", "grpo"),
                     help="end the run after this phase and its evaluation (the rest can follow with --resume, e.g. "
                          "in a call where other processes share the machine)")  # fmt: skip
     ap.add_argument("--resume", action="store_true",
@@ -264,8 +264,33 @@ class Run:
                               seed=self.args.seed)  # fmt: skip
         model = init_model(cfg)
         self.results["phases"]["init"] = {"parameters": model.n_params, "vocab": model.vocab_size,
-                                          "seconds": round(model.seconds, 1)}  # fmt: skip
+                                          "seconds": round(model.seconds, 1),
+                                          "answer_tokens": self._answer_tokens()}  # fmt: skip
         self.save()
+
+    def _answer_tokens(self) -> dict[str, dict[str, float]]:
+        """How many tokens the reference answers take with the new tokenizer, against --max-new-tokens and
+        --max-length: an answer longer than the generation limit can only be cut off (a syntax error), whatever
+        the model learned (runs A-C lost half the held-out tasks this way)."""
+        from tritonrl.models import load_tokenizer
+        from tritonrl.tasks.prompts import render_prompt
+
+        tok = load_tokenizer(str(self.out / "init"))
+        out: dict[str, dict[str, float]] = {}
+        for name, tasks, pairs in (("train", self.train.tasks, self.pairs), ("test", self.held_out, self.test_pairs)):
+            answers = sorted(len(tok(c, add_special_tokens=False)["input_ids"]) for _, c in pairs)
+            prompts = [len(tok(render_prompt(t, tok), add_special_tokens=False)["input_ids"]) for t in tasks]
+            if not answers:
+                continue
+            out[name] = {"median": answers[len(answers) // 2], "p95": answers[int(0.95 * (len(answers) - 1))],
+                         "max": answers[-1], "over_max_new_tokens": sum(a > self.args.max_new_tokens for a in answers),
+                         "answers": len(answers), "longest_prompt": max(prompts, default=0)}  # fmt: skip
+            if out[name]["over_max_new_tokens"] or answers[-1] + max(prompts, default=0) > self.args.max_length:
+                log.warning("%s: %d of %d reference answers exceed --max-new-tokens %d (longest %d tokens; longest "
+                            "prompt %d, --max-length %d)", name, out[name]["over_max_new_tokens"], len(answers),
+                            self.args.max_new_tokens, answers[-1], out[name]["longest_prompt"],
+                            self.args.max_length)  # fmt: skip
+        return out
 
     def sft(self, phase: str, start: Path, steps: int, lr: float, seed: int) -> float:
         """SFT from `start` into out/`phase` (full parameters), held-out NLL every --eval-every steps; seconds."""

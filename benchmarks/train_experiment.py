@@ -59,6 +59,9 @@ def main() -> int:
     out = run.out
     if not run.done("init", out / "init"):
         run.init_model()
+    if args.stop_after == "init":
+        print(json.dumps(run.results["phases"]["init"], indent=1))
+        return 0
     if not args.skip_untrained:
         run.evaluate("untrained", out / "init")
     if not run.done("sft", out / "sft"):
