@@ -36,7 +36,8 @@ from queue import SimpleQueue
 # change (Dec 2025), then the older flat `src/` package.
 LAYOUTS = (("src/kernelbench/eval.py", "kernelbench"), ("src/eval.py", "src"))
 ENTRY = "eval_kernel_against_ref"
-ERROR_KEYS = ("compilation_error", "runtime_error", "correctness_issue", "max_difference", "other_error", "error")
+ERROR_KEYS = ("compilation_error", "runtime_error", "correctness_issue", "max_difference", "other_error",
+              "error_during_performance", "error")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,8 +268,12 @@ def kernelbench(args: argparse.Namespace, result: dict, save: Callable[[], None]
     batch = [b for b in mixed_batch(args.n, args.copies) if b[0] not in args.exclude]
     cands = [kb.Candidate(name, good, task.source, text) for name, good, task, text in batch]
     opts = kb.Options(args.correct_trials, args.perf_trials, not args.no_perf, args.timeout_s)
-    git = subprocess.run(["git", "-C", str(args.kernelbench), "rev-parse", "HEAD"], capture_output=True, text=True)
-    result["kernelbench"] = {"path": str(args.kernelbench), "commit": args.kb_commit or git.stdout.strip() or None,
+    # rev-parse walks up to an enclosing repository (the checkout carried inside ours has no .git of its own): its
+    # HEAD is the checkout's only when the checkout is that repository's top level.
+    top = subprocess.run(["git", "-C", str(args.kernelbench), "rev-parse", "--show-toplevel", "HEAD"],
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    own = len(top) == 2 and Path(top[0]).resolve() == Path(args.kernelbench).resolve()
+    result["kernelbench"] = {"path": str(args.kernelbench), "commit": args.kb_commit or (top[1] if own else None),
                              "excluded": args.exclude, "imports": kb.import_report(args.kernelbench)}  # fmt: skip
     if args.dry_run:
         result["plan"] = kb.dry_run(args.kernelbench, cands, opts)

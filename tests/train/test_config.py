@@ -235,6 +235,7 @@ def test_yaml_errors_name_the_problem(tmp_path, text, match):
         ({"reward_weights": [1.0, "a"]}, "one per reward function"),
         ({"reward_weights": [float("nan")]}, "finite"),
         ({"steps_per_generation": 0}, r"steps_per_generation=0: must be >= 1 \(or null"),
+        ({"temperature": 0.0}, r"temperature=0.0: GRPO and best-of-N sample several answers"),
     ],
 )
 def test_grpo_settings_errors_name_value_rule_and_fix(fields, match):

@@ -8,6 +8,7 @@ resulting +/- advantages must move every LoRA parameter.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -135,6 +136,9 @@ def test_grpo_config_carries_the_loss_settings(tmp_path):
                           steps_per_generation=3)  # fmt: skip
     args = _grpo_config(tmp_path, train, lr=1e-5, batch_size=4, shuffle=True, outputs=RunOutputs(save_steps=5))
     assert (args.steps_per_generation, args.generation_batch_size) == (3, 12)  # one generate call for 3 steps
+    accumulated = dataclasses.replace(train, grad_accum=2)
+    args = _grpo_config(tmp_path, accumulated, lr=1e-5, batch_size=4, shuffle=True, outputs=RunOutputs(save_steps=5))
+    assert (args.steps_per_generation, args.generation_batch_size) == (6, 24)  # TRL counts micro-batches
     assert (args.loss_type, args.scale_rewards, args.mask_truncated_completions) == ("dr_grpo", "none", True)
     assert (args.reward_weights, args.num_generations, args.max_completion_length) == ([1.0], 4, 64)
     assert (args.save_steps, args.report_to) == (5, [])
@@ -302,3 +306,11 @@ def test_one_generation_round_serves_steps_per_generation_steps(tiny_model_dir, 
     # Two generation rounds of two groups each for four steps; each distinct completion verified once.
     assert client.n_submitted == 2
     assert len(_metric(result.log_history, "kernel/verify_s")) == 2
+
+
+def test_too_few_tasks_for_one_generation_round_is_refused_before_any_work(tiny_model_dir, tmp_path):
+    relu = builtin_task("relu")
+    with pytest.raises(ConfigError, match=r"1 task\(s\) for a generation round of 2 prompts.*0 steps"):
+        run_grpo(tiny_model_dir, [relu], tmp_path / "grpo", preset("baseline"),
+                 _train(steps=4, steps_per_generation=2), lora=LORA)  # fmt: skip
+    assert not (tmp_path / "grpo").exists()

@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-generations", type=int, help="GRPO group size")
     p.add_argument("--max-completion-length", type=int, help="tokens generated per completion")
     p.add_argument("--steps-per-generation", type=int,
-                   help="GRPO: optimizer steps that share one generation (one generate call and one verifier round "
-                        "for N batches)")  # fmt: skip
+                   help="GRPO: optimizer steps that share one generation round (one generate call and one verifier "
+                        "round for N steps' completions; default 1)")  # fmt: skip
     p.add_argument("--loss-type", help="GRPO loss: grpo, dr_grpo, dapo (default), bnpo, cispo, sapo, luspo, vespo")
     p.add_argument("--scale-rewards", help="GRPO advantage scaling: group (default), batch or none")
     p.add_argument("--mask-truncated-completions", action="store_true", default=None,

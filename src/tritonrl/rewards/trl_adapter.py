@@ -116,7 +116,7 @@ class KernelReward:
         step = int(getattr(trainer_state, "global_step", 0) or 0)
         if self.report:
             _report(verdicts, log_metric, log_extra)
-            if log_metric is not None:  # the verifier's share of a step (the rest: generation and the update)
+            if log_metric is not None:  # the verifier's share of a generation round (the rest: generate, updates)
                 log_metric("kernel/verify_s", time.perf_counter() - t0)
         if log_metric is not None and self.kind == "reward" and cfg.kind == "mixed":
             log_metric("kernel/beta", cfg.beta_at(step))

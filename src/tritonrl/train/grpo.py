@@ -264,6 +264,12 @@ def run_grpo(
     if batch_size % train.num_generations:
         raise ConfigError(f"batch_size={batch_size} is not a multiple of num_generations={train.num_generations}; "
                           "GRPO needs whole groups per step (e.g. batch_size=num_generations).")  # fmt: skip
+    per_round = batch_size // train.num_generations * train.grad_accum * (train.steps_per_generation or 1)
+    if not (ext.curriculum or ext.learning_zone) and len(tasks) < per_round:  # the streams repeat; a list does not
+        raise ConfigError(f"{len(tasks)} task(s) for a generation round of {per_round} prompts (batch_size "
+                          f"{batch_size} / num_generations {train.num_generations} x grad_accum {train.grad_accum} x "
+                          f"steps_per_generation {train.steps_per_generation or 1}): TRL would train 0 steps; give "
+                          "more tasks or a smaller batch_size / steps_per_generation.")  # fmt: skip
     if client is not None:
         verify_cfg = check_client_config(ext, client.verify_cfg)
     else:
@@ -316,7 +322,8 @@ def _grpo_config(
         gradient_accumulation_steps=train.grad_accum,
         num_generations=train.num_generations,
         max_completion_length=train.max_completion_length,
-        steps_per_generation=train.steps_per_generation,
+        # TRL counts micro-batches (its default, grad_accum of them, is one optimizer step); ours counts optimizer steps
+        steps_per_generation=train.steps_per_generation * train.grad_accum if train.steps_per_generation else None,
         temperature=train.temperature,
         beta=0.0,
         loss_type=train.loss_type,

@@ -87,9 +87,10 @@ class TrainSettings:
     max_completion_length: int = field(default=1024, metadata={"help": "Generated tokens per completion."})
     steps_per_generation: int | None = field(
         default=None,
-        metadata={"help": "GRPO: optimizer steps that share one generation (TRL steps_per_generation; None: "
-                          "grad_accum). N samples and verifies N batches at once, so one generate call and one "
-                          "verifier round serve N steps; steps after the first are off-policy (clipped ratio)."},
+        metadata={"help": "GRPO: optimizer steps that share one generation round (None: 1). N samples and verifies N "
+                          "steps' completions at once, so one generate call and one verifier round serve N steps; "
+                          "steps after the first are off-policy (clipped ratio). TRL's steps_per_generation counts "
+                          "micro-batches: it gets N x grad_accum."},
     )  # fmt: skip
     loss_type: str = field(
         default="dapo",
@@ -169,7 +170,10 @@ class TrainSettings:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be >= 1.")
         if self.steps_per_generation is not None and self.steps_per_generation < 1:
             raise ConfigError(f"train.steps_per_generation={self.steps_per_generation}: must be >= 1 (or null: one "
-                              "generation per grad_accum micro-steps, TRL's default).")  # fmt: skip
+                              "generation round per optimizer step, TRL's default).")  # fmt: skip
+        if not self.temperature > 0:
+            raise ConfigError(f"train.temperature={self.temperature}: GRPO and best-of-N sample several answers per "
+                              "prompt, so it must be > 0 (1.0 samples the model as it is).")  # fmt: skip
         if self.num_generations < 2:
             raise ConfigError(f"train.num_generations={self.num_generations}: GRPO needs groups of >= 2.")
         if self.k > self.n:
