@@ -21,8 +21,9 @@ log = logging.getLogger("train_experiment")
 SEED_EXTENSIONS = ("multi_input", "staged_reward", "curriculum", "calibrated_timing")
 # The experiment's GRPO arm: the hardened verifier's correctness layers with three seed extensions on; calibrated
 # timing (the speed reward) off, since a 30M model's first correct kernels are the question, not their speed, and
-# without timing nothing the arm measures is disturbed by the control training beside it on the same GPU. It is the
-# ablation grid's multi_input+staged_reward+curriculum configuration: train_ablation.py reuses it.
+# without timing its rewards do not depend on what else runs on the GPU (a control may train beside it, each then
+# slower: so both are given steps, not seconds, there). It is the ablation grid's multi_input+staged_reward+curriculum
+# configuration: train_ablation.py reuses it.
 GRPO_ARM = {"multi_input": True, "staged_reward": True, "curriculum": True, "calibrated_timing": False}
 # The flags a GRPO run's result depends on: two runs compare (or one stands for the other) only when these agree.
 GRPO_FLAGS = (
@@ -131,12 +132,6 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU plumbing run")
     ap.add_argument("--budget-s", type=float, default=0, help="skip the phases that start after this many seconds")
-    ap.add_argument("--skip-grpo", action="store_true",
-                    help="run the control without GRPO in this folder (its SFT steps from --grpo-budget-s): the "
-                         "control of a GRPO run training at the same time in another folder")  # fmt: skip
-    ap.add_argument("--stop-after", choices=("init", "sft", "grpo"),
-                    help="end the run after this phase and its evaluation (the rest can follow with --resume, e.g. "
-                         "in a call where other processes share the machine)")  # fmt: skip
     ap.add_argument("--resume", action="store_true",
                     help="keep the phases --out/results.json already holds (their models still in --out) and run the "
                          "rest: an experiment spread over several calls on one machine")  # fmt: skip
@@ -146,6 +141,14 @@ def parser() -> argparse.ArgumentParser:
 
 SMOKE = dict(size="tiny", tasks=40, eval_tasks=2, k=2, sft_steps=2, grpo_steps=1, batch_size=2, num_generations=2,
              grpo_batch=2, max_new_tokens=32, max_length=2048, eval_every=1, jobs=2, save_steps=1)  # fmt: skip
+
+
+def comparable(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Why two results (results.json or ablation.json contents) do not compare: a different held-out task list, or
+    the GRPO_FLAGS that differ between their runs; empty when their rows may share one table."""
+    why = [] if a["phases"].get("data", {}).get("held_out") == b["phases"].get("data", {}).get("held_out") else [
+        "held-out tasks"]  # fmt: skip
+    return why + [f for f in GRPO_FLAGS if a.get("args", {}).get(f) != b.get("args", {}).get(f)]
 
 
 def setup_args(args: argparse.Namespace) -> None:

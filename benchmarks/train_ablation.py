@@ -121,7 +121,10 @@ def _carry_over(run: experiment.Run, earlier: dict[str, Any] | None, done: froze
     """The configurations an earlier call (or a parallel process, `--from`) scored from the same SFT model on the
     same tasks, except those in `done`: their rows and phases are kept and they are not run again, so a grid can be
     spread over several device calls."""
-    if not earlier or earlier["phases"].get("data", {}).get("held_out") != run.results["phases"]["data"]["held_out"]:
+    if not earlier:
+        return set()
+    if differ := experiment.comparable(earlier, run.results):
+        experiment.log.warning("not kept: configurations scored with other %s", ", ".join(differ))
         return set()
     rows = [e for e in earlier["eval"] if e.get("extensions") and e["model"] not in done]
     run.results["eval"] += rows
@@ -133,15 +136,13 @@ def _carry_over(run: experiment.Run, earlier: dict[str, Any] | None, done: froze
 
 def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One ablation result from several (parallel processes, or calls): the first part's rows, then each other
-    part's configurations not seen yet, all scored on the first part's held-out tasks (a part scored on other tasks
-    is refused: its numbers would not compare)."""
+    part's configurations not seen yet. A part scored on other held-out tasks or trained with other GRPO flags is
+    refused: its numbers would not compare."""
     base = json.loads(json.dumps(parts[0]))
-    tasks = base["phases"]["data"]["held_out"]
     seen = {e["model"] for e in base["eval"]}
     for part in parts[1:]:
-        if part["phases"]["data"]["held_out"] != tasks:
-            raise SystemExit("--join: the parts scored different held-out tasks (other data flags?); join only parts "
-                             "of one grid")  # fmt: skip
+        if differ := experiment.comparable(base, part):
+            raise SystemExit(f"--join: the parts differ in {', '.join(differ)}; join only parts of one grid")
         for e in part["eval"]:
             if e.get("extensions") and e["model"] not in seen:
                 base["eval"].append(e)
@@ -151,8 +152,9 @@ def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _from_experiment(run: experiment.Run, done: set[str]) -> set[str]:
-    """The experiment's GRPO arm is this grid's all-four configuration: its row stands for that configuration when
-    it trained on the same held-out split with the same GRPO flags (otherwise the grid trains its own)."""
+    """The experiment's GRPO arm is one configuration of this grid (`experiment_run.GRPO_ARM`): its row stands for
+    that configuration when it trained with those extensions, on the same held-out split, with the same GRPO flags
+    (otherwise the grid trains its own)."""
     name = name_of(experiment.GRPO_ARM)
     path = run.out / "results.json"
     if name in done or not path.exists():
@@ -160,10 +162,15 @@ def _from_experiment(run: experiment.Run, done: set[str]) -> set[str]:
     prior = json.loads(path.read_text())
     phase = prior["phases"].get("grpo", {})
     row = next((e for e in prior["eval"] if e["model"] == "sft+grpo"), None)
-    same = prior["phases"].get("data", {}).get("held_out") == run.results["phases"]["data"]["held_out"] and all(
-        prior["args"].get(f) == run.results["args"].get(f) for f in experiment.GRPO_FLAGS
-    )
-    if row is None or "seconds" not in phase or not same:
+    from tritonrl.train.config import preset
+
+    arm = list(preset("hardened", **experiment.GRPO_ARM).enabled)  # a kept phase of an older arm is not this one
+    if (
+        row is None
+        or "seconds" not in phase
+        or phase.get("extensions") != arm
+        or experiment.comparable(prior, run.results)
+    ):
         return set()
     run.results["eval"].append({**row, "model": name, "extensions": dict(experiment.GRPO_ARM)})
     run.results["phases"][f"grid-{name}"] = phase

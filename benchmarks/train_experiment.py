@@ -12,8 +12,9 @@ time limit keeps what it measured; `--resume` keeps the finished phases and runs
   untrained held-out pass@1 / pass@k of the random model (the floor)
   sft       full-parameter SFT on the training tasks' verified template solutions, held-out NLL every --eval-every
             steps (TensorBoard logs and checkpoints in sft/)
-  grpo      GRPO from the SFT model on the training tasks, rewards from the hardened verifier with the four seed
-            extensions on (the ablation's all-four configuration; `train_ablation.py` reuses it)
+  grpo      GRPO from the SFT model on the training tasks, rewards from the hardened verifier's correctness layers
+            with multi_input, staged_reward and curriculum on (calibrated timing off: the ablation's configuration
+            of those three, which `train_ablation.py` reuses)
   control   the same wall time as GRPO spent on more SFT from the SFT model (the compute control)
   eval      held-out pass@1 / pass@k after each phase, hardened verifier, bootstrap 95% intervals over tasks
 
@@ -32,11 +33,24 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from experiment_run import GRPO_ARM, Run, parser, replot, setup_args  # noqa: E402 - the sibling modules of this script
+from experiment_run import GRPO_ARM, Run, comparable, parser, replot, setup_args  # noqa: E402 - the sibling modules of this script
 
 
 def main() -> int:
     ap = parser()
+    ap.add_argument(
+        "--control-steps",
+        type=int,
+        default=0,
+        help="SFT steps of the control (default: GRPO's wall time at SFT's measured rate)",
+    )
+    ap.add_argument("--skip-grpo", action="store_true",
+                    help="run the control (--control-steps) without GRPO in this folder: the control of a GRPO run "
+                         "training at the same time in another folder, both then given steps, not seconds (processes "
+                         "sharing a machine slow each other)")  # fmt: skip
+    ap.add_argument("--stop-after", choices=("init", "sft", "grpo"),
+                    help="end the run after this phase and its evaluation (the rest can follow with --resume, e.g. "
+                         "in a call where other processes share the machine)")  # fmt: skip
     ap.add_argument("--join", nargs="+", metavar="RESULTS_JSON",
                     help="join the results.json of parts of one experiment run in parallel folders (e.g. GRPO in one, "
                          "its --skip-grpo control in another) into --out/results.json; trains nothing")  # fmt: skip
@@ -51,7 +65,10 @@ def main() -> int:
     if args.replot:
         return replot(args.replot, table, plot)
     if not args.out:
-        parser().error("--out is required (or --replot RESULTS)")
+        ap.error("--out is required (or --replot RESULTS)")
+    if args.skip_grpo and args.control_steps < 1:
+        ap.error("--skip-grpo needs --control-steps N: beside a GRPO run in another folder, the control's compute is "
+                 "given in steps (the two slow each other, so wall time would not match them)")  # fmt: skip
     setup_args(args)
     from tritonrl.train.config import preset
 
@@ -74,11 +91,11 @@ def main() -> int:
             trained, _ = run.grpo("grpo", out / "sft", preset("hardened", **GRPO_ARM))
         if trained:
             run.evaluate("sft+grpo", out / "grpo")
-    grpo_s = run.results["phases"].get("grpo", {}).get("seconds") or args.grpo_budget_s
-    if args.stop_after is None and grpo_s and run.in_budget("control"):
-        # The control spends GRPO's wall time (or, beside a GRPO run elsewhere, its budget) on more SFT from the same
-        # start, as steps at SFT's measured rate.
-        steps = max(1, round(grpo_s / max(sft_s / args.sft_steps, 1e-6)))
+    grpo_s = run.results["phases"].get("grpo", {}).get("seconds")
+    if args.stop_after is None and (grpo_s or args.control_steps) and run.in_budget("control"):
+        # The control spends GRPO's wall time on more SFT from the same start, as steps at SFT's measured rate
+        # (or the steps it is given, beside a GRPO run elsewhere).
+        steps = args.control_steps or max(1, round(grpo_s / max(sft_s / args.sft_steps, 1e-6)))
         if not run.done("control", out / "control"):
             run.sft("control", out / "sft", steps, args.sft_lr / 10, args.seed + 1)
         run.evaluate("sft+more-sft (control)", out / "control")
@@ -95,8 +112,8 @@ def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
     part's phases and evaluations it lacks; the criteria again. Parts scored on other tasks are refused."""
     base = json.loads(json.dumps(parts[0]))
     for part in parts[1:]:
-        if part["phases"]["data"].get("held_out") != base["phases"]["data"].get("held_out"):
-            raise SystemExit("--join: the parts scored different held-out tasks (other data flags?)")
+        if differ := comparable(base, part):
+            raise SystemExit(f"--join: the parts differ in {', '.join(differ)}; join only parts of one experiment")
         for key in ("eval", "eval_train"):
             seen = {e["model"] for e in base.get(key, [])}
             base.setdefault(key, []).extend(e for e in part.get(key, []) if e["model"] not in seen)

@@ -42,27 +42,32 @@ def test_the_table_marks_each_configuration_and_says_what_did_not_run():
     assert "failed: grid-none" in text and "not run (budget): grid-staged_reward" in text
 
 
-def test_the_experiments_grpo_arm_stands_for_the_all_four_configuration_only_with_the_same_flags(tmp_path):
+def test_the_experiments_grpo_arm_stands_for_its_configuration_only_with_its_extensions_and_flags(tmp_path):
     import json
 
     from experiment_run import GRPO_ARM, Run, parser, setup_args
+
+    from tritonrl.train.config import preset
 
     args = parser().parse_args(["--out", str(tmp_path), "--device", "cpu", "--smoke"])
     setup_args(args)
     run = Run(args, tmp_path, "ablation.json")
     row = {"model": "sft+grpo", "pass@1": 0.25}
+    arm = list(preset("hardened", **GRPO_ARM).enabled)
     prior = {"args": dict(run.results["args"]), "phases": {"data": run.results["phases"]["data"],
-             "grpo": {"seconds": 60.0, "steps": 4}}, "eval": [row]}  # fmt: skip
+             "grpo": {"seconds": 60.0, "steps": 4, "extensions": arm}}, "eval": [row]}  # fmt: skip
     (tmp_path / "results.json").write_text(json.dumps(prior))
     name = ablation.name_of(GRPO_ARM)
     assert ablation._from_experiment(run, set()) == {name}
     assert run.results["eval"][-1] == {"model": name, "pass@1": 0.25, "extensions": GRPO_ARM}
     assert run.results["phases"][f"grid-{name}"]["steps"] == 4
 
-    prior["args"]["grpo_lr"] = 1.0  # trained otherwise: the grid trains its own
-    (tmp_path / "results.json").write_text(json.dumps(prior))
-    again = Run(args, tmp_path, "ablation.json")
-    assert ablation._from_experiment(again, set()) == set()
+    for change in (
+        {"args": {**prior["args"], "grpo_lr": 1.0}},  # trained otherwise: the grid trains its own
+        {"phases": {**prior["phases"], "grpo": {**prior["phases"]["grpo"], "extensions": arm[:1]}}},
+    ):
+        (tmp_path / "results.json").write_text(json.dumps({**prior, **change}))
+        assert ablation._from_experiment(Run(args, tmp_path, "ablation.json"), set()) == set()
 
 
 def test_parts_of_one_grid_join_into_one_table_and_other_tasks_are_refused(tmp_path):
@@ -82,8 +87,10 @@ def test_parts_of_one_grid_join_into_one_table_and_other_tasks_are_refused(tmp_p
     joined = ablation.join([a, b])
     assert [(e["model"], e["pass@1"]) for e in joined["eval"]] == [("sft", 0.0), ("none", 0.25), ("curriculum", 0.5)]
     assert joined["phases"]["grid-curriculum"] == {"steps": 8}
-    with pytest.raises(SystemExit, match="different held-out tasks"):
+    with pytest.raises(SystemExit, match="differ in held-out tasks"):
         ablation.join([a, part([("sft", 0.0)], held_out=("t3",))])
+    with pytest.raises(SystemExit, match="differ in k"):  # scored with other flags: its numbers do not compare
+        ablation.join([a, {**b, "args": {"k": 8}}])
     files = []
     for i, p in enumerate((a, b)):
         files.append(tmp_path / f"part{i}.json")

@@ -115,7 +115,7 @@ def test_a_grpo_part_and_its_control_part_join_into_one_table():
     assert [e["model"] for e in joined["eval"]] == ["sft", "sft+grpo", "sft+more-sft (control)"]
     assert joined["phases"]["control"] == {"steps": 600} and joined["phases"]["grpo"] == {"steps": 8}
     assert joined["criteria"]["C2 GRPO beyond the control's half-width"] is True
-    with pytest.raises(SystemExit, match="different held-out tasks"):
+    with pytest.raises(SystemExit, match="differ in held-out tasks"):
         train_experiment.join([grpo, part([], {}, held_out=("t2",))])
 
 
