@@ -79,10 +79,11 @@ def held_out_eval(
     texts: dict[str, list[str]] = {}
     lengths: dict[str, dict[str, float]] = {}
     for mode, k, sampling in runs:
-        gen.sampling, t_mode, texts[mode] = sampling, time.monotonic(), []
+        gen.sampling, t_mode, texts[mode], counts = sampling, time.monotonic(), [], []
         for i in range(0, len(tasks), args.gen_batch):
             texts[mode] += [t for group in gen.generate_batch(tasks[i : i + args.gen_batch], k) for t in group]
-        lengths[mode] = _lengths(gen.tokenizer, texts[mode], args.max_new_tokens, time.monotonic() - t_mode)
+            counts += gen.last_lengths
+        lengths[mode] = _lengths(counts, time.monotonic() - t_mode)
     del gen
     _free_gpu()
     t_gen = time.monotonic() - t0
@@ -122,13 +123,16 @@ def _score(verdicts: list, k: int, n_tasks: int) -> dict[str, Any]:
             "outcomes": dict(sorted(stages.items()))}  # fmt: skip
 
 
-def _lengths(tokenizer: Any, texts: list[str], max_new_tokens: int, seconds: float) -> dict[str, float]:
-    """How long the answers were (tokens, re-encoded) and how many ran into --max-new-tokens: a model that never
-    ends its answer makes every generate call run to the limit."""
-    counts = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts] or [0]
-    return {"mean_tokens": round(sum(counts) / len(counts), 1), "max_tokens": max(counts),
-            "at_limit_frac": round(sum(c >= max_new_tokens - 1 for c in counts) / len(counts), 3),
-            "seconds": round(seconds, 1)}  # fmt: skip
+def _lengths(counts: list[tuple[int, bool]], seconds: float) -> dict[str, float]:
+    """How long the answers were (generated tokens) and how many ran into --max-new-tokens without ending: a model
+    that never ends its answer makes every generate call run to the limit, and a cut answer cannot parse."""
+    n, tokens = max(len(counts), 1), [c for c, _ in counts]
+    return {
+        "mean_tokens": round(sum(tokens) / n, 1),
+        "max_tokens": max(tokens, default=0),
+        "at_limit_frac": round(sum(not ended for _, ended in counts) / n, 3),
+        "seconds": round(seconds, 1),
+    }
 
 
 def _free_gpu() -> None:

@@ -280,6 +280,7 @@ class Run:
 
         tok = load_tokenizer(str(self.out / "init"))
         out: dict[str, dict[str, float]] = {}
+        # every answer of the split against the longest prompt of the tasks scored (test: the held-out ones)
         for name, tasks, pairs in (("train", self.train.tasks, self.pairs), ("test", self.held_out, self.test_pairs)):
             answers = sorted(len(tok(c, add_special_tokens=False)["input_ids"]) for _, c in pairs)
             prompts = [len(tok(render_prompt(t, tok), add_special_tokens=False)["input_ids"]) for t in tasks]
@@ -288,11 +289,13 @@ class Run:
             out[name] = {"median": answers[len(answers) // 2], "p95": answers[int(0.95 * (len(answers) - 1))],
                          "max": answers[-1], "over_max_new_tokens": sum(a > self.args.max_new_tokens for a in answers),
                          "answers": len(answers), "longest_prompt": max(prompts, default=0)}  # fmt: skip
-            if out[name]["over_max_new_tokens"] or answers[-1] + max(prompts, default=0) > self.args.max_length:
-                log.warning("%s: %d of %d reference answers exceed --max-new-tokens %d (longest %d tokens; longest "
-                            "prompt %d, --max-length %d)", name, out[name]["over_max_new_tokens"], len(answers),
-                            self.args.max_new_tokens, answers[-1], out[name]["longest_prompt"],
-                            self.args.max_length)  # fmt: skip
+            if out[name]["over_max_new_tokens"]:
+                log.warning("%s: %d of %d reference answers exceed --max-new-tokens %d (longest %d tokens)",
+                            name, out[name]["over_max_new_tokens"], len(answers), self.args.max_new_tokens,
+                            answers[-1])  # fmt: skip
+            if answers[-1] + out[name]["longest_prompt"] > self.args.max_length:
+                log.warning("%s: the longest answer and prompt (%d + %d tokens) exceed --max-length %d: SFT cuts them",
+                            name, answers[-1], out[name]["longest_prompt"], self.args.max_length)  # fmt: skip
         return out
 
     def sft(self, phase: str, start: Path, steps: int, lr: float, seed: int) -> float:

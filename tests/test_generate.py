@@ -79,6 +79,9 @@ def test_hf_generator_on_a_tiny_local_model(tiny_model_dir, tmp_path):
     gen = HFGenerator(tiny_model_dir, SamplingConfig(max_new_tokens=12, seed=1), device="cpu")
     out = gen.generate(RELU, 3)
     assert len(out) == 3 and all(isinstance(t, str) for t in out)
+    # counted on the generated ids: random weights rarely end, so most answers run to the limit
+    assert len(gen.last_lengths) == 3 and all(0 < n <= 12 for n, _ in gen.last_lengths)
+    assert all(n == 12 for n, ended in gen.last_lengths if not ended)
     result = evaluate(tmp_path / "run", [RELU], VerifyConfig(), generator=gen, k=3)
     assert result.summary.overall.n_samples == 3  # random weights write no code: rejected, but recorded
 

@@ -64,6 +64,9 @@ class HFGenerator:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_causal_lm(source)
         self.model.to(self.device).eval()
+        # (tokens generated, ended by EOS) per answer of the last generate_batch call, in its order: how long the
+        # answers were, and which ran into max_new_tokens (decoded text re-encodes to other counts)
+        self.last_lengths: list[tuple[int, bool]] = []
 
     @property
     def prompts_per_call(self) -> int:
@@ -86,8 +89,17 @@ class HFGenerator:
                 **enc, do_sample=s.temperature > 0, temperature=s.temperature or None, top_p=s.top_p,
                 max_new_tokens=s.max_new_tokens, num_return_sequences=k, pad_token_id=self.tokenizer.pad_token_id,
             )  # fmt: skip
-        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        new = out[:, enc["input_ids"].shape[1] :]
+        self.last_lengths = [_length(row.tolist(), self.tokenizer.eos_token_id) for row in new]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return [texts[i * k : (i + 1) * k] for i in range(len(tasks))]  # generate returns each prompt's k in a row
+
+
+def _length(ids: list[int], eos: int | None) -> tuple[int, bool]:
+    """Tokens of one generated row up to and including its first EOS (the rest is padding), and whether it ended."""
+    if eos is not None and eos in ids:
+        return ids.index(eos) + 1, True
+    return len(ids), False
 
 
 class VLLMGenerator:

@@ -79,9 +79,9 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
 def add_verify_options(
     p: argparse.ArgumentParser, json_flag: bool = True, policy_flag: bool = True, compile_baseline: bool = False
 ) -> None:
-    """The verifier's flags. `compile_baseline` is the default of `--compile-baseline`: on only for commands that
-    write reports (`eval`), since its first use per task compiles the reference (5-60 s, then cached on disk) and a
-    first `tritonrl verify` must not wait for a number it did not ask for."""
+    """The verifier's flags. `compile_baseline` is the default of `--compile-baseline`: on only for `eval`, whose
+    report has the fast_p-over-torch.compile columns, since its first use per task compiles the reference (5-60 s,
+    then cached on disk) and a first `tritonrl verify` must not wait for a number it did not ask for."""
     p.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
@@ -106,7 +106,7 @@ def add_verify_options(
         action=argparse.BooleanOptionalAction,
         default=compile_baseline,
         help="on cuda: also report the speedup over torch.compile (its first use per task compiles the reference: "
-        "5-60 s, cached on disk afterwards)",
+        f"5-60 s, cached on disk afterwards; default: {'on' if compile_baseline else 'off'})",
     )
     if json_flag:
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
