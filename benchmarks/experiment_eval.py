@@ -1,6 +1,7 @@
 """Held-out evaluation for the training experiment (`train_experiment.py`, `train_ablation.py`): which tasks are
 scored (`verifiable`: decided once, before any model), how (`eval_config`: the hardened verifier, correctness only),
-and pass@1 / pass@k of a model folder with bootstrap intervals over tasks (`held_out_eval`).
+and pass@1 / pass@k of a model folder with bootstrap intervals over tasks (`held_out_eval`); whether the reference
+answers fit the generation limit at all (`answer_tokens`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,33 @@ def verifiable(tasks: list, n: int, cfg: Any) -> tuple[list, dict[str, str]]:
             continue
         kept.append(task)
     return kept, excluded
+
+
+def answer_tokens(tokenizer_dir: str, args: argparse.Namespace, splits: list[tuple[str, list, list]]) -> dict:
+    """How many tokens the reference answers of each (name, tasks scored, (task_id, answer) pairs) split take with
+    the run's tokenizer, against --max-new-tokens and --max-length: an answer longer than the generation limit can
+    only be cut off (a syntax error), whatever the model learned (runs A-C lost 5 of 16 held-out tasks this way)."""
+    from tritonrl.models import load_tokenizer
+    from tritonrl.tasks.prompts import render_prompt
+
+    tok = load_tokenizer(tokenizer_dir)
+    out: dict[str, dict[str, float]] = {}
+    for name, tasks, pairs in splits:  # every answer of the split against the longest prompt of the tasks scored
+        answers = sorted(len(tok(c, add_special_tokens=False)["input_ids"]) for _, c in pairs)
+        prompts = [len(tok(render_prompt(t, tok), add_special_tokens=False)["input_ids"]) for t in tasks]
+        if not answers:
+            continue
+        over = sum(a > args.max_new_tokens for a in answers)
+        out[name] = {"median": answers[len(answers) // 2], "p95": answers[int(0.95 * (len(answers) - 1))],
+                     "max": answers[-1], "over_max_new_tokens": over, "answers": len(answers),
+                     "longest_prompt": max(prompts, default=0)}  # fmt: skip
+        if over:
+            log.warning("%s: %d of %d reference answers exceed --max-new-tokens %d (longest %d tokens)", name, over,
+                        len(answers), args.max_new_tokens, answers[-1])  # fmt: skip
+        if answers[-1] + out[name]["longest_prompt"] > args.max_length:
+            log.warning("%s: the longest answer and prompt (%d + %d tokens) exceed --max-length %d: SFT cuts them",
+                        name, answers[-1], out[name]["longest_prompt"], args.max_length)  # fmt: skip
+    return out
 
 
 def held_out_eval(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiment_eval import _free_gpu, eval_config, held_out_eval, verifiable
+from experiment_eval import _free_gpu, answer_tokens, eval_config, held_out_eval, verifiable
 
 log = logging.getLogger("train_experiment")
 
@@ -266,37 +266,11 @@ class Run:
         cfg = InitModelConfig(size=self.args.size, out=str(self.out / "init"), corpus=(str(corpus),),
                               seed=self.args.seed)  # fmt: skip
         model = init_model(cfg)
+        splits = [("train", self.train.tasks, self.pairs), ("test", self.held_out, self.test_pairs)]
+        tokens = answer_tokens(str(self.out / "init"), self.args, splits)
         self.results["phases"]["init"] = {"parameters": model.n_params, "vocab": model.vocab_size,
-                                          "seconds": round(model.seconds, 1),
-                                          "answer_tokens": self._answer_tokens()}  # fmt: skip
+                                          "seconds": round(model.seconds, 1), "answer_tokens": tokens}  # fmt: skip
         self.save()
-
-    def _answer_tokens(self) -> dict[str, dict[str, float]]:
-        """How many tokens the reference answers take with the new tokenizer, against --max-new-tokens and
-        --max-length: an answer longer than the generation limit can only be cut off (a syntax error), whatever
-        the model learned (runs A-C lost half the held-out tasks this way)."""
-        from tritonrl.models import load_tokenizer
-        from tritonrl.tasks.prompts import render_prompt
-
-        tok = load_tokenizer(str(self.out / "init"))
-        out: dict[str, dict[str, float]] = {}
-        # every answer of the split against the longest prompt of the tasks scored (test: the held-out ones)
-        for name, tasks, pairs in (("train", self.train.tasks, self.pairs), ("test", self.held_out, self.test_pairs)):
-            answers = sorted(len(tok(c, add_special_tokens=False)["input_ids"]) for _, c in pairs)
-            prompts = [len(tok(render_prompt(t, tok), add_special_tokens=False)["input_ids"]) for t in tasks]
-            if not answers:
-                continue
-            out[name] = {"median": answers[len(answers) // 2], "p95": answers[int(0.95 * (len(answers) - 1))],
-                         "max": answers[-1], "over_max_new_tokens": sum(a > self.args.max_new_tokens for a in answers),
-                         "answers": len(answers), "longest_prompt": max(prompts, default=0)}  # fmt: skip
-            if out[name]["over_max_new_tokens"]:
-                log.warning("%s: %d of %d reference answers exceed --max-new-tokens %d (longest %d tokens)",
-                            name, out[name]["over_max_new_tokens"], len(answers), self.args.max_new_tokens,
-                            answers[-1])  # fmt: skip
-            if answers[-1] + out[name]["longest_prompt"] > self.args.max_length:
-                log.warning("%s: the longest answer and prompt (%d + %d tokens) exceed --max-length %d: SFT cuts them",
-                            name, answers[-1], out[name]["longest_prompt"], self.args.max_length)  # fmt: skip
-        return out
 
     def sft(self, phase: str, start: Path, steps: int, lr: float, seed: int) -> float:
         """SFT from `start` into out/`phase` (full parameters), held-out NLL every --eval-every steps; seconds."""
