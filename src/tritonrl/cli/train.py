@@ -148,7 +148,7 @@ def _run(command: str, cfg, device: str) -> str:  # noqa: ANN001
         raise TritonRLError("no model: pass --model PATH or set train.model in the YAML.")
     resolve_model(t.model)  # a wrong folder (or an adapter whose base is gone) fails before any work
     merged_dir = Path(t.output_dir) / "merged" if t.merge else None
-    RunOutputs(save_steps=t.save_steps, resume=t.resume, report_to=t.report_to)  # checked before any work
+    RunOutputs.of(t)  # tensorboard installed if asked for: checked before any work
     suite = load_suite(t.suite)
     tasks = select_tasks(suite.tasks, fusion_data=cfg.ext.fusion_data, fusion_dir=t.fusion_dir)
     verify_base = VerifyConfig.for_rewards(device)

@@ -258,7 +258,7 @@ def run_grpo(
     """
     train = train or TrainSettings()
     lora = lora or LoraSettings()
-    outputs = RunOutputs(save_steps=train.save_steps, resume=train.resume, report_to=train.report_to)
+    outputs = RunOutputs.of(train)
     resolve_model(model_path)  # a wrong folder fails here, before the verifier pool starts
     batch_size = train.batch_size or train.num_generations
     if batch_size % train.num_generations:

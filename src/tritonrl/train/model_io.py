@@ -18,7 +18,7 @@ from typing import Any
 
 from tritonrl.errors import ConfigError
 from tritonrl.models import ModelSource, load_causal_lm, merge_adapter_folder, point_adapter_at_base, resolve_model
-from tritonrl.train.settings import LoraSettings
+from tritonrl.train.settings import LoraSettings, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,11 @@ class RunOutputs:
             except ImportError as exc:
                 raise ConfigError("report_to='tensorboard' needs the tensorboard package: pip install tensorboard "
                                   "(in the train extra), or drop --report-to.") from exc  # fmt: skip
+
+    @classmethod
+    def of(cls, train: TrainSettings) -> RunOutputs:
+        """The outputs a run's settings ask for (`save_steps`, `resume`, `report_to`)."""
+        return cls(save_steps=train.save_steps, resume=train.resume, report_to=train.report_to)
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The TrainingArguments (SFTConfig / GRPOConfig) fields for these outputs."""

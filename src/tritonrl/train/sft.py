@@ -58,7 +58,7 @@ def run_sft(
 
     train = train or TrainSettings()
     lora = lora or LoraSettings()
-    outputs = RunOutputs(save_steps=train.save_steps, resume=train.resume, report_to=train.report_to)
+    outputs = RunOutputs.of(train)
     lr = train.learning_rate or default_learning_rate("sft", lora.enabled)
     start = start_model(model_path, lora, merge_input_adapter=train.merge_input_adapter)
     tokenizer = load_tokenizer(start.source)
