@@ -174,6 +174,17 @@ def replot(path: str, table: Callable[[dict], str], plot: Callable[[dict, Path],
     return 0
 
 
+def write_joined(ap: argparse.ArgumentParser, args: argparse.Namespace, name: str, join: Callable[[list], dict],
+                 table: Callable[[dict], str], plot: Callable[[dict, Path], str]) -> int:  # fmt: skip
+    """`--join FILES`: the parts' results joined (`join`) into --out/`name`, then its table and plot; runs nothing."""
+    if not args.out:
+        ap.error(f"--join needs --out (the folder the joined {name} goes to)")
+    path = Path(args.out) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(join([json.loads(Path(p).read_text()) for p in args.join]), indent=1))
+    return replot(str(path), table, plot)
+
+
 class Run:
     """One run folder: the data split, the held-out tasks, the init model and `results.json`, rewritten after every
     phase so a run cut by a time limit keeps what it measured. Shared by this script and `train_ablation.py`."""
@@ -199,7 +210,7 @@ class Run:
                                           "eval": len(self.held_out), "excluded": excluded,
                                           "held_out": [t.task_id for t in self.held_out],
                                           "held_in": [t.task_id for t in self.held_in]}  # fmt: skip
-        self.outputs = _outputs(args)
+        self.report_to = _report_to()
         self.prior = self._prior() if getattr(args, "resume", False) else None
 
     def _prior(self) -> dict[str, Any] | None:
@@ -291,8 +302,8 @@ class Run:
             max_length=a.max_length,
             seed=seed,
             logging_steps=10,
-            save_steps=self.outputs.save_steps,
-            report_to=self.outputs.report_to,
+            save_steps=a.save_steps,
+            report_to=self.report_to,
         )
         run_sft(
             str(start),
@@ -329,8 +340,8 @@ class Run:
                 temperature=a.grpo_temperature,
                 seed=a.seed,
                 workers=a.jobs,
-                save_steps=self.outputs.save_steps,
-                report_to=self.outputs.report_to,
+                save_steps=a.save_steps,
+                report_to=self.report_to,
             )
             result = run_grpo(
                 str(start),
@@ -366,13 +377,10 @@ class Run:
         return True, seconds
 
 
-def _outputs(args: argparse.Namespace) -> Any:
-    from tritonrl.train.model_io import RunOutputs
-
+def _report_to() -> str:
+    """TensorBoard logs for the phases when the package is there, else none (a device image may lack it)."""
     try:
         import tensorboard  # noqa: F401
-
-        report_to = "tensorboard"
     except ImportError:
-        report_to = "none"
-    return RunOutputs(save_steps=args.save_steps, report_to=report_to)
+        return "none"
+    return "tensorboard"

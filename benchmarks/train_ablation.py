@@ -60,13 +60,7 @@ def main() -> int:
                          "and print the table; trains nothing")  # fmt: skip
     args = ap.parse_args()
     if args.join:
-        if not args.out:
-            ap.error("--join needs --out (the folder the joined ablation.json goes to)")
-        joined = join([json.loads(Path(p).read_text()) for p in args.join])
-        path = Path(args.out) / "ablation.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(joined, indent=1))
-        return experiment.replot(str(path), table, plot)
+        return experiment.write_joined(ap, args, "ablation.json", join, table, plot)
     if args.replot:
         return experiment.replot(args.replot, table, plot)
     if not args.out:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from experiment_run import GRPO_ARM, Run, comparable, parser, replot, setup_args  # noqa: E402 - the sibling modules of this script
+from experiment_run import GRPO_ARM, Run, comparable, parser, replot, setup_args, write_joined  # noqa: E402 - the sibling modules of this script
 
 
 def main() -> int:
@@ -56,12 +56,7 @@ def main() -> int:
                          "its --skip-grpo control in another) into --out/results.json; trains nothing")  # fmt: skip
     args = ap.parse_args()
     if args.join:
-        if not args.out:
-            ap.error("--join needs --out (the folder the joined results.json goes to)")
-        path = Path(args.out) / "results.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(join([json.loads(Path(p).read_text()) for p in args.join]), indent=1))
-        return replot(str(path), table, plot)
+        return write_joined(ap, args, "results.json", join, table, plot)
     if args.replot:
         return replot(args.replot, table, plot)
     if not args.out:
