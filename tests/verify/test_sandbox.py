@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tritonrl.verify.config import VerifyConfig
-from tritonrl.verify.messages import Limits, Loaded, Ready, Request
+from tritonrl.verify.messages import Loaded, Ready, Request
 from tritonrl.verify.protocol import encode
 from tritonrl.verify.sandbox import ENV_PASSTHROUGH, WorkerProcess
 
@@ -105,18 +105,10 @@ def test_close_removes_the_temp_dirs(make_worker):
 
 
 def _request(w: WorkerProcess) -> Request:
-    return Request(
-        candidate_path=str(w.candidate_path),
-        workdir=str(w.workdir),
-        device="cpu",
-        guard=True,
-        ghost=False,
-        repeat=False,
-        profile=False,
-        profile_module="solution",
-        limits=Limits(fsize_mb=64, as_mb=None),
-        shapes=(),
-    )
+    """The request the funnel would send this worker for a candidate with no shapes to run."""
+    from tritonrl.verify.funnel import _request as funnel_request
+
+    return funnel_request(w, w.cfg, [], ghost=False, timing=None)
 
 
 def test_worker_hanging_at_import_is_killed_and_reaped(tmp_path):
