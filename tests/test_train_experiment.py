@@ -123,3 +123,21 @@ def test_greedy_evaluation_takes_one_answer_per_task():
     args = experiment_run.parser().parse_args(["--out", "x", "--temperature", "0", "--k", "4"])
     with pytest.raises(SystemExit, match="--k must be 1"):
         experiment_run.setup_args(args)
+
+
+def test_answer_tokens_counts_the_reference_answers_against_the_generation_limit(tiny_model_dir, caplog):
+    args = experiment_run.parser().parse_args(["--out", "x", "--max-new-tokens", "8", "--max-length", "64"])
+    relu = builtin_task("relu")
+    pairs = [("relu", "short"), ("relu", "a much longer answer " * 20)]
+    out = experiment_eval.answer_tokens(tiny_model_dir, args, [("train", [relu], pairs)])
+    assert out["train"]["answers"] == 2 and out["train"]["over_max_new_tokens"] == 1
+    assert out["train"]["max"] > 8 and out["train"]["longest_prompt"] > 0
+    assert "1 of 2 reference answers exceed --max-new-tokens 8" in caplog.text
+    assert "exceed --max-length 64: SFT cuts them" in caplog.text
+
+
+def test_a_control_beside_grpo_needs_its_steps(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["train_experiment.py", "--out", "x", "--skip-grpo"])
+    with pytest.raises(SystemExit):
+        train_experiment.main()
+    assert "--skip-grpo needs --control-steps N" in capsys.readouterr().err
