@@ -359,18 +359,20 @@ class Run:
             self.save()
             return False, time.monotonic() - t0
         seconds = time.monotonic() - t0
-        steps = [h for h in result.log_history if "reward" in h]
+        # TRL logs the rewards on the steps that generated (one per `steps_per_generation`): one entry per round
+        rounds = [h for h in result.log_history if "reward" in h]
 
         def series(key: str) -> list[float]:
-            return [round(h[key], 4) for h in steps if key in h]
+            return [round(h[key], 4) for h in rounds if key in h]
 
         self.results["phases"][phase] = {"seconds": round(seconds, 1),
                                          "steps": max((h.get("step", 0) for h in result.log_history), default=0),
-                                         "mean_reward_per_step": series("reward"),
-                                         "correct_frac_per_step": series("kernel/correct_frac"),
-                                         "verify_s_per_step": series("kernel/verify_s"),
-                                         "completion_tokens_per_step": series("completions/mean_length"),
-                                         "clipped_frac_per_step": series("completions/clipped_ratio"),
+                                         "mean_reward_per_round": series("reward"),
+                                         "correct_frac_per_round": series("kernel/correct_frac"),
+                                         "compiled_frac_per_round": series("kernel/compiled_frac"),
+                                         "verify_s_per_round": series("kernel/verify_s"),
+                                         "completion_tokens_per_round": series("completions/mean_length"),
+                                         "clipped_frac_per_round": series("completions/clipped_ratio"),
                                          "extensions": list(ext.enabled)}  # fmt: skip
         _free_gpu()
         self.save()

@@ -186,21 +186,28 @@ def _prior_sft_eval(run: experiment.Run) -> dict[str, Any] | None:
 def table(results: dict[str, Any]) -> str:
     k = results["args"]["k"]
     head = " | ".join(SEED_EXTENSIONS)
-    lines = [f"| configuration | {head} | GRPO steps | mean reward | pass@1 [95% CI] | pass@{k} [95% CI] | greedy "
-             "pass@1 [95% CI] |", "|---|" + "---|" * (len(SEED_EXTENSIONS) + 5)]  # fmt: skip
+    # Rewards differ in kind between configurations (binary, staged, speed): the comparable training-time signal is
+    # the share of sampled completions that compiled and that were correct, per generation round.
+    lines = [f"| configuration | {head} | GRPO steps | reward per round | compiled / correct on training prompts | "
+             f"pass@1 [95% CI] | pass@{k} [95% CI] | greedy pass@1 [95% CI] |",
+             "|---|" + "---|" * (len(SEED_EXTENSIONS) + 6)]  # fmt: skip
     for e in results["eval"]:
         combo = e.get("extensions")
         phase = results["phases"].get(f"grid-{e['model']}", {})
-        rewards = phase.get("mean_reward_per_step") or []
         marks = " | ".join(("on" if combo[n] else "-") if combo else "" for n in SEED_EXTENSIONS)
-        mean = f"{sum(rewards) / len(rewards):.3f}" if rewards else ""
+        rewards = ", ".join(f"{r:.3f}" for r in _rounds(phase, "mean_reward"))
+        compiled, correct = _rounds(phase, "compiled_frac"), _rounds(phase, "correct_frac")
+        fractions = " ".join(f"{c:.2f}/{r:.2f}" for c, r in zip(compiled, correct, strict=False)) or (
+            ", ".join(f"-/{r:.2f}" for r in correct)
+        )
         lo, hi = e["pass@1_ci"]
         klo, khi = e[f"pass@{k}_ci"]
         label = e["model"] if combo else f"{e['model']} (start, no GRPO)"
         g = e.get("greedy")
         greedy = f"{g['pass@1']:.3f} [{g['pass@1_ci'][0]:.3f}, {g['pass@1_ci'][1]:.3f}]" if g else "-"
-        lines.append(f"| {label} | {marks} | {phase.get('steps', '')} | {mean} | {e['pass@1']:.3f} [{lo:.3f}, "
-                     f"{hi:.3f}] | {e[f'pass@{k}']:.3f} [{klo:.3f}, {khi:.3f}] | {greedy} |")  # fmt: skip
+        lines.append(f"| {label} | {marks} | {phase.get('steps', '')} | {rewards} | {fractions} | "
+                     f"{e['pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e[f'pass@{k}']:.3f} [{klo:.3f}, {khi:.3f}] | "
+                     f"{greedy} |")  # fmt: skip
     failed = [p for p, v in results["phases"].items() if isinstance(v, dict) and "error" in v]
     skipped = [p for p, v in results["phases"].items() if isinstance(v, dict) and "skipped" in v]
     if failed:
@@ -208,6 +215,11 @@ def table(results: dict[str, Any]) -> str:
     if skipped:
         lines.append(f"not run (budget): {', '.join(skipped)}")
     return "\n".join(lines)
+
+
+def _rounds(phase: dict[str, Any], name: str) -> list[float]:
+    """A GRPO phase's series, one entry per generation round (results written before the rename say `_per_step`)."""
+    return phase.get(f"{name}_per_round") or phase.get(f"{name}_per_step") or []
 
 
 def plot(results: dict[str, Any], path: Path) -> str:

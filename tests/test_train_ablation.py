@@ -30,16 +30,23 @@ def test_the_table_marks_each_configuration_and_says_what_did_not_run():
                 **({"extensions": combo} if combo else {})}  # fmt: skip
 
     combo = dict.fromkeys(ablation.SEED_EXTENSIONS, False) | {"curriculum": True}
+    staged = dict.fromkeys(ablation.SEED_EXTENSIONS, False) | {"staged_reward": True}
     results = {
         "args": {"k": 4},
-        "eval": [row("sft"), row("curriculum", combo)],
-        "phases": {"grid-curriculum": {"steps": 3, "mean_reward_per_step": [0.1, 0.3]},
-                   "grid-none": {"error": "RuntimeError('x')"}, "grid-staged_reward": {"skipped": "budget"}},
+        "eval": [row("sft"), row("curriculum", combo), row("staged_reward", staged)],
+        "phases": {"grid-curriculum": {"steps": 3, "mean_reward_per_round": [0.1, 0.3],
+                                       "compiled_frac_per_round": [0.5, 0.75], "correct_frac_per_round": [0.0, 0.25]},
+                   "grid-staged_reward": {"steps": 2, "mean_reward_per_step": [0.4]},  # written before the rename
+                   "grid-none": {"error": "RuntimeError('x')"}, "grid-multi_input": {"skipped": "budget"}},
     }  # fmt: skip
     text = ablation.table(results)
     assert "| sft (start, no GRPO) |" in text
-    assert "| curriculum | - | - | on | - | 3 | 0.200 | 0.250 [0.000, 0.500] | 0.500 [0.000, 1.000] |" in text
-    assert "failed: grid-none" in text and "not run (budget): grid-staged_reward" in text
+    assert (
+        "| curriculum | - | - | on | - | 3 | 0.100, 0.300 | 0.50/0.00 0.75/0.25 | 0.250 [0.000, 0.500] | "
+        "0.500 [0.000, 1.000] |"
+    ) in text
+    assert "| staged_reward | - | on | - | - | 2 | 0.400 |  |" in text
+    assert "failed: grid-none" in text and "not run (budget): grid-multi_input" in text
 
 
 def test_the_experiments_grpo_arm_stands_for_its_configuration_only_with_its_extensions_and_flags(tmp_path):
