@@ -184,13 +184,18 @@ def _prior_sft_eval(run: experiment.Run) -> dict[str, Any] | None:
 
 
 def table(results: dict[str, Any]) -> str:
-    k = results["args"]["k"]
+    """One row per configuration. Score columns as in the experiment's table: pass@1 (greedy when --temperature is
+    0), pass@k when k > 1, greedy pass@1 when scored beside sampling; then the held-out outcomes."""
+    k, greedy_run = results["args"]["k"], results["args"].get("temperature", 1) == 0
+    cols = ["pass@1 (greedy)" if greedy_run else "pass@1"] + ([f"pass@{k}"] if k > 1 else [])
+    has_greedy = any(e.get("greedy") for e in results["eval"])
+    cols += ["greedy pass@1"] if has_greedy else []
     head = " | ".join(SEED_EXTENSIONS)
     # Rewards differ in kind between configurations (binary, staged, speed): the comparable training-time signal is
     # the share of sampled completions that compiled and that were correct, per generation round.
     lines = [f"| configuration | {head} | GRPO steps | reward per round | compiled / correct on training prompts | "
-             f"pass@1 [95% CI] | pass@{k} [95% CI] | greedy pass@1 [95% CI] |",
-             "|---|" + "---|" * (len(SEED_EXTENSIONS) + 6)]  # fmt: skip
+             + " | ".join(f"{c} [95% CI]" for c in cols) + " | held-out outcomes |",
+             "|---|" + "---|" * (len(SEED_EXTENSIONS) + len(cols) + 4)]  # fmt: skip
     for e in results["eval"]:
         combo = e.get("extensions")
         phase = results["phases"].get(f"grid-{e['model']}", {})
@@ -200,14 +205,12 @@ def table(results: dict[str, Any]) -> str:
         fractions = " ".join(f"{c:.2f}/{r:.2f}" for c, r in zip(compiled, correct, strict=False)) or (
             ", ".join(f"-/{r:.2f}" for r in correct)
         )
-        lo, hi = e["pass@1_ci"]
-        klo, khi = e[f"pass@{k}_ci"]
+        scores = [_cell(e, "pass@1")] + ([_cell(e, f"pass@{k}")] if k > 1 else [])
+        scores += [_cell(e["greedy"], "pass@1") if e.get("greedy") else "-"] if has_greedy else []
+        outcomes = ", ".join(f"{n} {o}" for o, n in sorted(e.get("outcomes", {}).items(), key=lambda x: -x[1]))
         label = e["model"] if combo else f"{e['model']} (start, no GRPO)"
-        g = e.get("greedy")
-        greedy = f"{g['pass@1']:.3f} [{g['pass@1_ci'][0]:.3f}, {g['pass@1_ci'][1]:.3f}]" if g else "-"
         lines.append(f"| {label} | {marks} | {phase.get('steps', '')} | {rewards} | {fractions} | "
-                     f"{e['pass@1']:.3f} [{lo:.3f}, {hi:.3f}] | {e[f'pass@{k}']:.3f} [{klo:.3f}, {khi:.3f}] | "
-                     f"{greedy} |")  # fmt: skip
+                     + " | ".join(scores) + f" | {outcomes} |")  # fmt: skip
     failed = [p for p, v in results["phases"].items() if isinstance(v, dict) and "error" in v]
     skipped = [p for p, v in results["phases"].items() if isinstance(v, dict) and "skipped" in v]
     if failed:
@@ -215,6 +218,11 @@ def table(results: dict[str, Any]) -> str:
     if skipped:
         lines.append(f"not run (budget): {', '.join(skipped)}")
     return "\n".join(lines)
+
+
+def _cell(score: dict[str, Any], key: str) -> str:
+    lo, hi = score[f"{key}_ci"]
+    return f"{score[key]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def _rounds(phase: dict[str, Any], name: str) -> list[float]:

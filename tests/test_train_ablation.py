@@ -26,8 +26,9 @@ def test_the_grid_runs_none_all_then_singles_then_the_rest():
 
 def test_the_table_marks_each_configuration_and_says_what_did_not_run():
     def row(model, combo=None):
+        outcomes = {"passed": 1, "parse/syntax_error": 3}
         return {"model": model, "pass@1": 0.25, "pass@1_ci": [0.0, 0.5], "pass@4": 0.5, "pass@4_ci": [0.0, 1.0],
-                **({"extensions": combo} if combo else {})}  # fmt: skip
+                "outcomes": outcomes, **({"extensions": combo} if combo else {})}  # fmt: skip
 
     combo = dict.fromkeys(ablation.SEED_EXTENSIONS, False) | {"curriculum": True}
     staged = dict.fromkeys(ablation.SEED_EXTENSIONS, False) | {"staged_reward": True}
@@ -43,10 +44,21 @@ def test_the_table_marks_each_configuration_and_says_what_did_not_run():
     assert "| sft (start, no GRPO) |" in text
     assert (
         "| curriculum | - | - | on | - | 3 | 0.100, 0.300 | 0.50/0.00 0.75/0.25 | 0.250 [0.000, 0.500] | "
-        "0.500 [0.000, 1.000] |"
+        "0.500 [0.000, 1.000] | 3 parse/syntax_error, 1 passed |"
     ) in text
     assert "| staged_reward | - | on | - | - | 2 | 0.400 |  |" in text
     assert "failed: grid-none" in text and "not run (budget): grid-multi_input" in text
+
+
+def test_a_greedy_run_has_one_score_column_named_greedy():
+    results = {
+        "args": {"k": 1, "temperature": 0.0},
+        "eval": [{"model": "sft", "pass@1": 0.5, "pass@1_ci": [0.25, 0.75], "outcomes": {"passed": 2}}],
+        "phases": {},
+    }
+    text = ablation.table(results)
+    assert "| pass@1 (greedy) [95% CI] | held-out outcomes |" in text and "pass@1 [95% CI]" not in text
+    assert text.splitlines()[2].endswith("| 0.500 [0.250, 0.750] | 2 passed |")
 
 
 def test_the_experiments_grpo_arm_stands_for_its_configuration_only_with_its_extensions_and_flags(tmp_path):
