@@ -166,6 +166,17 @@ def setup_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"--temperature 0 is greedy decoding, one answer per task: --k must be 1 (got --k {args.k})")
 
 
+def score_cell(score: dict[str, Any], key: str) -> str:
+    """`0.250 [0.000, 0.500]`: a score and its 95% interval, as both tables print it."""
+    lo, hi = score[f"{key}_ci"]
+    return f"{score[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def outcomes_text(outcomes: dict[str, int]) -> str:
+    """`3 parse/syntax_error, 1 passed`: the verdicts of an evaluation, most frequent first."""
+    return ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items(), key=lambda x: -x[1]))
+
+
 def replot(path: str, table: Callable[[dict], str], plot: Callable[[dict, Path], str]) -> int:
     """`--replot FILE`: print the table of a saved results file and draw its plot next to it; runs nothing."""
     results = json.loads(Path(path).read_text())

@@ -205,9 +205,9 @@ def table(results: dict[str, Any]) -> str:
         fractions = " ".join(f"{c:.2f}/{r:.2f}" for c, r in zip(compiled, correct, strict=False)) or (
             ", ".join(f"-/{r:.2f}" for r in correct)
         )
-        scores = [_cell(e, "pass@1")] + ([_cell(e, f"pass@{k}")] if k > 1 else [])
-        scores += [_cell(e["greedy"], "pass@1") if e.get("greedy") else "-"] if has_greedy else []
-        outcomes = ", ".join(f"{n} {o}" for o, n in sorted(e.get("outcomes", {}).items(), key=lambda x: -x[1]))
+        scores = [experiment.score_cell(e, "pass@1")] + ([experiment.score_cell(e, f"pass@{k}")] if k > 1 else [])
+        scores += [experiment.score_cell(e["greedy"], "pass@1") if e.get("greedy") else "-"] if has_greedy else []
+        outcomes = experiment.outcomes_text(e.get("outcomes", {}))
         label = e["model"] if combo else f"{e['model']} (start, no GRPO)"
         lines.append(f"| {label} | {marks} | {phase.get('steps', '')} | {rewards} | {fractions} | "
                      + " | ".join(scores) + f" | {outcomes} |")  # fmt: skip
@@ -218,11 +218,6 @@ def table(results: dict[str, Any]) -> str:
     if skipped:
         lines.append(f"not run (budget): {', '.join(skipped)}")
     return "\n".join(lines)
-
-
-def _cell(score: dict[str, Any], key: str) -> str:
-    lo, hi = score[f"{key}_ci"]
-    return f"{score[key]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def _rounds(phase: dict[str, Any], name: str) -> list[float]:

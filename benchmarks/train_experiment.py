@@ -33,7 +33,17 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from experiment_run import GRPO_ARM, Run, comparable, parser, replot, setup_args, write_joined  # noqa: E402 - the sibling modules of this script
+from experiment_run import (  # noqa: E402 - the sibling modules of this script
+    GRPO_ARM,
+    Run,
+    comparable,
+    outcomes_text,
+    parser,
+    replot,
+    score_cell,
+    setup_args,
+    write_joined,
+)
 
 
 def main() -> int:
@@ -171,18 +181,14 @@ def table(results: dict[str, Any]) -> str:
     head = ["| model | " + " | ".join(f"{c} [95% CI]" for c in cols) + " | outcomes | tokens per answer (at the "
             "limit) |", "|---|" + "---|" * (len(cols) + 2)]  # fmt: skip
 
-    def cell(score: dict[str, Any], key: str) -> str:
-        lo, hi = score[f"{key}_ci"]
-        return f"{score[key]:.3f} [{lo:.3f}, {hi:.3f}]"
-
     def rows(evals: list[dict[str, Any]]) -> list[str]:
         out = []
         for e in evals:
-            cells = [cell(e, "pass@1")] + ([cell(e, f"pass@{k}")] if k > 1 else [])
-            cells += [(cell(e["greedy"], "pass@1") if e.get("greedy") else "-")] if has_greedy else []
+            cells = [score_cell(e, "pass@1")] + ([score_cell(e, f"pass@{k}")] if k > 1 else [])
+            cells += [(score_cell(e["greedy"], "pass@1") if e.get("greedy") else "-")] if has_greedy else []
             n = e.get("generation")
             tokens = f"{n['mean_tokens']:.0f} ({100 * n['at_limit_frac']:.0f}%)" if n else "-"
-            out.append(f"| {e['model']} | {' | '.join(cells)} | {e['outcomes']} | {tokens} |")
+            out.append(f"| {e['model']} | {' | '.join(cells)} | {outcomes_text(e['outcomes'])} | {tokens} |")
         return out
 
     lines = head + rows(results["eval"])

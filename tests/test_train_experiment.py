@@ -119,6 +119,18 @@ def test_a_grpo_part_and_its_control_part_join_into_one_table():
         train_experiment.join([grpo, part([], {}, held_out=("t2",))])
 
 
+def test_the_table_of_a_greedy_run_names_its_column_and_counts_outcomes_most_frequent_first():
+    row = {"model": "sft", "pass@1": 0.25, "pass@1_ci": [0.0, 0.5], "outcomes": {"passed": 1, "parse/bad_signature": 3},
+           "generation": {"mean_tokens": 1220.4, "at_limit_frac": 0.125}}  # fmt: skip
+    results = {"args": {"k": 1, "temperature": 0.0}, "eval": [row], "eval_train": [{**row, "pass@1": 0.5}],
+               "criteria": {"C2 GRPO beyond the control's half-width": False}}  # fmt: skip
+    lines = train_experiment.table(results).splitlines()
+    assert lines[0] == "| model | pass@1 (greedy) [95% CI] | outcomes | tokens per answer (at the limit) |"
+    assert lines[2] == "| sft | 0.250 [0.000, 0.500] | 3 parse/bad_signature, 1 passed | 1220 (12%) |"
+    assert "On training tasks (in distribution):" in lines and lines[-2].startswith("| sft | 0.500 [0.000, 0.500] |")
+    assert lines[-1] == "C2 GRPO beyond the control's half-width: not met"
+
+
 def test_greedy_evaluation_takes_one_answer_per_task():
     args = experiment_run.parser().parse_args(["--out", "x", "--temperature", "0", "--k", "4"])
     with pytest.raises(SystemExit, match="--k must be 1"):
