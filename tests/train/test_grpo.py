@@ -94,6 +94,7 @@ def test_grpo_sampled_completions_are_verified(tiny_model_dir, tmp_path, relu_cl
     assert _metric(result.log_history, "kernel/stage/done_frac") == [0.0, 0.0]
     log = json.loads((Path(result.out_dir) / "train_log.json").read_text())
     assert log["verify"]["n_variants"] == 0  # baseline switched multi_input off
+    assert log["rounds"] == 2 and log["rounds_without_signal"] == 2  # every group all 0: nothing to learn from
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from transformers import TrainerControl  # noqa: E402
 
 from tritonrl.models import load_causal_lm  # noqa: E402
 from tritonrl.tasks.loader import builtin_task  # noqa: E402
-from tritonrl.train.guards import NonFiniteGradGuard, grads_finite  # noqa: E402
+from tritonrl.train.guards import NonFiniteGradGuard, NoSignalWatch, grads_finite  # noqa: E402
 from tritonrl.train.settings import LoraSettings, TrainSettings  # noqa: E402
 from tritonrl.train.sft import run_sft  # noqa: E402
 
@@ -75,3 +75,15 @@ def test_sft_with_nan_gradients_saves_the_untouched_finite_model(tiny_model_dir,
     for name, p in trained.named_parameters():
         assert torch.isfinite(p).all(), name
         assert torch.equal(p, start_weights[name]), name
+
+
+def test_rounds_whose_groups_all_scored_the_same_are_counted_and_the_first_is_warned(caplog):
+    watch = NoSignalWatch()
+    state = SimpleNamespace(global_step=1)
+    for logs in ({"loss": 0.1}, {"frac_reward_zero_std": 1.0, "reward": 0.0}, {"frac_reward_zero_std": 0.5},
+                 {"frac_reward_zero_std": 1.0, "reward": 0.0}):  # fmt: skip
+        watch.on_log(None, state, TrainerControl(), logs=logs)
+    assert (watch.rounds, watch.silent) == (3, 2)  # a log entry without the spread is not a generation round
+    assert caplog.text.count("every group of this generation round scored the same") == 1
+    watch.on_train_end(None, state, TrainerControl())
+    assert "2 of 3 generation rounds had no learning signal" in caplog.text

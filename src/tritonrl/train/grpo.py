@@ -41,7 +41,7 @@ from tritonrl.train.config import (
 )
 from tritonrl.train.curriculum import AdaptiveCurriculum, LearningZoneSampler, TaskSampler
 from tritonrl.train.data import rl_dataset, rl_row
-from tritonrl.train.guards import NonFiniteGradGuard
+from tritonrl.train.guards import NonFiniteGradGuard, NoSignalWatch
 from tritonrl.train.model_io import RunOutputs, StartModel, precision_kwargs, save_trained, start_model, write_log
 from tritonrl.train.settings import LoraSettings, TrainSettings, default_learning_rate
 from tritonrl.verify.config import VerifyConfig
@@ -361,7 +361,7 @@ def _grpo_trainer(
         extra = {"code_reward": funcs[0].__name__, "plan_reward": funcs[1].__name__ if len(funcs) > 1 else None,
                  "alpha": ext.hrd_alpha, "no_code_penalty": ext.hrd_no_code_penalty}  # fmt: skip
     all_callbacks = [*(callbacks or []), *([SamplerCallback(sampler, out_dir)] if sampler else []),
-                     NonFiniteGradGuard()]  # fmt: skip
+                     NonFiniteGradGuard(), NoSignalWatch()]  # fmt: skip
     return trainer_cls(
         model=start.model, reward_funcs=funcs, args=args, train_dataset=train_dataset,
         processing_class=load_tokenizer(start.source, padding_side="left"), peft_config=start.peft_config,
@@ -386,9 +386,11 @@ def _train_and_save(
     save_trained(trainer, trainer.processing_class, out_dir, start, merged_dir=merged_dir)
     history = list(trainer.state.log_history)
     guard = next(c for c in trainer.callback_handler.callbacks if isinstance(c, NonFiniteGradGuard))
+    watch = next(c for c in trainer.callback_handler.callbacks if isinstance(c, NoSignalWatch))
     meta = {"model": start.source.path, "base_model": start.source.base_path, "mode": start.mode,
             "extensions": dataclasses.asdict(ext), "verify": dataclasses.asdict(verify_cfg),
-            "skipped_nonfinite_steps": guard.skipped}  # fmt: skip
+            "skipped_nonfinite_steps": guard.skipped, "rounds": watch.rounds,
+            "rounds_without_signal": watch.silent}  # fmt: skip
     write_log(out_dir, "train_log.json", {**meta, "log_history": history})
     return GRPOResult(str(out_dir), history, client.n_submitted, client.n_cached,
                       sampler.state_dict() if sampler else None)  # fmt: skip

@@ -1,4 +1,5 @@
-"""A training step whose gradients are not finite is skipped, not applied.
+"""Training-health callbacks: a step whose gradients are not finite is skipped, not applied; GRPO rounds that cannot
+teach anything are reported.
 
 Seen on an H100 (docs/benchmarks.md section 7): GRPO from a from-scratch model after SFT (token entropy 0.018, bf16)
 logged `grad_norm: nan` at its second step; the optimizer applied it, every weight became NaN, and the next
@@ -7,6 +8,11 @@ generation died on a device-side assert. Gradient clipping does not help (a NaN 
 gradients (set to None, so the optimizer leaves every weight and its moments as they were), logs it, counts it in
 the trainer's log, and stops training after `max_consecutive` such steps in a row (the model is then saved as it was
 before the first bad step, never as NaN).
+
+`NoSignalWatch`: when every group of a generation round scored the same (TRL's `frac_reward_zero_std` is 1), every
+advantage is 0 and the round's steps change nothing. Seen on CPU (docs/benchmarks.md 7c): from a model that writes
+no correct kernel yet, the binary reward gave 0 to all 64 completions of both rounds and the model ended exactly as
+it started. The run still costs its full time, so the user is told at the first such round and in the summary.
 """
 
 from __future__ import annotations
@@ -52,4 +58,34 @@ class NonFiniteGradGuard(TrainerCallback):
             log.error("stopping: %d steps in a row had non-finite gradients; the weights are those before the first "
                       "of them (try a lower learning rate, or float32 for a small model)", self.in_a_row)  # fmt: skip
             control.should_training_stop = True
+        return control
+
+
+class NoSignalWatch(TrainerCallback):
+    """Count GRPO generation rounds in which every group's rewards were equal (no advantage, no update): warn at the
+    first, and say how many at the end. Rounds are the log entries that carry TRL's `frac_reward_zero_std`."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.silent = 0  # rounds whose every group had zero reward spread
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
+        spread = (logs or {}).get("frac_reward_zero_std")
+        if spread is None:
+            return control
+        self.rounds += 1
+        if float(spread) >= 1.0:
+            self.silent += 1
+            if self.silent == 1:
+                log.warning("step %d: every group of this generation round scored the same (mean reward %s): zero "
+                            "advantage, so its steps change nothing. From a model that is never right, a binary reward "
+                            "cannot teach: train more SFT first, or use partial credit (the staged_reward extension, "
+                            "e.g. --preset staged_eval_only or easy_combo)", state.global_step,
+                            (logs or {}).get("reward", "?"))  # fmt: skip
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        if self.silent:
+            log.warning("%d of %d generation rounds had no learning signal (every group's rewards equal)", self.silent,
+                        self.rounds)  # fmt: skip
         return control
