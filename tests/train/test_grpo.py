@@ -17,6 +17,8 @@ import pytest
 pytest.importorskip("trl")
 pytest.importorskip("peft")
 
+import torch  # noqa: E402
+
 from tritonrl.errors import ConfigError  # noqa: E402
 from tritonrl.rewards.client import VerifierClient  # noqa: E402
 from tritonrl.tasks.loader import builtin_task  # noqa: E402
@@ -82,6 +84,41 @@ def test_grpo_real_verdicts_move_every_lora_parameter(tiny_model_dir, tmp_path, 
         frac = _metric(result.log_history, "hrd/code_token_frac")
         assert frac and all(0.0 < f < 1.0 for f in frac)  # the solution has plan and code tokens
     assert (Path(result.out_dir) / "adapter_config.json").is_file()
+
+
+def _completion_logprob(model_dir: str, task, text: str) -> float:
+    """Mean per-token log-probability of `text` as the answer to `task`'s GRPO prompt (the rollout's tokenisation)."""
+    from tritonrl.models import load_causal_lm, load_tokenizer
+    from tritonrl.train.data import rl_row
+
+    tok, model = load_tokenizer(model_dir), load_causal_lm(model_dir, dtype=torch.float32)
+    prompt = tok(tok.apply_chat_template(rl_row(task)["prompt"], add_generation_prompt=True, tokenize=False),
+                 add_special_tokens=False)["input_ids"]  # fmt: skip
+    answer = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ids = torch.tensor([prompt + answer])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt) - 1 : -1].float()
+    return logits.log_softmax(-1).gather(1, torch.tensor(answer)[:, None]).mean().item()
+
+
+@pytest.mark.parametrize("hrd", [False, True], ids=["plain", "hrd"])
+def test_grpo_raises_the_rewarded_answer_against_the_unrewarded_one(tiny_model_dir, tmp_path, relu_client, hrd):
+    """The sign of the whole path (verdict -> reward -> advantage -> loss -> update): each group holds the verified
+    solution (reward 1) and a wrong answer (reward 0), so the solution's likelihood must rise relative to the wrong
+    one's. A flipped advantage, or HRD token weights of the wrong sign, would make RL unlearn what the verifier
+    accepts, and every other test here would still pass."""
+    relu = builtin_task("relu")
+    solution = solution_completion(relu)
+    before = {t: _completion_logprob(tiny_model_dir, relu, t) for t in (solution, GARBAGE)}
+    result = run_grpo(
+        tiny_model_dir, [relu], tmp_path / "grpo", preset("baseline", hrd=hrd), _train(steps=3, lr=1e-3),
+        lora=LORA, client=relu_client, rollout_func=scripted_rollout([solution, GARBAGE]),
+        merged_dir=tmp_path / "merged",
+    )  # fmt: skip
+    assert _metric(result.log_history, "rewards/kernel_binary/mean") == [0.5, 0.5, 0.5]
+    after = {t: _completion_logprob(str(tmp_path / "merged"), relu, t) for t in (solution, GARBAGE)}
+    gained = {t: after[t] - before[t] for t in after}
+    assert gained[solution] > 0 and gained[solution] > gained[GARBAGE], (before, after)
 
 
 def test_grpo_sampled_completions_are_verified(tiny_model_dir, tmp_path, relu_client):
