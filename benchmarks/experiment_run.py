@@ -166,10 +166,28 @@ def setup_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"--temperature 0 is greedy decoding, one answer per task: --k must be 1 (got --k {args.k})")
 
 
-def score_cell(score: dict[str, Any], key: str) -> str:
-    """`0.250 [0.000, 0.500]`: a score and its 95% interval, as both tables print it."""
-    lo, hi = score[f"{key}_ci"]
-    return f"{score[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+def score_columns(args: dict[str, Any], evals: list[dict[str, Any]]) -> list[str]:
+    """The score columns of both tables: pass@1 (greedy when the run's --temperature is 0), pass@k when k > 1, and
+    greedy pass@1 when some evaluation scored it beside sampling."""
+    k = args["k"]
+    cols = ["pass@1 (greedy)" if args.get("temperature", 1) == 0 else "pass@1"] + ([f"pass@{k}"] if k > 1 else [])
+    return cols + (["greedy pass@1"] if any(e.get("greedy") for e in evals) else [])
+
+
+def score_cells(e: dict[str, Any], columns: list[str]) -> list[str]:
+    """One evaluation's cells under `score_columns`: `0.250 [0.000, 0.500]`, a score and its 95% interval."""
+
+    def cell(score: dict[str, Any], key: str) -> str:
+        lo, hi = score[f"{key}_ci"]
+        return f"{score[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    cells = []
+    for c in columns:
+        if c == "greedy pass@1":
+            cells.append(cell(e["greedy"], "pass@1") if e.get("greedy") else "-")
+        else:
+            cells.append(cell(e, c.split()[0]))  # "pass@1 (greedy)" and "pass@k" name their key first
+    return cells
 
 
 def outcomes_text(outcomes: dict[str, int]) -> str:

@@ -186,10 +186,7 @@ def _prior_sft_eval(run: experiment.Run) -> dict[str, Any] | None:
 def table(results: dict[str, Any]) -> str:
     """One row per configuration. Score columns as in the experiment's table: pass@1 (greedy when --temperature is
     0), pass@k when k > 1, greedy pass@1 when scored beside sampling; then the held-out outcomes."""
-    k, greedy_run = results["args"]["k"], results["args"].get("temperature", 1) == 0
-    cols = ["pass@1 (greedy)" if greedy_run else "pass@1"] + ([f"pass@{k}"] if k > 1 else [])
-    has_greedy = any(e.get("greedy") for e in results["eval"])
-    cols += ["greedy pass@1"] if has_greedy else []
+    cols = experiment.score_columns(results["args"], results["eval"])
     head = " | ".join(SEED_EXTENSIONS)
     # Rewards differ in kind between configurations (binary, staged, speed): the comparable training-time signal is
     # the share of sampled completions that compiled and that were correct, per generation round.
@@ -201,12 +198,10 @@ def table(results: dict[str, Any]) -> str:
         phase = results["phases"].get(f"grid-{e['model']}", {})
         marks = " | ".join(("on" if combo[n] else "-") if combo else "" for n in SEED_EXTENSIONS)
         rewards = ", ".join(f"{r:.3f}" for r in _rounds(phase, "mean_reward"))
-        compiled, correct = _rounds(phase, "compiled_frac"), _rounds(phase, "correct_frac")
-        fractions = " ".join(f"{c:.2f}/{r:.2f}" for c, r in zip(compiled, correct, strict=False)) or (
-            ", ".join(f"-/{r:.2f}" for r in correct)
-        )
-        scores = [experiment.score_cell(e, "pass@1")] + ([experiment.score_cell(e, f"pass@{k}")] if k > 1 else [])
-        scores += [experiment.score_cell(e["greedy"], "pass@1") if e.get("greedy") else "-"] if has_greedy else []
+        correct = _rounds(phase, "correct_frac")
+        compiled = [f"{c:.2f}" for c in _rounds(phase, "compiled_frac")] or ["-"] * len(correct)
+        fractions = " ".join(f"{c}/{r:.2f}" for c, r in zip(compiled, correct, strict=False))
+        scores = experiment.score_cells(e, cols)
         outcomes = experiment.outcomes_text(e.get("outcomes", {}))
         label = e["model"] if combo else f"{e['model']} (start, no GRPO)"
         lines.append(f"| {label} | {marks} | {phase.get('steps', '')} | {rewards} | {fractions} | "

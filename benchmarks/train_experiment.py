@@ -40,7 +40,8 @@ from experiment_run import (  # noqa: E402 - the sibling modules of this script
     outcomes_text,
     parser,
     replot,
-    score_cell,
+    score_cells,
+    score_columns,
     setup_args,
     write_joined,
 )
@@ -174,18 +175,14 @@ def table(results: dict[str, Any]) -> str:
     """The held-out table (and the training-task one when scored), then the criteria. Columns: pass@1 (greedy when
     the run's --temperature is 0), pass@k when k > 1, greedy pass@1 when scored beside sampling, the outcomes of the
     main pass, and the answers' mean length with the share that hit --max-new-tokens."""
-    k, greedy_run = results["args"]["k"], results["args"].get("temperature", 1) == 0
-    cols = ["pass@1 (greedy)" if greedy_run else "pass@1"] + ([f"pass@{k}"] if k > 1 else [])
-    has_greedy = any(e.get("greedy") for e in results["eval"] + results.get("eval_train", []))
-    cols += ["greedy pass@1"] if has_greedy else []
+    cols = score_columns(results["args"], results["eval"] + results.get("eval_train", []))
     head = ["| model | " + " | ".join(f"{c} [95% CI]" for c in cols) + " | outcomes | tokens per answer (at the "
             "limit) |", "|---|" + "---|" * (len(cols) + 2)]  # fmt: skip
 
     def rows(evals: list[dict[str, Any]]) -> list[str]:
         out = []
         for e in evals:
-            cells = [score_cell(e, "pass@1")] + ([score_cell(e, f"pass@{k}")] if k > 1 else [])
-            cells += [(score_cell(e["greedy"], "pass@1") if e.get("greedy") else "-")] if has_greedy else []
+            cells = score_cells(e, cols)
             n = e.get("generation")
             tokens = f"{n['mean_tokens']:.0f} ({100 * n['at_limit_frac']:.0f}%)" if n else "-"
             out.append(f"| {e['model']} | {' | '.join(cells)} | {outcomes_text(e['outcomes'])} | {tokens} |")
