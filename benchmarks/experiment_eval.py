@@ -72,9 +72,9 @@ def answer_tokens(tokenizer_dir: str, args: argparse.Namespace, splits: list[tup
     out: dict[str, dict[str, float]] = {}
     for name, tasks, pairs in splits:  # every answer of the split against the longest prompt of the tasks scored
         answers = sorted(len(tok(c, add_special_tokens=False)["input_ids"]) for _, c in pairs)
-        prompts = [len(tok(render_prompt(t, tok), add_special_tokens=False)["input_ids"]) for t in tasks]
         if not answers:
             continue
+        prompts = [len(tok(render_prompt(t, tok), add_special_tokens=False)["input_ids"]) for t in tasks]
         over = sum(a > args.max_new_tokens for a in answers)
         out[name] = {"median": answers[len(answers) // 2], "p95": answers[int(0.95 * (len(answers) - 1))],
                      "max": answers[-1], "over_max_new_tokens": over, "answers": len(answers),

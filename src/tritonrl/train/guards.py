@@ -70,7 +70,8 @@ class NoSignalWatch(TrainerCallback):
         self.silent = 0  # rounds whose every group had zero reward spread
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
-        spread = (logs or {}).get("frac_reward_zero_std")
+        logs = logs or {}
+        spread = logs.get("frac_reward_zero_std")
         if spread is None:
             return control
         self.rounds += 1
@@ -81,7 +82,7 @@ class NoSignalWatch(TrainerCallback):
                             "advantage, so its steps change nothing. From a model that is never right, a binary reward "
                             "cannot teach: train more SFT first, or use partial credit (the staged_reward extension, "
                             "e.g. --preset staged_eval_only or easy_combo)", state.global_step,
-                            (logs or {}).get("reward", "?"))  # fmt: skip
+                            logs.get("reward", "?"))  # fmt: skip
         return control
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
