@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import logging
 import statistics
@@ -199,14 +200,16 @@ class Timeline(logging.Handler):
 
 def mixed_batch(n: int, copies: int) -> list[tuple[str, bool, Task, str]]:
     """throughput's batch as (name, good, task, text): n // 2 built-in solutions ("relu#1": copy 1, taken in turn
-    until `copies` of each) then the known-bad fixtures that fail early ("relu/aten_direct"), n in all."""
+    until `copies` of each) and the known-bad fixtures that fail early ("relu/aten_direct"), n in all, alternating,
+    so every prefix has the batch's mix (a harness cut by a time limit still gives a fair rate)."""
     fixtures = sorted((ROOT / "tests/fixtures/candidates").glob("*/*.py"))
     slow = ("expect: pass", "timeout", "memory_limit", "output_limit")  # the batch wants early failures
     bad = [(f"{p.parent.name}/{p.stem}", False, builtin_task(p.parent.name), p.read_text()) for p in fixtures
            if not any(w in p.read_text().split("\n")[0] for w in slow)]  # fmt: skip
     solutions = sorted(SOL.glob("*.py"))
     good = [(f"{p.stem}#{k}", True, builtin_task(p.stem), p.read_text()) for k in range(copies) for p in solutions]
-    return good[: n // 2] + bad[: n - n // 2]
+    good, bad = good[: n // 2], bad[: n - n // 2]
+    return [x for pair in itertools.zip_longest(good, bad) for x in pair if x is not None]
 
 
 def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]] | None = None) -> dict:
@@ -214,7 +217,6 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
 
     batch = batch if batch is not None else mixed_batch(args.n, args.copies)
     items = [(task, text) for _, _, task, text in batch]
-    n_good = sum(good for _, good, _, _ in batch)
     cfg = VerifyConfig(device="cuda", compile_baseline=False)
     verify(*items[0], cfg)  # ceilings calibrated once (cached on disk), outside the measured batch
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -243,13 +245,13 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
         "candidates": len(items), "jobs": args.jobs, "wall_s": round(wall, 1),
         "per_minute": round(60 * len(items) / wall, 1), "reached_timing": len(timed),
         "passed": sum(v.passed for v in verdicts),
-        "accepted_good": sum(v.passed for v in verdicts[:n_good]),
+        "accepted_good": sum(v.passed for (_, good, _, _), v in zip(batch, verdicts, strict=True) if good),
         "accepted_bad": [name for (name, good, _, _), v in zip(batch, verdicts, strict=True) if not good and v.passed],
         "stage_ms_median": {k: round(statistics.median(v), 1) for k, v in sorted(stages.items())},
         "honest_rejected": [
             {"task": v.task_id, "stage": v.stage.value, "failure": v.failure.value, "message": v.message[:300]}
-            for v in verdicts[:n_good]
-            if not v.passed
+            for (_, good, _, _), v in zip(batch, verdicts, strict=True)
+            if good and not v.passed
         ],
         "parent_cpu_s": round(parent_cpu_s, 1),
         "timeline": timeline.summary(wall0, wall1),

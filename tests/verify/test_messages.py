@@ -22,6 +22,9 @@ from tritonrl.verify.messages import (
     CaseFrame,
     CaseRequest,
     Done,
+    GpuAsk,
+    GpuFree,
+    GpuGo,
     Limits,
     Loaded,
     MalformedFrame,
@@ -55,8 +58,8 @@ TIMING = TimingFrame(
 FRAMES = [
     Warm(), Ready(netns=True), Loaded(load_ms=12.5), Violation(kind="file_access", detail="open refused"),
     WorkerError(phase="forward", kind="runtime_error", message="boom", shape=0, case=1, mode="repeat"),
-    WorkerError(phase="load", kind="import_error", message="boom"), CASE, AwaitTiming(), TIMING, Done(),
-    TimingGo(go=False),
+    WorkerError(phase="load", kind="import_error", message="boom"), CASE, GpuAsk(), GpuFree(), AwaitTiming(), TIMING,
+    Done(), TimingGo(go=False), GpuGo(),
 ]  # fmt: skip
 REQUEST = Request(
     candidate_path="/tmp/x/model_new.py",

@@ -3,9 +3,11 @@
 Cheap parent-side stages run first and stop at the first failure. Then the worker process is started (its ~1.5 s
 interpreter start overlaps with the parent computing reference outputs), or taken warm from a `WorkerPool`, the
 request is sent, and every frame the worker streams back is judged as it arrives; the first certain failure kills the
-worker. On cuda, inputs are drawn on the host first; the GPU is then held shared through the reference runs and
-correctness; when every case is judged correct the parent takes the GPU exclusively and lets the worker time
-(`timing.py` in the worker, `timing_stats.py` here), holding it until the worker has exited. A candidate's failure
+worker. On cuda, inputs are drawn on the host first; the GPU is then held shared for the reference runs, and for
+each step of the worker that may use it (`GpuAsk` .. `GpuFree`: the import, each construction, each case), so a
+queued timing waits for one step, not a whole correctness phase; when every case is judged correct the parent takes
+the GPU exclusively and lets the worker time (`timing.py` in the worker, `timing_stats.py` here), holding it until
+the worker has exited. A candidate's failure
 is a Verdict; only infrastructure problems (a broken task, a worker that cannot start) raise.
 """
 
@@ -31,6 +33,9 @@ from tritonrl.verify.gpu_lock import GpuLock
 from tritonrl.verify.judge import Judge
 from tritonrl.verify.messages import (
     AwaitTiming,
+    GpuAsk,
+    GpuFree,
+    GpuGo,
     Limits,
     Ready,
     Request,
@@ -164,11 +169,15 @@ class _GpuHold:
         self.stack = contextlib.ExitStack()
         self.held: str | None = None
 
-    def shared(self) -> None:
-        if self.lock is not None:
-            log.debug("gpu hold: asking")
-            self.stack.enter_context(self.lock.shared())
-            self._now("shared")
+    def shared(self) -> float:
+        """Hold the GPU shared (kept if already held); returns the seconds waited."""
+        if self.lock is None or self.held is not None:
+            return 0.0
+        t0 = time.monotonic()
+        log.debug("gpu hold: asking")
+        self.stack.enter_context(self.lock.shared())
+        self._now("shared")
+        return time.monotonic() - t0
 
     def exclusive(self) -> float:
         """Trade the shared hold for an exclusive one; returns the seconds waited."""
@@ -216,6 +225,7 @@ def _run_sandboxed(
         clock.lap("gpu_wait_shared")
         shapes, notes, uses_matmul = run_cases(drawn, plan, cfg)
         sets = run_timing(drawn_timing, cfg) if drawn_timing is not None else None
+        hold.release()  # the worker asks for the GPU step by step (`Request.gpu_steps`)
         del drawn, drawn_timing
         clock.lap("reference")
         policy = POLICIES[cfg.policy]
@@ -320,6 +330,7 @@ def _request(
         ),
         shapes=request_shapes(shapes),
         timing=timing,
+        gpu_steps=cfg.is_cuda,
     )
 
 
@@ -328,7 +339,18 @@ def _judge_stream(
 ) -> Failure | None:
     """Feed the worker's frames to the judge; stop the worker at the first certain failure; classify its exit."""
     failure: Failure | None = None
+    steps_waited: float | None = None  # seconds the worker's GPU steps waited for the GPU (None: it never asked)
     for msg in proc.messages():
+        if isinstance(msg, GpuAsk):  # a worker step that may use the GPU: it runs under our shared hold
+            waited = hold.shared()  # kept as it is when already held (exclusive at timing)
+            proc.pause_clock(waited)
+            steps_waited = (steps_waited or 0.0) + waited
+            proc.send_control(GpuGo())
+            continue
+        if isinstance(msg, GpuFree):  # the step's GPU work is done: timings may have the GPU
+            if hold.held == "shared":
+                hold.release()
+            continue
         if isinstance(msg, Ready):  # interpreter start + torch/triton import + dispatch warm-up
             clock.times["worker_ready_after_spawn"] = round((time.monotonic() - proc.started) * 1e3, 3)
         failure = judge.feed(msg)
@@ -359,6 +381,8 @@ def _judge_stream(
         )
     if failure is None and proc.exit is not None:
         failure = judge.finish(proc.exit)
+    if steps_waited is not None:
+        clock.times["gpu_wait_steps"] = round(steps_waited * 1e3, 3)
     clock.times["worker_load"] = round(judge.load_ms, 3)
     clock.times["worker_forward"] = round(judge.forward_ms, 3)
     return failure

@@ -126,6 +126,21 @@ class CaseFrame(Frame):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class GpuAsk(Frame):
+    """The worker's next step may use the GPU (load, construct, a case); it blocks until the parent answers `GpuGo`,
+    holding the GPU shared for it. Sent only when the request says `gpu_steps`."""
+
+    TAG: ClassVar[str] = "gpu_ask"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GpuFree(Frame):
+    """The step's GPU work is finished (the device synchronised): the parent may release its shared hold."""
+
+    TAG: ClassVar[str] = "gpu_free"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class AwaitTiming(Frame):
     """Every case was sent; the worker blocks on the control pipe until the parent answers with `TimingGo`."""
 
@@ -172,6 +187,13 @@ class TimingGo(Frame):
 
     TAG: ClassVar[str] = "go"
     go: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GpuGo(Frame):
+    """The parent's answer to `GpuAsk`: it holds the GPU shared now; the step may run."""
+
+    TAG: ClassVar[str] = "gpu_go"
 
 
 # --- parent -> worker (stdin) ---------------------------------------------------------------------------------------
@@ -235,10 +257,13 @@ class Request(Frame):
     limits: Limits
     shapes: tuple[ShapeRequest, ...]
     timing: TimingRequest | None = None  # on cuda when the candidate is to be timed
+    gpu_steps: bool = False  # ask for the GPU (`GpuAsk`) before each step that may use it, free it after
 
 
-WorkerFrame = Warm | Ready | Loaded | Violation | WorkerError | CaseFrame | AwaitTiming | TimingFrame | Done
-_BY_TAG: dict[str, type[Frame]] = {c.TAG: c for c in typing.get_args(WorkerFrame) + (TimingGo,)}
+WorkerFrame = (
+    Warm | Ready | Loaded | Violation | WorkerError | CaseFrame | GpuAsk | GpuFree | AwaitTiming | TimingFrame | Done
+)
+_BY_TAG: dict[str, type[Frame]] = {c.TAG: c for c in typing.get_args(WorkerFrame) + (TimingGo, GpuGo)}
 # Resolved at import: in the worker that is before any candidate code runs (it reads `TimingGo` after the candidate).
 _HINTS: dict[type[Record], dict[str, Any]] = {
     c: typing.get_type_hints(c) for c in (*_BY_TAG.values(), Request, Limits, ShapeRequest, CaseRequest, TimingRequest)

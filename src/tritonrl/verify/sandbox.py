@@ -36,7 +36,7 @@ from pathlib import Path
 import tritonrl
 from tritonrl.errors import SandboxError
 from tritonrl.verify.config import VerifyConfig
-from tritonrl.verify.messages import Frame, MalformedFrame, Request, TimingGo, Warm, decode
+from tritonrl.verify.messages import Frame, GpuGo, MalformedFrame, Request, TimingGo, Warm, decode
 from tritonrl.verify.protocol import (
     CONTROL_FD_ENV,
     DEVICE_ENV,
@@ -225,7 +225,7 @@ class WorkerProcess:
 
         threading.Thread(target=_write, daemon=True).start()
 
-    def send_control(self, message: TimingGo) -> None:
+    def send_control(self, message: TimingGo | GpuGo) -> None:
         """A frame on the control pipe (read by the worker between phases). A dead worker is not an error here."""
         try:
             write_frame(self._control_fd, message.to_wire(), self.key)

@@ -3,10 +3,12 @@ recording window, the second environment profile, and the GPU timing phase. Runs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tritonrl.verify.messages import (
@@ -14,6 +16,9 @@ from tritonrl.verify.messages import (
     CaseFrame,
     CaseRequest,
     Frame,
+    GpuAsk,
+    GpuFree,
+    GpuGo,
     Loaded,
     Mode,
     Request,
@@ -49,6 +54,10 @@ class Worker:
         self.key = key
         self.control_fd = control_fd
         self.timing_ctx: Any = None
+        self.exclusive = False  # the parent holds the GPU exclusively (timing): steps need not ask
+        # Every model built stays referenced until the process exits (os._exit, no collection): freed earlier, a
+        # candidate's finaliser would run between GPU steps.
+        self.models: list[Any] = []
         self.origin = Origin()
         self.log = LaunchLog(request.candidate_path, self._violation)
         patch_triton_launches(self.log)
@@ -62,6 +71,30 @@ class Worker:
 
     def send(self, frame: Frame) -> None:
         self._write(frame.to_wire())
+
+    @contextlib.contextmanager
+    def gpu_step(self) -> Iterator[None]:
+        """A step that may use the GPU runs while the parent holds it shared for us (`Request.gpu_steps`): ask, wait
+        for the answer, run, and free it once the device has finished the step's work. Between steps only trusted
+        code runs here (a thread left by a case fails it, collection is off, every model built is kept), so another
+        candidate's timing never shares the GPU with this one, and it waits for one step to end, not for this
+        candidate's whole correctness phase (docs/benchmarks.md 9)."""
+        if not self.req.gpu_steps or self.exclusive:
+            yield
+            return
+        from tritonrl.verify.protocol import read_frame
+
+        self.send(GpuAsk())
+        wire = read_frame(self.control_fd, self.key)  # None: the parent closed the pipe (it stopped this worker)
+        if wire is None or not isinstance(decode(wire), GpuGo):
+            os._exit(3)
+        yield
+        if self.device == "cuda":
+            try:
+                self.torch.cuda.synchronize()  # queued work of the step is done before the parent lets timing in
+            except BaseException:  # noqa: BLE001 - a broken context: the GPU is not known idle, so never freed
+                os._exit(4)
+        self.send(GpuFree())
 
     def _violation(self, kind: str, detail: str) -> None:
         self.send(Violation(kind=kind, detail=detail))
@@ -115,7 +148,9 @@ class Worker:
             own = model.state_dict()
             matching = {k: v for k, v in shape.state_dict.items() if k in own and own[k].shape == v.shape}
             model.load_state_dict(matching, strict=False)
-            return model.to(self.device)
+            model = model.to(self.device)
+            self.models.append(model)
+            return model
         except BaseException as exc:  # noqa: BLE001
             kind = classify(exc)
             if kind == "runtime_error" and isinstance(exc, TypeError) and "argument" in str(exc):
@@ -248,12 +283,14 @@ class Worker:
         return True
 
     def run(self) -> None:
-        model_cls = self.load()
+        with self.gpu_step():  # module-level code may use the GPU
+            model_cls = self.load()
         if model_cls is None:
             return
         base_model = None
         for i, shape in enumerate(self.req.shapes):
-            model = self.construct(model_cls, shape, i)
+            with self.gpu_step():
+                model = self.construct(model_cls, shape, i)
             if model is None:
                 return
             base_model = model if i == 0 else base_model
@@ -262,7 +299,9 @@ class Worker:
                 if i == 0 and j == 0:
                     modes += ["ghost"] * self.req.ghost + ["repeat"] * self.req.repeat
                 for mode in modes:
-                    if not self._case(model, case, mode, i, j):
+                    with self.gpu_step():
+                        ok = self._case(model, case, mode, i, j)
+                    if not ok:
                         return
         if self.req.profile and not self.other_profile():
             return
@@ -279,14 +318,15 @@ class Worker:
         torch.set_num_threads(1 if threads > 1 else 2)
         os.environ["LANG"] = "en_US.UTF-8" if lang != "en_US.UTF-8" else "C.UTF-8"
         try:
-            try:
-                module = self._import(self.req.profile_module)
-                model_cls = module.ModelNew
-            except BaseException as exc:  # noqa: BLE001
-                self.send(WorkerError(phase="load", kind=classify(exc), message=format_exc(exc)))
-                return False
-            model = self.construct(model_cls, shape, 0)
-            return model is not None and self._case(model, shape.cases[0], "profile", 0, 0)
+            with self.gpu_step():
+                try:
+                    module = self._import(self.req.profile_module)
+                    model_cls = module.ModelNew
+                except BaseException as exc:  # noqa: BLE001
+                    self.send(WorkerError(phase="load", kind=classify(exc), message=format_exc(exc)))
+                    return False
+                model = self.construct(model_cls, shape, 0)
+                return model is not None and self._case(model, shape.cases[0], "profile", 0, 0)
         finally:
             torch.set_num_threads(threads)
             if lang is None:
@@ -303,6 +343,7 @@ class Worker:
         go = decode(wire) if wire is not None else None
         if not (isinstance(go, TimingGo) and go.go):
             return
+        self.exclusive = True  # held until this process exits: the post-timing call needs no step of its own
         try:
             frame = run_timing(self, model, self.timing_ctx)
         except BaseException as exc:  # noqa: BLE001

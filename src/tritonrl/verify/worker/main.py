@@ -5,11 +5,12 @@ import the candidate from its file; for each shape construct `ModelNew(*init_arg
 load the reference's matching state-dict entries; run every input case under the provenance `Recorder`, and send
 one authenticated frame per case (outputs, ops by origin, Triton launches, input mutation, integrity findings).
 Case 0 is also run in ghost mode (candidate kernels skipped), repeated with the other poison value, and run once more
-in a second environment profile (`Worker.other_profile`). On cuda, when
-the request asks for timing, the worker then says "await_timing" and waits on the control pipe: the parent answers
-once it has judged every case correct and holds the GPU exclusively; the worker times (`timing_phase.py`), sends
-the raw samples, and runs case 0 once more under the recorder ("post_timing"), so a candidate that changes behaviour
-after many calls is caught. The worker never sees reference outputs and never decides pass/fail: the parent does.
+in a second environment profile (`Worker.other_profile`). On cuda each of these steps asks the parent for the GPU
+first and frees it after (`Worker.gpu_step`). When the request asks for timing, the worker then says
+"await_timing" and waits on the control pipe: the parent answers once it has judged every case correct and holds the
+GPU exclusively; the worker times (`timing_phase.py`), sends the raw samples, and runs case 0 once more under the
+recorder ("post_timing"), so a candidate that changes behaviour after many calls is caught. The worker never sees
+reference outputs and never decides pass/fail: the parent does.
 """
 
 from __future__ import annotations
@@ -117,9 +118,11 @@ def main() -> None:
     worker = Worker(request, key, result_fd, control_fd)
     worker.send(Ready(netns=netns))
     if request.timing is not None and request.device == "cuda":  # trusted setup, before the candidate is imported
-        from tritonrl.verify.worker.timing_phase import prepare
+        from tritonrl.verify.worker.timing_phase import prepare, to_gpu
 
         worker.timing_ctx = prepare(torch, request.timing, request.shapes[0].state_dict)
+        with worker.gpu_step():
+            to_gpu(torch, worker.timing_ctx)
     if request.guard:
         worker.guard.install()
     worker.run()

@@ -24,7 +24,8 @@ class TimingContext:
 
 
 def prepare(torch: Any, spec: TimingRequest, state_dict: dict[str, Any]) -> TimingContext:
-    """Build the reference model and the value sets (trusted: no candidate code has run yet)."""
+    """Build the reference model and the value sets on the host (trusted: no candidate code has run yet);
+    `to_gpu` moves them, in a GPU step."""
     from tritonrl.tasks.loader import load_task
     from tritonrl.tasks.reference import ReferenceProgram
 
@@ -32,12 +33,15 @@ def prepare(torch: Any, spec: TimingRequest, state_dict: dict[str, Any]) -> Timi
     prog = ReferenceProgram(task, spec.sizes)
     reference = prog.make_model(spec.init_seed)
     reference.load_state_dict(state_dict)  # the parameters the parent's reference and the candidate have
-    reference = reference.to("cuda").eval()
-    values = []
-    for seed in spec.seeds:
-        inputs = prog.inputs(seed)  # the parent drew these inputs the same way (`timing_cases.draw_timing`)
-        values.append([x.to("cuda") if isinstance(x, torch.Tensor) else x for x in inputs])
-    return TimingContext(reference, values, spec.n_slots, TimingParams.from_dict(spec.params))
+    # the parent drew these inputs the same way (`timing_cases.draw_timing`)
+    values = [list(prog.inputs(seed)) for seed in spec.seeds]
+    return TimingContext(reference.eval(), values, spec.n_slots, TimingParams.from_dict(spec.params))
+
+
+def to_gpu(torch: Any, ctx: TimingContext) -> None:
+    """The reference model and the value sets onto the GPU (the worker's first GPU step)."""
+    ctx.reference = ctx.reference.to("cuda")
+    ctx.values = [[x.to("cuda") if isinstance(x, torch.Tensor) else x for x in inputs] for inputs in ctx.values]
 
 
 class _Slots:
