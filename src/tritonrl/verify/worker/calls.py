@@ -54,7 +54,6 @@ class Worker:
         self.key = key
         self.control_fd = control_fd
         self.timing_ctx: Any = None
-        self.exclusive = False  # the parent holds the GPU exclusively (timing): steps need not ask
         # Every model built stays referenced until the process exits (os._exit, no collection): freed earlier, a
         # candidate's finaliser would run between GPU steps.
         self.models: list[Any] = []
@@ -79,7 +78,7 @@ class Worker:
         code runs here (a thread left by a case fails it, collection is off, every model built is kept), so another
         candidate's timing never shares the GPU with this one, and it waits for one step to end, not for this
         candidate's whole correctness phase (docs/benchmarks.md 9)."""
-        if not self.req.gpu_steps or self.exclusive:
+        if not self.req.gpu_steps:
             yield
             return
         from tritonrl.verify.protocol import read_frame
@@ -343,7 +342,6 @@ class Worker:
         go = decode(wire) if wire is not None else None
         if not (isinstance(go, TimingGo) and go.go):
             return
-        self.exclusive = True  # held until this process exits: the post-timing call needs no step of its own
         try:
             frame = run_timing(self, model, self.timing_ctx)
         except BaseException as exc:  # noqa: BLE001
