@@ -103,7 +103,16 @@ def parser() -> argparse.ArgumentParser:
         "--train-eval-tasks",
         type=int,
         default=0,
-        help="also score this many training tasks (in distribution: did the model learn what it saw?)",
+        help="also score this many in-distribution tasks (which ones: --held-in)",
+    )
+    ap.add_argument(
+        "--held-in",
+        choices=("train", "fresh"),
+        default="train",
+        help="what --train-eval-tasks scores. train: training tasks themselves (did the model learn what it saw?); "
+        "fresh: new fusion tasks (generator seed + 1) whose every adjacent op pair occurs in training, none a training "
+        "task: unseen instances of seen compositions, the score that can move where the held-out split asks for a "
+        "composition the model never saw (docs/benchmarks.md 7d)",
     )
     ap.add_argument("--eval-timeout-s", type=float, default=30.0, help="verifier timeout per sampled kernel")
     ap.add_argument("--skip-untrained", action="store_true", help="do not score the random model (its floor)")
@@ -214,6 +223,19 @@ def write_joined(ap: argparse.ArgumentParser, args: argparse.Namespace, name: st
     return replot(str(path), table, plot)
 
 
+def seen_compositions(args: argparse.Namespace, train: Any) -> list:
+    """Fresh fusion tasks (the generator at --fusion-seed + 1) whose every adjacent op pair occurs in a training
+    task, without training tasks or their sources: new instances (sizes, dtypes, constants) of seen compositions."""
+    from tritonrl.data.splits import SplitConfig, op_pairs
+    from tritonrl.data.suites import load_suite
+
+    seen = set().union(*(op_pairs(e.op_chain()) for e in train.entries))
+    ids, sources = {e.task_id for e in train.entries}, {e.task.source for e in train.entries}
+    fresh = load_suite(f"fusion:{args.tasks}:{args.fusion_seed + 1}", splits=SplitConfig(by="op-pair", seed=args.seed))
+    return [e.task for e in fresh.entries
+            if e.task_id not in ids and e.task.source not in sources and op_pairs(e.op_chain()) <= seen]  # fmt: skip
+
+
 class Run:
     """One run folder: the data split, the held-out tasks, the init model and `results.json`, rewritten after every
     phase so a run cut by a time limit keeps what it measured. Shared by this script and `train_ablation.py`."""
@@ -234,7 +256,8 @@ class Run:
         self.pairs = suite_pairs(self.train)
         self.held_out, excluded = verifiable(test.tasks, args.eval_tasks, eval_config(args))
         self.test_pairs = suite_pairs(test)
-        self.held_in, _ = verifiable(self.train.tasks, args.train_eval_tasks, eval_config(args))
+        pool = self.train.tasks if getattr(args, "held_in", "train") == "train" else seen_compositions(args, self.train)
+        self.held_in, _ = verifiable(pool, args.train_eval_tasks, eval_config(args))
         self.results["phases"]["data"] = {"train": len(self.train.entries), "test": len(test.entries),
                                           "eval": len(self.held_out), "excluded": excluded,
                                           "held_out": [t.task_id for t in self.held_out],

@@ -190,7 +190,9 @@ def table(results: dict[str, Any]) -> str:
 
     lines = head + rows(results["eval"])
     if results.get("eval_train"):
-        lines += ["", "On training tasks (in distribution):", "", *head, *rows(results["eval_train"])]
+        fresh = results["args"].get("held_in") == "fresh"
+        where = "fresh tasks of compositions seen in training" if fresh else "training tasks"
+        lines += ["", f"On {where} (in distribution):", "", *head, *rows(results["eval_train"])]
     verdict = {True: "met", False: "not met", None: "not run"}
     lines += [f"{name}: {verdict[ok]}" for name, ok in results.get("criteria", {}).items()]
     return "\n".join(lines)

@@ -153,3 +153,19 @@ def test_a_control_beside_grpo_needs_its_steps(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         train_experiment.main()
     assert "--skip-grpo needs --control-steps N" in capsys.readouterr().err
+
+
+def test_fresh_held_in_tasks_are_new_instances_of_training_compositions():
+    from tritonrl.data.splits import SplitConfig, op_pairs
+    from tritonrl.data.suites import load_suite
+
+    args = experiment_run.parser().parse_args(["--tasks", "300", "--held-in", "fresh"])
+    train = load_suite("fusion:300:0", splits=SplitConfig(by="op-pair", seed=args.seed)).only("train")
+    fresh = experiment_run.seen_compositions(args, train)
+    seen = set().union(*(op_pairs(e.op_chain()) for e in train.entries))
+    train_sources = {e.task.source for e in train.entries}
+    assert len(fresh) >= 50  # most generated chains recombine pairs that training has
+    assert not {t.task_id for t in fresh} & {e.task_id for e in train.entries}
+    assert not {t.source for t in fresh} & train_sources
+    regenerated = {e.task_id: e for e in load_suite("fusion:300:1").entries}
+    assert all(op_pairs(regenerated[t.task_id].op_chain()) <= seen for t in fresh)
