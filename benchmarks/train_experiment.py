@@ -59,9 +59,13 @@ def main() -> int:
                     help="run the control (--control-steps) without GRPO in this folder: the control of a GRPO run "
                          "training at the same time in another folder, both then given steps, not seconds (processes "
                          "sharing a machine slow each other)")  # fmt: skip
-    ap.add_argument("--stop-after", choices=("init", "sft", "grpo"),
-                    help="end the run after this phase and its evaluation (the rest can follow with --resume, e.g. "
-                         "in a call where other processes share the machine)")  # fmt: skip
+    ap.add_argument("--stop-after", choices=("init", "sft-train", "sft", "grpo"),
+                    help="end the run after this phase and its evaluation (sft-train: after SFT's training, before "
+                         "its evaluation); the rest can follow with --resume, e.g. in a call where other processes "
+                         "share the machine")  # fmt: skip
+    ap.add_argument("--skip-sft-eval", action="store_true",
+                    help="do not score the SFT model here (another folder does, at the same time: `--resume "
+                         "--stop-after sft` on a copy; `--join` merges the parts)")  # fmt: skip
     ap.add_argument("--join", nargs="+", metavar="RESULTS_JSON",
                     help="join the results.json of parts of one experiment run in parallel folders (e.g. GRPO in one, "
                          "its --skip-grpo control in another) into --out/results.json; trains nothing")  # fmt: skip
@@ -90,7 +94,11 @@ def main() -> int:
     if not run.done("sft", out / "sft"):
         run.sft("sft", out / "init", args.sft_steps, args.sft_lr, args.seed)
     sft_s = run.results["phases"]["sft"]["seconds"]
-    run.evaluate("sft", out / "sft")
+    if args.stop_after == "sft-train":
+        print(json.dumps(run.results["phases"]["sft"], indent=1))
+        return 0
+    if not args.skip_sft_eval:
+        run.evaluate("sft", out / "sft")
     if args.stop_after != "sft" and not args.skip_grpo and run.in_budget("grpo"):
         trained = run.done("grpo", out / "grpo")
         if not trained:

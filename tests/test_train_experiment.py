@@ -169,3 +169,16 @@ def test_fresh_held_in_tasks_are_new_instances_of_training_compositions():
     assert not {t.source for t in fresh} & train_sources
     regenerated = {e.task_id: e for e in load_suite("fusion:300:1").entries}
     assert all(op_pairs(regenerated[t.task_id].op_chain()) <= seen for t in fresh)
+
+
+def test_sft_training_can_end_before_its_evaluation_and_resume_without_it(tmp_path, monkeypatch):
+    # the device call's order: SFT trains, then GRPO, its control and SFT's evaluation run side by side in copies
+    base = ["train_experiment.py", "--out", str(tmp_path), "--device", "cpu", "--smoke", "--skip-untrained"]
+    monkeypatch.setattr(sys, "argv", [*base, "--stop-after", "sft-train"])
+    assert train_experiment.main() == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    assert "sft" in first["phases"] and first["eval"] == []
+    monkeypatch.setattr(sys, "argv", [*base, "--resume", "--stop-after", "sft", "--skip-sft-eval"])
+    assert train_experiment.main() == 0
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["phases"]["sft"] == first["phases"]["sft"] and again["eval"] == []  # kept, and not scored here
