@@ -121,6 +121,9 @@ def main() -> int:
     return 0
 
 
+MODEL_ORDER = ("untrained", "sft", "sft+grpo", "sft+more-sft (control)")
+
+
 def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One experiment from parts run in parallel folders on the same data split: the first part, then each other
     part's phases and evaluations it lacks; the criteria again. Parts scored on other tasks are refused."""
@@ -133,6 +136,8 @@ def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
             base.setdefault(key, []).extend(e for e in part.get(key, []) if e["model"] not in seen)
         for phase, record in part["phases"].items():
             base["phases"].setdefault(phase, record)
+    for key in ("eval", "eval_train"):  # the table's order, whichever part scored which model
+        base.get(key, []).sort(key=lambda e: MODEL_ORDER.index(e["model"]) if e["model"] in MODEL_ORDER else 99)
     base["criteria"] = criteria(base["eval"])
     return base
 

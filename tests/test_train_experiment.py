@@ -115,6 +115,10 @@ def test_a_grpo_part_and_its_control_part_join_into_one_table():
     assert [e["model"] for e in joined["eval"]] == ["sft", "sft+grpo", "sft+more-sft (control)"]
     assert joined["phases"]["control"] == {"steps": 600} and joined["phases"]["grpo"] == {"steps": 8}
     assert joined["criteria"]["C2 GRPO beyond the control's half-width"] is True
+    # SFT scored in a third folder: the table keeps its order whichever part scored which model
+    three = train_experiment.join([part([("sft+grpo", 0.5)], {}), part([("sft+more-sft (control)", 0.25)], {}),
+                                   part([("sft", 0.2)], {})])  # fmt: skip
+    assert [e["model"] for e in three["eval"]] == ["sft", "sft+grpo", "sft+more-sft (control)"]
     with pytest.raises(SystemExit, match="differ in held-out tasks"):
         train_experiment.join([grpo, part([], {}, held_out=("t2",))])
 
