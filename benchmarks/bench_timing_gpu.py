@@ -24,6 +24,7 @@ import collections
 import itertools
 import json
 import logging
+import signal
 import statistics
 import subprocess
 import sys
@@ -220,19 +221,32 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
     cfg = VerifyConfig(device="cuda", compile_baseline=False)
     verify(*items[0], cfg)  # ceilings calibrated once (cached on disk), outside the measured batch
     t0, cpu0 = time.perf_counter(), time.process_time()
-    done = []
+    done: list[float] = []
+    rows: list[dict] = []
 
     def progress(index: int, verdict) -> None:  # noqa: ANN001
         done.append(time.perf_counter() - t0)
+        rows.append({"name": batch[index][0], "stage": verdict.stage.value, "passed": verdict.passed,
+                     "at_s": round(done[-1], 1)})  # fmt: skip
         print(f"[{done[-1]:6.1f} s] {len(done)}/{len(items)} {verdict.task_id}: {verdict.stage.value}", flush=True)
+
+    def cut(signum: int, frame: object) -> None:  # `timeout` sends SIGTERM, Ctrl-C SIGINT: keep what was measured
+        partial = {"partial": True, "candidates": len(items), "jobs": args.jobs, "verdicts": len(rows),
+                   "per_minute_so_far": round(60 * len(done) / done[-1], 1) if done else None, "rows": rows,
+                   "timeline": timeline.summary(wall0, time.time())}  # fmt: skip
+        if getattr(args, "out", None):
+            Path(args.out).write_text(json.dumps(partial, indent=1))
+        print(json.dumps({k: v for k, v in partial.items() if k != "rows"}, indent=1), flush=True)
+        raise KeyboardInterrupt
 
     with Timeline() as timeline:
         wall0 = time.time()
+        previous = {sig: signal.signal(sig, cut) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             verdicts = verify_many(items, cfg, jobs=args.jobs, on_verdict=progress)
-        except KeyboardInterrupt:  # cut by a time limit: say where the time went so far
-            print(json.dumps(timeline.summary(wall0, time.time()), indent=1), flush=True)
-            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         wall1 = time.time()
     wall = time.perf_counter() - t0
     parent_cpu_s = time.process_time() - cpu0
