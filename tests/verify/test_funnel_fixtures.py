@@ -117,6 +117,17 @@ RAW_THREAD_LEFT_RUNNING = _relu_solution_with(
 )
 
 
+SIGNAL_HANDLER = _relu_solution_with("import signal\n", "signal.signal(signal.SIGUSR1, lambda *a: None)")
+
+
+def test_a_signal_handler_installed_by_the_candidate_is_tampering(task_cache):
+    """A Python signal handler runs candidate code whenever its signal arrives: outside recording windows, between GPU
+    steps, during another candidate's timing. No audit event sees it installed; the integrity snapshot does."""
+    verdict = verify(task_cache("relu"), SIGNAL_HANDLER, VerifyConfig(static_checks=False))
+    assert (verdict.stage, verdict.failure) == (Stage.PROVENANCE, FailureKind.TAMPERING), verdict.message
+    assert "signal handler SIGUSR1" in verdict.message
+
+
 def test_raw_thread_started_by_the_candidate_is_refused(task_cache):
     """Starting the thread is refused before its body can read anything (dispatch modes are per thread, so work in
     a thread would escape the Recorder as well as the guard's origin attribution)."""

@@ -18,7 +18,9 @@ The parent applies the policy to these records (`verify/provenance.py`); this mo
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import signal
 import sys
 from typing import Any
 
@@ -279,6 +281,12 @@ def integrity_snapshot() -> dict[str, object]:
             # (torch.cuda.default_generators is rebuilt when CUDA initialises).
             if not name.startswith("_") and callable(value):
                 snap[f"{prefix}.{name}"] = value
+    # A Python signal handler runs candidate code whenever its signal arrives: outside every recording window,
+    # between GPU steps, during another candidate's timing. No audit event sees it being installed.
+    for sig in signal.valid_signals():
+        name = signal.Signals(sig).name if sig in signal.Signals.__members__.values() else f"signal {int(sig)}"
+        with contextlib.suppress(ValueError, OSError):  # SIGKILL and SIGSTOP have no handler to read
+            snap[f"signal handler {name}"] = signal.getsignal(sig)
     return snap
 
 
