@@ -7,8 +7,8 @@ worker. On cuda, inputs are drawn on the host first; the GPU is then held shared
 each step of the worker that may use it (`GpuAsk` .. `GpuFree`: the import, each construction, each case), so a
 queued timing waits for one step, not a whole correctness phase; when every case is judged correct the parent takes
 the GPU exclusively and lets the worker time (`timing.py` in the worker, `timing_stats.py` here), holding it until
-the worker has exited. A candidate's failure
-is a Verdict; only infrastructure problems (a broken task, a worker that cannot start) raise.
+the worker has exited. A candidate's failure is a Verdict; only infrastructure problems (a broken task, a worker that
+cannot start) raise.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from tritonrl.verify.worker.timing import Hooks, measure_pair
 
 @dataclasses.dataclass
 class TimingContext:
-    reference: Any  # the task's Model at the base sizes, on the GPU, parameters as in the parent
-    values: list[list[Any]]  # value set v (the parent's seed v), on the GPU; never passed to a model
+    reference: Any  # the task's Model at the base sizes, parameters as in the parent (on the GPU after `to_gpu`)
+    values: list[list[Any]]  # value set v (the parent's seed v), on the GPU after `to_gpu`; never passed to a model
     n_slots: int  # input slots per side; values[:n_slots + 1] rotate while timing, the rest are the check round's
     params: TimingParams
 
