@@ -223,15 +223,24 @@ def write_joined(ap: argparse.ArgumentParser, args: argparse.Namespace, name: st
     return replot(str(path), table, plot)
 
 
+def fusion_suite(tasks: int, fusion_seed: int, seed: int) -> Any:
+    """A run's tasks: `fusion:TASKS:FUSION_SEED` split by op pair under `seed` (train, val, test), as `Run` scores them
+    and `fusion_recall.py` rebuilds them from a results file's args."""
+    from tritonrl.data.splits import SplitConfig
+    from tritonrl.data.suites import load_suite
+
+    return load_suite(f"fusion:{tasks}:{fusion_seed}", splits=SplitConfig(by="op-pair", seed=seed))
+
+
 def seen_compositions(args: argparse.Namespace, train: Any) -> list:
     """Fresh fusion tasks (the generator at --fusion-seed + 1) whose every adjacent op pair occurs in a training
     task, without training tasks or their sources: new instances (sizes, dtypes, constants) of seen compositions."""
-    from tritonrl.data.splits import SplitConfig, op_pairs
+    from tritonrl.data.splits import op_pairs
     from tritonrl.data.suites import load_suite
 
     seen = set().union(*(op_pairs(e.op_chain()) for e in train.entries))
     ids, sources = {e.task_id for e in train.entries}, {e.task.source for e in train.entries}
-    fresh = load_suite(f"fusion:{args.tasks}:{args.fusion_seed + 1}", splits=SplitConfig(by="op-pair", seed=args.seed))
+    fresh = load_suite(f"fusion:{args.tasks}:{args.fusion_seed + 1}")  # its own split is never read
     return [e.task for e in fresh.entries
             if e.task_id not in ids and e.task.source not in sources and op_pairs(e.op_chain()) <= seen]  # fmt: skip
 
@@ -241,8 +250,6 @@ class Run:
     phase so a run cut by a time limit keeps what it measured. Shared by this script and `train_ablation.py`."""
 
     def __init__(self, args: argparse.Namespace, out: Path, results_name: str = "results.json") -> None:
-        from tritonrl.data.splits import SplitConfig
-        from tritonrl.data.suites import load_suite
         from tritonrl.tasks.prompts import set_default_style
         from tritonrl.train.data import suite_pairs
 
@@ -251,12 +258,12 @@ class Run:
         out.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Any] = {"args": dict(vars(args)), "phases": {}, "eval": []}
         set_default_style("zero-shot")  # the model learns the format from SFT: no one-shot example in its context
-        suite = load_suite(f"fusion:{args.tasks}:{args.fusion_seed}", splits=SplitConfig(by="op-pair", seed=args.seed))
+        suite = fusion_suite(args.tasks, args.fusion_seed, args.seed)
         self.train, test = suite.only("train"), suite.only("test")
         self.pairs = suite_pairs(self.train)
         self.held_out, excluded = verifiable(test.tasks, args.eval_tasks, eval_config(args))
         self.test_pairs = suite_pairs(test)
-        pool = self.train.tasks if getattr(args, "held_in", "train") == "train" else seen_compositions(args, self.train)
+        pool = self.train.tasks if args.held_in == "train" else seen_compositions(args, self.train)
         self.held_in, _ = verifiable(pool, args.train_eval_tasks, eval_config(args))
         self.results["phases"]["data"] = {"train": len(self.train.entries), "test": len(test.entries),
                                           "eval": len(self.held_out), "excluded": excluded,

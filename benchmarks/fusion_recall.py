@@ -72,14 +72,11 @@ def summary(rows: list[dict]) -> dict:
 
 def _run_solutions(run: Path) -> tuple[dict[str, str], set[str]]:
     """Every task's solution text and the training task ids of the run's data split (rebuilt from its args)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from tritonrl.data.splits import SplitConfig
-    from tritonrl.data.suites import load_suite
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from experiment_run import fusion_suite
 
     args = json.loads((run / "results.json").read_text())["args"]
-    suite = load_suite(
-        f"fusion:{args['tasks']}:{args['fusion_seed']}", splits=SplitConfig(by="op-pair", seed=args["seed"])
-    )
+    suite = fusion_suite(args["tasks"], args["fusion_seed"], args["seed"])
     solutions = {e.task_id: e.solution for e in suite.entries if e.solution is not None}
     return solutions, {e.task_id for e in suite.only("train").entries}
 
