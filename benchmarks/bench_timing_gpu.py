@@ -221,18 +221,16 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
     cfg = VerifyConfig(device="cuda", compile_baseline=False)
     verify(*items[0], cfg)  # ceilings calibrated once (cached on disk), outside the measured batch
     t0, cpu0 = time.perf_counter(), time.process_time()
-    done: list[float] = []
-    rows: list[dict] = []
+    rows: list[dict] = []  # one per verdict, in the order they came
 
     def progress(index: int, verdict) -> None:  # noqa: ANN001
-        done.append(time.perf_counter() - t0)
-        rows.append({"name": batch[index][0], "stage": verdict.stage.value, "passed": verdict.passed,
-                     "at_s": round(done[-1], 1)})  # fmt: skip
-        print(f"[{done[-1]:6.1f} s] {len(done)}/{len(items)} {verdict.task_id}: {verdict.stage.value}", flush=True)
+        at_s = time.perf_counter() - t0
+        rows.append({"name": batch[index][0], "stage": verdict.stage.value, "passed": verdict.passed, "at_s": at_s})
+        print(f"[{at_s:6.1f} s] {len(rows)}/{len(items)} {verdict.task_id}: {verdict.stage.value}", flush=True)
 
     def cut(signum: int, frame: object) -> None:  # `timeout` sends SIGTERM, Ctrl-C SIGINT: keep what was measured
         partial = {"partial": True, "candidates": len(items), "jobs": args.jobs, "verdicts": len(rows),
-                   "per_minute_so_far": round(60 * len(done) / done[-1], 1) if done else None, "rows": rows,
+                   "per_minute_so_far": round(60 * len(rows) / rows[-1]["at_s"], 1) if rows else None, "rows": rows,
                    "timeline": timeline.summary(wall0, time.time())}  # fmt: skip
         if getattr(args, "out", None):
             Path(args.out).write_text(json.dumps(partial, indent=1))

@@ -17,8 +17,9 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterable
 from pathlib import Path
+
+from tritonrl.data.splits import op_pairs
 
 CHAIN = re.compile(r"generated fusion task \((.*?), (\w+)\):")
 
@@ -29,17 +30,12 @@ def declared_chain(text: str) -> tuple[tuple[str, ...], str] | None:
     return (tuple(op.strip() for op in m.group(1).split("->")), m.group(2)) if m else None
 
 
-def adjacent_pairs(ops: Iterable[str]) -> set[tuple[str, str]]:
-    ops = list(ops)
-    return set(zip(ops, ops[1:], strict=False))
-
-
 def recall_rows(samples: list[dict], solutions: dict[str, str], train_ids: set[str]) -> list[dict]:
     """One row per sample: the task's chain, the declared one, and the declared pairs no training solution has."""
     train_pairs: set[tuple[str, str]] = set()
     for task_id in train_ids:
         if task_id in solutions and (chain := declared_chain(solutions[task_id])):
-            train_pairs |= adjacent_pairs(chain[0])
+            train_pairs |= op_pairs(chain[0])
     rows = []
     for s in samples:
         wanted = declared_chain(solutions.get(s["task_id"], ""))
@@ -50,9 +46,9 @@ def recall_rows(samples: list[dict], solutions: dict[str, str], train_ids: set[s
             "task_chain": " -> ".join(wanted[0]) if wanted else None,
             "declared_chain": " -> ".join(wrote[0]) if wrote else None,
             "as_asked": wrote is not None and wrote == wanted,
-            "task_pairs_unseen": sorted(" -> ".join(p) for p in adjacent_pairs(wanted[0]) - train_pairs)
+            "task_pairs_unseen": sorted(" -> ".join(p) for p in op_pairs(wanted[0]) - train_pairs)
             if wanted else [],
-            "declared_pairs_unseen": sorted(" -> ".join(p) for p in adjacent_pairs(wrote[0]) - train_pairs)
+            "declared_pairs_unseen": sorted(" -> ".join(p) for p in op_pairs(wrote[0]) - train_pairs)
             if wrote else [],
         })  # fmt: skip
     return rows
