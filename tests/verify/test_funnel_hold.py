@@ -6,10 +6,6 @@ from the debug records it logs."""
 
 from __future__ import annotations
 
-import logging
-
-import pytest
-
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.funnel import _Clock, _GpuHold, _judge_stream
 from tritonrl.verify.messages import AwaitTiming, CaseFrame, Frame, Ready, TimingFrame, TimingGo
@@ -62,23 +58,6 @@ class _Judge:
 
     def finish(self, exit_code: int):
         return None
-
-
-@pytest.fixture
-def hold_log(monkeypatch, tmp_path, caplog):
-    monkeypatch.setenv("TRITONRL_LOCK_DIR", str(tmp_path))
-    caplog.set_level(logging.DEBUG, logger="tritonrl.verify.funnel")
-    records: list[str] = []
-
-    class _Tap(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("gpu hold: "):
-                records.append(record.getMessage()[10:])
-
-    tap = _Tap()
-    logging.getLogger("tritonrl.verify.funnel").addHandler(tap)
-    yield records
-    logging.getLogger("tritonrl.verify.funnel").removeHandler(tap)
 
 
 def test_the_gpu_stays_exclusive_from_timing_until_the_worker_has_exited(hold_log):

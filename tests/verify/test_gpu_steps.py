@@ -8,7 +8,6 @@ on cuda: the protocol and the lock are the same; only the device work differs (t
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 import time
 from pathlib import Path
@@ -25,10 +24,9 @@ CPU = VerifyConfig(device="cpu")
 
 
 @pytest.fixture
-def stepped(monkeypatch, tmp_path):
+def stepped(hold_log, monkeypatch):
     """The funnel as on cuda: its hold takes a real lock and the worker is asked to step. Yields the hold's
     transitions as they are logged."""
-    monkeypatch.setenv("TRITONRL_LOCK_DIR", str(tmp_path))
     real_init, real_request = funnel._GpuHold.__init__, funnel._request
 
     def init(self, cfg):  # noqa: ANN001, ANN202
@@ -38,20 +36,7 @@ def stepped(monkeypatch, tmp_path):
     monkeypatch.setattr(funnel._GpuHold, "__init__", init)
     stepping = lambda *a, **kw: dataclasses.replace(real_request(*a, **kw), gpu_steps=True)  # noqa: E731
     monkeypatch.setattr(funnel, "_request", stepping)
-    log: list[str] = []
-
-    class _Tap(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("gpu hold: "):
-                log.append(record.getMessage()[10:])
-
-    logger = logging.getLogger("tritonrl.verify.funnel")
-    tap, level = _Tap(), logger.level
-    logger.addHandler(tap)
-    logger.setLevel(logging.DEBUG)
-    yield log
-    logger.removeHandler(tap)
-    logger.setLevel(level)
+    return hold_log
 
 
 def test_every_step_runs_under_a_shared_hold_and_frees_it(stepped, monkeypatch):
