@@ -21,6 +21,9 @@ from pathlib import Path
 
 from tritonrl.data.splits import op_pairs
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from experiment_run import fusion_suite  # noqa: E402 - a sibling module of this script
+
 CHAIN = re.compile(r"generated fusion task \((.*?), (\w+)\):")
 
 
@@ -68,9 +71,6 @@ def summary(rows: list[dict]) -> dict:
 
 def _run_solutions(run: Path) -> tuple[dict[str, str], set[str]]:
     """Every task's solution text and the training task ids of the run's data split (rebuilt from its args)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from experiment_run import fusion_suite
-
     args = json.loads((run / "results.json").read_text())["args"]
     suite = fusion_suite(args["tasks"], args["fusion_seed"], args["seed"])
     solutions = {e.task_id: e.solution for e in suite.entries if e.solution is not None}

@@ -18,7 +18,6 @@ The parent applies the policy to these records (`verify/provenance.py`); this mo
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import signal
 import sys
@@ -283,10 +282,9 @@ def integrity_snapshot() -> dict[str, object]:
                 snap[f"{prefix}.{name}"] = value
     # A Python signal handler runs candidate code whenever its signal arrives: outside every recording window,
     # between GPU steps, during another candidate's timing. No audit event sees it being installed.
-    for sig in signal.valid_signals():
-        name = signal.Signals(sig).name if sig in signal.Signals.__members__.values() else f"signal {int(sig)}"
-        with contextlib.suppress(ValueError, OSError):  # SIGKILL and SIGSTOP have no handler to read
-            snap[f"signal handler {name}"] = signal.getsignal(sig)
+    for sig in signal.valid_signals():  # Signals members, plain ints for the real-time ones
+        name = sig.name if isinstance(sig, signal.Signals) else f"signal {sig}"
+        snap[f"signal handler {name}"] = signal.getsignal(sig)
     return snap
 
 
