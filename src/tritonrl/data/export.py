@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonrl.data.difficulty import pass_rates, profile, relabel_by_pass_rate
+from tritonrl.data.hf import rows_dataset
 from tritonrl.data.sources.rows import read_rows
 from tritonrl.data.splits import SPLITS, SplitConfig, SplitPlan
 from tritonrl.data.suites import MANIFEST, Suite, SuiteTask, assign_suite_splits, make_suite
@@ -270,11 +271,11 @@ def _jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _save_hf(folder: Path, sft: list, rl: list) -> None:
     try:
-        from datasets import Dataset, DatasetDict
+        from datasets import DatasetDict
     except ImportError as e:
         raise ConfigError("--format hf needs `datasets` (pip install 'tritonrl[train]'); or use --format jsonl.") from e
     for kind, rows in (("sft", sft), ("rl", rl)):
-        parts = {s: Dataset.from_list([r for r in rows if r["split"] == s]) for s in SPLITS
+        parts = {s: rows_dataset([r for r in rows if r["split"] == s]) for s in SPLITS
                  if any(r["split"] == s for r in rows)}  # fmt: skip
         if parts:
             DatasetDict(parts).save_to_disk(str(folder / kind))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonrl.data.export import completion
+from tritonrl.data.hf import rows_dataset
 from tritonrl.data.suites import MANIFEST, Suite, SuiteTask
 from tritonrl.errors import ConfigError
 from tritonrl.tasks.prompts import PromptStyle, build_messages, render_prompt
@@ -110,13 +111,11 @@ def sft_dataset(  # noqa: ANN201 (datasets.Dataset, imported lazily)
 ):
     """A `datasets.Dataset` of conversational prompt-completion rows (plain strings when `tokenizer` has no chat
     template), for SFTTrainer's completion-only loss. Raises ConfigError when no task has a verified completion."""
-    from datasets import Dataset
-
     rows = sft_rows(tasks, tokenizer, pairs=pairs, style=style)
     if not rows:
         raise ConfigError("no SFT data: none of the tasks ships a solution and no verified pairs were given "
                           "(--pairs, or a suite with solutions such as builtin or fusion:N).")  # fmt: skip
-    return Dataset.from_list(rows)
+    return rows_dataset(rows)
 
 
 def rl_row(task: Task, *, style: Style = None) -> dict[str, Any]:
@@ -126,11 +125,9 @@ def rl_row(task: Task, *, style: Style = None) -> dict[str, Any]:
 
 def rl_dataset(tasks: Sequence[Task], *, style: Style = None):  # noqa: ANN201 (datasets.Dataset)
     """A `datasets.Dataset` of {prompt: messages, task_id, level}, one row per task."""
-    from datasets import Dataset
-
     if not tasks:
         raise ConfigError("no RL tasks: the suite is empty.")
-    return Dataset.from_list([rl_row(t, style=style) for t in tasks])
+    return rows_dataset([rl_row(t, style=style) for t in tasks])
 
 
 def select_tasks(tasks: Sequence[Task], *, fusion_data: bool, fusion_dir: str | None) -> list[Task]:
