@@ -50,6 +50,12 @@ KNOWN_GAPS: dict[str, str] = {
     "wrong/relu_value_range_clamp": "no distribution reaches |x| > 1e4",
     "wrong/rmsnorm_persistent_grid_cap": "needs more than 132 rows; the CPU budget keeps rows below that",
     "wrong/softmax_online_neginf_tile": "no distribution puts -inf (masked positions) in the inputs",
+    # False rejects found by helpers' wave 2 (docs/verification.md, "What is not covered"):
+    "honest/w2_mse_custom_op": "torch.library is denied statically: a custom op's implementation runs below the "
+    "dispatch mode, so the Recorder would have to record inside it before custom ops can be allowed",
+    "honest/w2_vector_add_triton_op": "torch.library.triton_op / wrap_triton: denied with torch.library (see above)",
+    "honest/w2_softmax_tutorial_driver": "triton.runtime.driver and kernel._init_handles() are denied statically; "
+    "the tutorial's device queries need an allow-list of read-only driver members",
 }
 # Rejected at the declared stage with either kind, depending on the draw (both are right), and why.
 _SKEWED_ROW = (

@@ -277,8 +277,15 @@ VIOLATIONS = [
         K.TAMPERING,
     ),
     # import-allowlist, one per category
-    ("import_numpy", "import numpy as np\n", "import-allowlist", K.FORBIDDEN_IMPORT),
-    ("import_os", "import os\n", "import-allowlist", K.FILE_ACCESS),
+    ("numpy_fromfile", "import numpy as np\na = np.fromfile('/etc/passwd')\n", "import-allowlist", K.FILE_ACCESS),
+    ("numpy_memmap", "from numpy import memmap\n", "import-allowlist", K.FILE_ACCESS),
+    ("numpy_ctypeslib", "import numpy.ctypeslib\n", "import-allowlist", K.FILE_ACCESS),
+    ("import_scipy", "import scipy\n", "import-allowlist", K.FORBIDDEN_IMPORT),
+    ("os_open", "import os\nfd = os.open('/etc/passwd', 0)\n", "import-allowlist", K.FILE_ACCESS),
+    ("os_system", "import os\nos.system('id')\n", "import-allowlist", K.PROCESS_SPAWN),
+    ("os_execv", "from os import execv\n", "import-allowlist", K.PROCESS_SPAWN),
+    ("os_putenv", "import os\nos.putenv('A', 'b')\n", "import-allowlist", K.TAMPERING),
+    ("torch_os", "n = torch.os.cpu_count()\n", "import-allowlist", K.FILE_ACCESS),
     ("import_pathlib", "from pathlib import Path\n", "import-allowlist", K.FILE_ACCESS),
     ("import_socket", "import socket\n", "import-allowlist", K.NETWORK_ACCESS),
     ("import_urllib", "import urllib.request\n", "import-allowlist", K.NETWORK_ACCESS),
@@ -294,8 +301,8 @@ VIOLATIONS = [
     ("import_star", "from torch import *\n", "import-allowlist", K.FORBIDDEN_IMPORT),
     ("import_private_name", "from typing import _SpecialForm\n", "import-allowlist", K.TAMPERING),
     # obfuscated imports and reaching denied modules through allowed ones
-    ("alias_import_os", "import os as o\n", "import-allowlist", K.FILE_ACCESS),
-    ("from_os_import_system", "from os import system\n", "import-allowlist", K.FILE_ACCESS),
+    ("alias_import_os", "import os as o\no.remove('x')\n", "import-allowlist", K.FILE_ACCESS),
+    ("from_os_import_system", "from os import system\n", "import-allowlist", K.PROCESS_SPAWN),
     ("cpp_extension", "from torch.utils.cpp_extension import load_inline\n", "import-allowlist", K.TAMPERING),
     ("cpp_extension_attr", "f = torch.utils.cpp_extension.load_inline\n", "import-allowlist", K.TAMPERING),
     ("torch_reexports_os", "torch.os.system('id')\n", "import-allowlist", K.FILE_ACCESS),
@@ -459,8 +466,8 @@ def test_torch_compute_in_forward_only_warns():
 
 def test_partial_policy_keeps_rules_and_drops_warnings():
     assert check(TORCH_FORWARD, policy="partial").warnings == ()
-    outcome = check(KERNEL + "import os\n", policy="partial")
-    assert (outcome.rule, outcome.failure) == ("import-allowlist", K.FILE_ACCESS)
+    outcome = check(KERNEL + "import socket\n", policy="partial")
+    assert (outcome.rule, outcome.failure) == ("import-allowlist", K.NETWORK_ACCESS)
 
 
 def test_unknown_policy_is_a_config_error():

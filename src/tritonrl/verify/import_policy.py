@@ -17,7 +17,29 @@ ALLOWED_MODULES = frozenset(
     # Functions with AMP decorators, device guards. Their dangerous parts are contained at run time (the audit hook
     # refuses file writes and opens by candidate code; the Recorder classifies every op in forward).
     | {"logging", "contextlib", "torch.amp", "torch.autograd", "torch.cuda", "torch.cuda.amp"}
+    # `os` for what kernel files read from it (os.environ.get("TRITON_..."), os.cpu_count(), os.path.join): the
+    # members that touch files or processes are denied one by one below, and the audit hook refuses the same
+    # operations at run time whatever name reached them (helpers' wave 2: a persistent kernel sizing its grid with
+    # os.cpu_count() was rejected for `import os` alone).
+    | {"os", "os.path"}
+    # numpy for host-side shape arithmetic (`np.prod(x.shape)`, `np.float32`), common in LLM answers (helpers' wave 2).
+    # Computing on tensor data needs the data on the host first, which the Recorder refuses in forward; numpy's own
+    # file and foreign-memory entry points are denied by name below.
+    | {"numpy"}
 )
+_OS_FILES = ["open", "fdopen", "read", "write", "pread", "pwrite", "remove", "unlink", "rename", "renames", "replace"]
+_OS_FILES += ["rmdir", "removedirs", "mkdir", "makedirs", "listdir", "scandir", "walk", "fwalk", "chdir", "fchdir"]
+_OS_FILES += ["chmod", "chown", "lchown", "link", "symlink", "readlink", "truncate", "ftruncate", "utime", "mkfifo"]
+_OS_FILES += ["mknod", "dup", "dup2", "pipe", "pipe2", "memfd_create", "sendfile", "lseek", "close", "closerange"]
+_OS_FILES += ["chroot", "fspath", "fsencode", "fsdecode", "get_inheritable", "set_inheritable", "openpty"]
+_OS_PROCESSES = ["system", "popen", "fork", "forkpty", "kill", "killpg", "posix_spawn", "posix_spawnp", "_exit"]
+_OS_PROCESSES += ["abort", "wait", "waitpid", "wait3", "wait4", "waitid", "setsid", "setpgid", "nice", "pidfd_open"]
+_EXEC_SUFFIXES = ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")
+_OS_PROCESSES += [f"{verb}{suffix}" for verb in ("exec", "spawn") for suffix in _EXEC_SUFFIXES]
+_NUMPY_FILES = ["load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt", "fromfile"]
+_NUMPY_FILES += ["fromregex", "memmap", "DataSource", "lib", "f2py", "distutils", "testing", "ctypeslib", "rec"]
+_OS_TAMPERING = ["putenv", "unsetenv", "register_at_fork", "setuid", "setgid", "seteuid", "setegid", "setresuid"]
+_OS_TAMPERING += ["sched_setaffinity", "add_dll_directory"]
 ALLOWED_PREFIXES = ("triton.language.",)  # triton.language.extra.*, triton.language.math, ...
 
 _K = FailureKind
@@ -25,8 +47,10 @@ _K = FailureKind
 # triton entries also apply to attribute chains (`torch.utils.cpp_extension.load_inline` after `import torch`).
 DENIED: dict[str, FailureKind] = {
     **dict.fromkeys(
-        ["os", "os.path", "pathlib", "shutil", "io", "tempfile", "glob", "fileinput", "fcntl", "mmap", "zipfile"]
-        + ["tarfile", "sqlite3", "torch.save", "torch.load", "torch.from_file"],
+        ["pathlib", "shutil", "io", "tempfile", "glob", "fileinput", "fcntl", "mmap", "zipfile", "tarfile", "sqlite3"]
+        + ["torch.save", "torch.load", "torch.from_file"]
+        + [f"os.{name}" for name in _OS_FILES]
+        + [f"numpy.{name}" for name in _NUMPY_FILES],
         _K.FILE_ACCESS,
     ),
     **dict.fromkeys(
@@ -36,13 +60,15 @@ DENIED: dict[str, FailureKind] = {
     ),
     **dict.fromkeys(
         ["subprocess", "multiprocessing", "threading", "_thread", "concurrent", "signal", "pty", "sched"]
-        + ["torch.multiprocessing"],
+        + ["torch.multiprocessing"]
+        + [f"os.{name}" for name in _OS_PROCESSES],
         _K.PROCESS_SPAWN,
     ),
     **dict.fromkeys(
         ["sys", "gc", "inspect", "ctypes", "cffi", "importlib", "builtins", "marshal", "pickle", "dill", "cloudpickle"]
         + ["code", "codeop", "types", "weakref", "atexit", "traceback", "dis", "faulthandler", "resource"]
-        + ["typing.get_type_hints", "typing.ForwardRef"],  # both evaluate strings as code
+        + ["typing.get_type_hints", "typing.ForwardRef"]  # both evaluate strings as code
+        + [f"os.{name}" for name in _OS_TAMPERING],
         _K.TAMPERING,
     ),
     **dict.fromkeys(
@@ -62,6 +88,7 @@ DENIED: dict[str, FailureKind] = {
 # Stdlib modules that torch and triton re-export as attributes (`torch.os.system`): denied anywhere in a chain. Not
 # "signal", "types" or "code", which are also names of harmless torch submodules and attributes.
 _INNER_DENIED = {m: k for m, k in DENIED.items() if "." not in m and m not in ("signal", "types", "code")}
+_INNER_DENIED["os"] = _K.FILE_ACCESS  # `torch.os.<anything>`: a kernel imports os itself, it never reaches it via torch
 _MODULE_PATHS = ALLOWED_MODULES | {
     "triton.language.math",
     "triton.language.extra",

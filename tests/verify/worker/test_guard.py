@@ -237,6 +237,38 @@ def test_popen_from_triton_is_allowed(guard):
     assert decide(guard, frame_at(TRITON_DIR / "fake.py"), "subprocess.Popen", ("ptxas", ["ptxas"], None, None)) is None
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("/usr/bin/gcc", ["/usr/bin/gcc", "main.c"], None, None),
+        (None, ["/opt/triton/backends/nvidia/bin/ptxas-blackwell", "--version"], None, None),
+        (None, ["/sbin/ldconfig", "-p"], None, None),
+        (None, ["file", "-b", "/usr/bin/python3"], None, None),  # platform.architecture(), in Triton's build
+    ],
+)
+def test_popen_of_a_triton_tool_from_triton_is_allowed(guard, args):
+    assert decide(guard, frame_at(TRITON_DIR / "fake.py"), "subprocess.Popen", args) is None
+
+
+@pytest.mark.parametrize(
+    ("event", "args"),
+    [
+        ("os.system", (b"id > /tmp/x",)),  # a C callable handed to Triton (heuristic value) runs os.system
+        ("subprocess.Popen", ("/bin/sh", ["/bin/sh", "-c", "id"], None, None)),
+        ("subprocess.Popen", (None, ["python3", "-c", "pass"], None, None)),
+        ("subprocess.Popen", (None, ["/usr/bin/env", "sh"], None, None)),
+        ("subprocess.Popen", (b"/usr/bin/curl", [b"curl", b"http://x"], None, None)),
+        ("os.posix_spawn", ("/bin/sh", ["sh"], {})),
+        ("os.fork", ()),
+        ("os.kill", (1, 9)),
+    ],
+)
+def test_what_triton_never_runs_is_refused_even_in_tritons_frames(guard, event, args):
+    """Who asked is not enough: the frame is Triton's whenever Triton calls something it was handed."""
+    verdict = decide(guard, frame_at(TRITON_DIR / "fake.py"), event, args)
+    assert verdict is not None and verdict[0] == "process_spawn"
+
+
 def test_popen_from_candidate_is_process_spawn(guard, candidate_file):
     verdict = decide(guard, frame_at(candidate_file), "subprocess.Popen", ("sh", ["sh"], None, None))
     assert verdict is not None and verdict[0] == "process_spawn"

@@ -196,7 +196,7 @@ class Worker:
         torch = self.torch
         from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-        from tritonrl.verify.worker.recorder import MAX_ITEM_CALLS
+        from tritonrl.verify.worker.recorder import MAX_ITEM_CALLS, python_key_excluded
 
         tamper = self.call_problems(model)
         dev_inputs = [x.to(self.device).clone() if isinstance(x, torch.Tensor) else x for x in inputs]
@@ -211,7 +211,7 @@ class Worker:
                 self.window.active = True  # after entering the mode: entering it pushes a mode, refused inside
                 try:
                     container, outputs, structure = self._call(model, dev_inputs, max_output_numel)
-                    mode_ok = _get_current_dispatch_mode() is self.recorder
+                    mode_ok = _get_current_dispatch_mode() is self.recorder and not python_key_excluded()
                 finally:
                     self.window.active = False
         finally:
@@ -219,7 +219,7 @@ class Worker:
         ms = (time.perf_counter() - t0) * 1e3
         tamper += self.tampering()
         if not mode_ok:
-            tamper.append("the provenance recorder was displaced during forward")
+            tamper.append("the provenance recorder was displaced during forward (or the Python dispatch key excluded)")
         if self.recorder.ops["aten._local_scalar_dense"] > MAX_ITEM_CALLS:
             tamper.append(f"forward read more than {MAX_ITEM_CALLS} tensor elements into Python with .item()")
         return CaseFrame(

@@ -11,7 +11,10 @@ closed).
 
 What it covers:
 - network: every Python-level socket is refused, whoever asks (nothing in the worker needs one);
-- processes: subprocess/os.system/exec/spawn/fork/kill are refused unless triton asked (ptxas, launcher build);
+- processes: refused, except `subprocess.Popen` when Triton's code asked (ptxas, its launcher build) and the program
+  is not a shell, interpreter, launcher or network tool (`NEVER_RUN`): os.system/exec/spawn/fork/kill are refused
+  whoever asks, since a C callable handed to Triton (a heuristic value `partial(next, map(os.system, ...))`) runs with
+  only Triton's frames around it;
 - files: writes outside the worker's temp dir are refused for everyone; candidate-originated opens are refused
   except reads inside the Python installation (lazy imports) and the temp dir;
 - introspection and tampering from candidate code: gc object walks, frame/code access, ctypes, exec/compile,
@@ -25,6 +28,7 @@ memory it already holds. Python documents audit hooks as unsuitable for a sandbo
 from __future__ import annotations
 
 import os
+import re
 import sys
 import sysconfig
 from collections.abc import Callable
@@ -100,6 +104,19 @@ TAMPER_EVENTS = frozenset(
         "builtins.input",
         "builtins.breakpoint",
     }
+)
+# Programs that run other code (shells, interpreters, launchers) or move data (network tools): Triton never runs one
+# (it runs ptxas, gcc/$CC for its launcher stubs, ldconfig, and `file` through platform.architecture()), so a
+# `subprocess.Popen` of one of these is refused even when Triton's frames asked, which is what a C callable handed to
+# Triton looks like. A list of what Triton may run was tried first and refused every GPU compile on an H100
+# (2026-12-07: a program it did not name, most likely `file -b <python>` from platform.architecture()); until that
+# allow-list is checked on a GPU, this names what must never run instead.
+NEVER_RUN = re.compile(
+    r"^(sh|bash|dash|ash|zsh|ksh|mksh|csh|tcsh|fish|busybox|toybox|env|xargs|nohup|setsid|timeout|nice|ionice|stdbuf"
+    r"|sudo|su|doas|chroot|unshare|nsenter|capsh|script|expect|awk|gawk|mawk|nawk|sed|find|perl|ruby|node|nodejs|php"
+    r"|lua|tclsh|wish|java|Rscript|R|osascript|python|pypy|ipython|jupyter|ssh|scp|sftp|curl|wget|nc|ncat|netcat"
+    r"|socat|telnet|ftp|rsync|git|make|cmake|docker|podman|crontab|at|systemctl|kill|pkill|killall|rm|dd|cp|mv|ln"
+    r"|chmod|chown|mkfifo|tee|vi|vim|ed|gdb|strace|ltrace)([-.\d].*)?$"
 )
 OPEN_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 # Library modules whose OWN use of a tamper primitive is benign: they read a frame for a module name or line
@@ -245,7 +262,13 @@ class Guard:
             return self._decide_open(args)
         origin = self.origin.of(self._frame)
         if event in PROCESS_EVENTS:
-            return None if origin == "triton" else ("process_spawn", f"{event} refused (origin: {origin})")
+            program = self._program(args) if event == "subprocess.Popen" else None
+            if program is not None and origin == "triton" and not NEVER_RUN.match(program):
+                return None
+            return (
+                "process_spawn",
+                f"{event} of {program or args[:1]!r} refused (origin: {origin}; only Triton's own tools may run)",
+            )
         if event in FILE_MUTATION_EVENTS:
             paths = [a for a in args if isinstance(a, (str, bytes, os.PathLike))]
             if origin == "candidate" or not all(self._in_workdir(p) for p in paths):
@@ -272,6 +295,16 @@ class Guard:
         if origin == "candidate" and (writing or not real.startswith(self.readable)):
             return "file_access", f"open({path!r}) by candidate code refused"
         return None
+
+    @staticmethod
+    def _program(args: tuple) -> str | None:
+        """The file name of the program a `subprocess.Popen` audit event runs (its `executable`, else argv[0])."""
+        executable, argv = (list(args) + [None, None])[:2]
+        program = executable if executable is not None else (argv[0] if isinstance(argv, (list, tuple)) and argv
+                                                            else argv)  # fmt: skip
+        if not isinstance(program, (str, bytes, os.PathLike)):
+            return None
+        return os.path.basename(os.fsdecode(program))
 
     def _in_workdir(self, path: object) -> bool:
         # The directory itself counts: O_TMPFILE opens it for writing (tempfile does, on CUDA runs).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import signal
 import sys
 from typing import Any
@@ -161,6 +162,20 @@ DISPATCH_INTERNALS = (
 )
 
 
+# Every torch._C binding that changes which dispatch keys run, matched by name at start-up rather than listed one by
+# one: a list held only the guards earlier attacks used, and wave 2 hid torch.matmul from the Recorder with
+# `ExcludeDispatchKeyGuard(Python | PythonTLSSnapshot)`, which was not on it. Guards that only exclude autograd keys
+# (`_AutoDispatchBelowAutograd`, used by torch.library's autograd glue) or restore the current set
+# (`_PreserveDispatchKeyGuard`) cannot skip the Python key and stay unwrapped.
+DISPATCH_TLS_NAMES = re.compile(r"^_?(Exclude|Include|Force|SetExclude)DispatchKeyGuard$|^_dispatch_tls_set_"
+                                r"|^_RestorePythonTLSSnapshot$|PythonDispatcher$|^_DisableTorchDispatch$")  # fmt: skip
+
+
+def dispatch_internals() -> list[str]:
+    """The torch._C names `guard_dispatch_internals` wraps: the fixed list and every name the pattern matches."""
+    return sorted(set(DISPATCH_INTERNALS) | {n for n in dir(torch._C) if DISPATCH_TLS_NAMES.search(n)})
+
+
 def _formatting(frame: Any) -> bool:
     while frame is not None:
         if frame.f_code.co_filename.endswith(os.path.join("torch", "_tensor_str.py")):
@@ -195,28 +210,40 @@ class Window:
 def guard_dispatch_internals(origin: Origin, window: Window, report: Any) -> None:
     """Make the torch internals that could hide ops from the Recorder refuse (see `Window.refuses`).
 
-    Wrapped both on torch._C and where torch.utils._python_dispatch bound them at import. The static rules already
-    reject private attributes; this catches the same attempt at run time (e.g. via an obfuscated path)."""
-    import torch.utils._python_dispatch as pd
+    Wrapped on torch._C and wherever a loaded torch module bound the same object at import (torch.utils.
+    _python_dispatch, torch._ops, ...), so no second name reaches the original. The static rules already reject
+    private attributes; this catches the same attempt at run time (e.g. via `operator.attrgetter("_C")`)."""
+    wrappers: dict[int, Any] = {}
+    for name in dispatch_internals():
+        original = torch._C.__dict__.get(name)
+        if original is None:
+            import torch.utils._python_dispatch as pd  # names that only exist there (_pop_mode, ...)
 
-    for module in (torch._C, pd):
-        for name in DISPATCH_INTERNALS:
-            original = module.__dict__.get(name)
-            if original is None:
-                continue
+            original = pd.__dict__.get(name)
+        if original is None or id(original) in wrappers:
+            continue
 
-            def wrapper(*args, _original=original, _name=name, **kwargs):  # noqa: ANN001
-                frame = sys._getframe(1)
-                if window.refuses(origin, frame):
-                    if _formatting(frame):  # print(tensor) in forward: torch's repr reads values with modes off
-                        report("torch_compute", "a tensor was formatted (print/str/repr) in forward, which reads its "
-                               "values on the host; remove debug prints of tensors")  # fmt: skip
-                    else:
-                        report("tampering", f"{_name} called during the candidate's call (would hide ops)")
-                    raise PermissionError(f"tritonrl sandbox: {_name} refused")
-                return _original(*args, **kwargs)
+        def wrapper(*args, _original=original, _name=name, **kwargs):  # noqa: ANN001
+            frame = sys._getframe(1)
+            if window.refuses(origin, frame):
+                if _formatting(frame):  # print(tensor) in forward: torch's repr reads values with modes off
+                    report("torch_compute", "a tensor was formatted (print/str/repr) in forward, which reads its "
+                           "values on the host; remove debug prints of tensors")  # fmt: skip
+                else:
+                    report("tampering", f"{_name} called during the candidate's call (would hide ops)")
+                raise PermissionError(f"tritonrl sandbox: {_name} refused")
+            return _original(*args, **kwargs)
 
-            setattr(module, name, wrapper)
+        wrappers[id(original)] = wrapper
+    for module in [m for name, m in list(sys.modules.items()) if name == "torch" or name.startswith("torch.")]:
+        for attr, value in list(getattr(module, "__dict__", {}).items()):
+            if id(value) in wrappers and not attr.startswith("__"):
+                setattr(module, attr, wrappers[id(value)])
+
+
+def python_key_excluded() -> bool:
+    """The Python dispatch key is excluded in this thread: ops would run without reaching any dispatch mode."""
+    return bool(torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python))
 
 
 # Ways data leaves torch without an aten op, after which host Python or numpy can compute unseen by the Recorder.
