@@ -80,7 +80,7 @@ def _verdict(task, cfg: VerifyConfig) -> Verdict:  # noqa: ANN001
 class _FakePool:
     made: list[str] = []
 
-    def __init__(self, cfg: VerifyConfig, size: int = 2, want_more=None) -> None:  # noqa: ANN001
+    def __init__(self, cfg: VerifyConfig, size: int = 2, want_more=None, *, fork_server: bool = False) -> None:  # noqa: ANN001
         self.cfg, self.size = cfg, size
         _FakePool.made.append(cfg.device)
 

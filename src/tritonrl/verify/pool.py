@@ -27,15 +27,24 @@ log = logging.getLogger(__name__)
 class WorkerPool:
     """Pre-started one-shot workers for one device. Thread-safe. Use as a context manager (kills idle workers)."""
 
-    def __init__(self, cfg: VerifyConfig, size: int = 2, want_more: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: VerifyConfig,
+        size: int = 2,
+        want_more: Callable[[], bool] | None = None,
+        *,
+        fork_server: bool = False,
+    ) -> None:
         """`want_more()`: asked at each take whether a replacement is worth starting (None: always). A batch that
         knows no work is left says no, so no worker is started only to be killed (on a 2-core machine one such
-        worker cost a 10-candidate batch ~9% more wall time, docs/benchmarks.md section 8)."""
+        worker cost a 10-candidate batch ~9% more wall time, docs/benchmarks.md section 8). `fork_server`: workers
+        are forked from a warm process (`forkserver.py`) instead of started as interpreters."""
         if size < 0:
             raise ValueError(f"size={size}: must be >= 0 (0 disables pre-starting)")
         self.cfg = cfg
         self.size = size
         self.want_more = want_more
+        self.fork_server = fork_server
         self._idle: collections.deque[WorkerProcess] = collections.deque()
         self._lock = threading.Lock()
         self._closed = False
@@ -43,7 +52,7 @@ class WorkerPool:
             self._spawn()
 
     def _spawn(self) -> None:
-        proc = WorkerProcess(None, self.cfg)
+        proc = WorkerProcess(None, self.cfg, fork_server=self.fork_server)
         try:
             proc.start()
         except SandboxError:
@@ -70,7 +79,7 @@ class WorkerPool:
             if not self._closed and (self.want_more is None or self.want_more()):
                 threading.Thread(target=self._spawn_quietly, daemon=True).start()
         if proc is None:
-            proc = WorkerProcess(code, cfg)
+            proc = WorkerProcess(code, cfg, fork_server=self.fork_server)
             proc.start()
             return proc
         proc.cfg = cfg

@@ -21,6 +21,7 @@ from typing import Any
 RESULT_FD_ENV = "TRITONRL_RESULT_FD"
 CONTROL_FD_ENV = "TRITONRL_CONTROL_FD"
 DEVICE_ENV = "TRITONRL_WORKER_DEVICE"
+ZYGOTE_FD_ENV = "TRITONRL_ZYGOTE_FD"  # the fork server's socket (verify/forkserver.py, verify/worker/zygote.py)
 
 
 HEADER = struct.Struct(">Q")  # payload length

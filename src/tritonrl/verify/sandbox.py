@@ -109,12 +109,22 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def base_env() -> dict[str, str]:
+    """What every worker's environment starts from: the pass-through variables of an ordinary user process."""
+    env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return env
+
+
 class WorkerProcess:
     """One sandboxed worker. Use as a context manager; `messages()` yields typed frames until the worker ends."""
 
-    def __init__(self, candidate_code: str | None, cfg: VerifyConfig) -> None:
-        """`candidate_code=None` makes a pre-started worker (`verify/pool.py`): `assign()` code before the request."""
+    def __init__(self, candidate_code: str | None, cfg: VerifyConfig, *, fork_server: bool = False) -> None:
+        """`candidate_code=None` makes a pre-started worker (`verify/pool.py`): `assign()` code before the request.
+        `fork_server`: fork the worker from a warm process that has torch and triton imported (`forkserver.py`)
+        instead of starting an interpreter."""
         self.cfg = cfg
+        self.fork_server = fork_server
         self.key = secrets.token_bytes(32)
         self.root = Path(tempfile.mkdtemp())  # ordinary names throughout: nothing here says "verifier"
         self.workdir = self.root / "work"
@@ -144,8 +154,7 @@ class WorkerProcess:
         self.close()
 
     def _env(self) -> dict[str, str]:
-        env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env = base_env()
         work = str(self.workdir)
         env.update(HOME=work, TMPDIR=work, TRITON_CACHE_DIR=str(self.workdir / ".triton"), TRITON_HOME=work)
         if self.cfg.device == "cpu":
@@ -156,6 +165,8 @@ class WorkerProcess:
         return env
 
     def start(self) -> None:
+        if self.fork_server:
+            return self._fork()
         src_dir = str(Path(tritonrl.__file__).resolve().parent.parent)
         bootstrap = f"import sys; sys.path.insert(0, {src_dir!r}); from tritonrl.verify.worker.main import main; main()"
         read_fd, write_fd = os.pipe()
@@ -189,6 +200,24 @@ class WorkerProcess:
         try:  # the key now (the worker answers "warm" when started up); the request when the parent is ready
             self.proc.stdin.write(self.key)
             self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # died at start: the exit status says why
+        threading.Thread(target=self._reader, daemon=True).start()
+
+    def _fork(self) -> None:
+        from tritonrl.verify.forkserver import shared_server
+
+        env = self._env()
+        env[DEVICE_ENV] = "cuda" if self.cfg.is_cuda else "cpu"
+        # triton.language's own @jit functions are built at import, interpreted or compiled by TRITON_INTERPRET then:
+        # CPU workers fork from a fork server that imported triton under the interpreter, GPU workers from another
+        server = shared_server(base_env() | ({"TRITON_INTERPRET": "1"} if self.cfg.device == "cpu" else {}))
+        self.proc, self._read_fd, self._control_fd = server.spawn(
+            env, str(self.workdir), str(self.logs / "stdout"), str(self.logs / "stderr")
+        )
+        self.started = time.monotonic()
+        try:
+            self.proc.stdin.write(self.key)
         except (BrokenPipeError, OSError):
             pass  # died at start: the exit status says why
         threading.Thread(target=self._reader, daemon=True).start()

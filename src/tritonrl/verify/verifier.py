@@ -70,6 +70,10 @@ class Verifier:
             alone (the GPU lock); correctness and host work of the others overlap it.
         cache: a `VerdictStore` consulted before and filled after each verification; None: no cache.
         prestart: workers started ahead per device (default `jobs`; 0: start each worker on demand).
+        fork_server: fork workers from a warm process that has torch and triton imported (`forkserver.py`) instead
+            of starting an interpreter per candidate (on an H100, 73% of the workers' busy CPU was that start-up; on
+            2 CPU cores a 10-candidate batch took 0.48x the CPU and 0.63x the wall time, same verdicts). None: on for
+            the CPU interpreter, off on cuda until a GPU run has checked it (docs/benchmarks.md 9b).
         keep_warm: replace every worker taken, so the next call finds one ready (a service: the reward client's
             processes, a Ray actor). False: replace one only while submitted work waits (a batch: nothing is
             started after its last candidate).
@@ -83,6 +87,7 @@ class Verifier:
         cache: VerdictStore | None = None,
         prestart: int | None = None,
         keep_warm: bool = True,
+        fork_server: bool | None = None,
     ) -> None:
         if jobs < 1:
             raise ValueError(f"jobs={jobs}: must be >= 1 (verifications at once per device)")
@@ -93,6 +98,7 @@ class Verifier:
         self.devices = batch_devices(self.cfg.device)
         self._prestart = jobs if prestart is None else prestart
         self.keep_warm = keep_warm
+        self.fork_server = self.cfg.device == "cpu" if fork_server is None else fork_server
         self._queued = 0  # submitted verifications not yet started
         self._configs = {d: self.cfg if d == self.cfg.device else dataclasses.replace(self.cfg, device=d)
                          for d in self.devices}  # fmt: skip
@@ -223,7 +229,7 @@ class Verifier:
             pool = self._pools.get(device)
             if pool is None:  # started outside the lock would let two threads start two pools
                 pool = self._pools[device] = WorkerPool(self._configs[device], self._prestart if size is None else size,
-                                                        self._want_more)  # fmt: skip
+                                                        self._want_more, fork_server=self.fork_server)  # fmt: skip
             return pool
 
     def _warm(self, size: int) -> None:
@@ -247,9 +253,10 @@ def verify_many(
     jobs: int = 4,
     prestart: int | None = None,
     on_verdict: Callable[[int, Verdict], None] | None = None,
+    fork_server: bool | None = None,
 ) -> list[Verdict]:
     """One batch through a short-lived `Verifier`: `jobs` at a time per device (every visible GPU on 'cuda'), warm
     workers, verdicts in input order, `on_verdict(index, verdict)` as each finishes. An infrastructure error (a task
     that cannot be planned, a worker that cannot start) raises, as `funnel.verify` does."""
-    with Verifier(cfg, jobs=jobs, prestart=prestart, keep_warm=False) as verifier:
+    with Verifier(cfg, jobs=jobs, prestart=prestart, keep_warm=False, fork_server=fork_server) as verifier:
         return verifier.verify_many(items, on_verdict=on_verdict)
