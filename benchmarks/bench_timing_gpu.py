@@ -11,7 +11,8 @@ launch-bound). Reports mean, CV and worst |1 - x| over processes; A/A's ideal is
 throughput: a mixed batch (built-in solutions reaching timing, known-bad fixtures failing early) through
 `verify_many` on one GPU: candidates per minute and where the time goes (median of each stage, and a lock timeline:
 seconds the GPU was held exclusive/shared/not at all, thread-seconds waiting, timings per exclusive window, the
-parent's most-sampled frames).
+parent's most-sampled frames; CPU seconds of the parent and of the workers, and how busy the machine's cores were).
+`--parents P` splits the batch over P verifier processes started at once: is one parent process the bound?
 kernelbench: KernelBench's own `eval_kernel_against_ref` (bench_kernelbench.py) on the same batch, with 1 and with 8
 worker processes, after ours (--ours) in the same call: wall, candidates/min, good ones accepted, bad fixtures
 accepted (false accepts) and each candidate's error. --dry-run does everything short of the GPU.
@@ -24,6 +25,8 @@ import collections
 import itertools
 import json
 import logging
+import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -199,6 +202,16 @@ class Timeline(logging.Handler):
         }
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot (/proc/stat; (0, 0) where there is none)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def mixed_batch(n: int, copies: int) -> list[tuple[str, bool, Task, str]]:
     """throughput's batch as (name, good, task, text): n // 2 built-in solutions ("relu#1": copy 1, taken in turn
     until `copies` of each) and the known-bad fixtures that fail early ("relu/aten_direct"), n in all, alternating,
@@ -217,10 +230,16 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
     from tritonrl.verify.verifier import verify_many
 
     batch = batch if batch is not None else mixed_batch(args.n, args.copies)
+    cfg = VerifyConfig(device=getattr(args, "device", "cuda"), compile_baseline=False)
+    k, of = (int(x) for x in getattr(args, "slice", "0/1").split("/"))
+    if of == 1:
+        verify(batch[0][2], batch[0][3], cfg)  # ceilings calibrated once (cached on disk), outside the measured batch
+    if getattr(args, "parents", 1) > 1:
+        return parents(args)
+    batch = batch[k::of]
     items = [(task, text) for _, _, task, text in batch]
-    cfg = VerifyConfig(device="cuda", compile_baseline=False)
-    verify(*items[0], cfg)  # ceilings calibrated once (cached on disk), outside the measured batch
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0, epoch0 = time.perf_counter(), time.process_time(), time.time()
+    children0, ticks0 = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks()
     rows: list[dict] = []  # one per verdict, in the order they came
 
     def progress(index: int, verdict) -> None:  # noqa: ANN001
@@ -241,20 +260,25 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
         wall0 = time.time()
         previous = {sig: signal.signal(sig, cut) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            verdicts = verify_many(items, cfg, jobs=args.jobs, on_verdict=progress)
+            fork = getattr(args, "fork_server", False) or None  # None: the Verifier's default for the device
+            verdicts = verify_many(items, cfg, jobs=args.jobs, on_verdict=progress, fork_server=fork)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         wall1 = time.time()
     wall = time.perf_counter() - t0
     parent_cpu_s = time.process_time() - cpu0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, once reaped: their CPU beside ours
+    ticks = [b - a for a, b in zip(ticks0, cpu_ticks(), strict=True)]
+    workers_cpu_s = children.ru_utime + children.ru_stime - children0.ru_utime - children0.ru_stime
     stages: dict[str, list[float]] = {}
     for v in verdicts:
         for k, ms in v.stage_times_ms.items():
             stages.setdefault(k, []).append(ms)
     timed = [v for v in verdicts if v.speedup is not None]
     result = {
-        "candidates": len(items), "jobs": args.jobs, "wall_s": round(wall, 1),
+        "candidates": len(items), "jobs": args.jobs, "fork_server": getattr(args, "fork_server", False),
+        "wall_s": round(wall, 1), "epochs": [epoch0, time.time()],
         "per_minute": round(60 * len(items) / wall, 1), "reached_timing": len(timed),
         "passed": sum(v.passed for v in verdicts),
         "accepted_good": sum(v.passed for (_, good, _, _), v in zip(batch, verdicts, strict=True) if good),
@@ -265,12 +289,37 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
             for (_, good, _, _), v in zip(batch, verdicts, strict=True)
             if good and not v.passed
         ],
-        "parent_cpu_s": round(parent_cpu_s, 1),
+        "parent_cpu_s": round(parent_cpu_s, 1), "workers_cpu_s": round(workers_cpu_s, 1), "cpus": os.cpu_count(),
+        "machine_cpu_busy": round(ticks[0] / ticks[1], 3) if ticks[1] else None,
         "timeline": timeline.summary(wall0, wall1),
         "timing_ms_per_timed_candidate": round(statistics.median([v.stage_times_ms["timing"] for v in timed]), 1)
         if timed else None,
     }  # fmt: skip
     print(json.dumps(result, indent=1), flush=True)
+    return result
+
+
+def parents(args: argparse.Namespace) -> dict:
+    """The batch split over `args.parents` verifier processes started at once (each `--jobs / parents` workers, the
+    slice k::parents): is the parent process (its GIL, its host work) what bounds one process's throughput?"""
+    n, jobs = args.parents, max(1, args.jobs // args.parents)
+    outs = [Path(f"{args.out or 'throughput.json'}.part{k}") for k in range(n)]
+    common = ["--n", str(args.n), "--copies", str(args.copies), "--jobs", str(jobs), "--device", args.device]
+    common += ["--fork-server"] if args.fork_server else []
+    procs = [subprocess.Popen([sys.executable, __file__, "--out", str(o), "throughput", *common, "--slice", f"{k}/{n}"])
+             for k, o in enumerate(outs)]  # fmt: skip
+    codes = [p.wait() for p in procs]
+    parts = [json.loads(o.read_text()) for o in outs if o.exists()]
+    if codes != [0] * n or len(parts) != n:
+        raise SystemExit(f"a slice failed: exit codes {codes}, {len(parts)} of {n} results")
+    wall = max(p["epochs"][1] for p in parts) - min(p["epochs"][0] for p in parts)
+    total = sum(p["candidates"] for p in parts)
+    result = {"parents": n, "jobs_each": jobs, "candidates": total, "wall_s": round(wall, 1),
+              "per_minute": round(60 * total / wall, 1), "passed": sum(p["passed"] for p in parts),
+              "accepted_bad": [b for p in parts for b in p["accepted_bad"]],
+              "honest_rejected": [h for p in parts for h in p["honest_rejected"]],
+              "parent_cpu_s": [p["parent_cpu_s"] for p in parts], "slices": parts}  # fmt: skip
+    print(json.dumps({k: v for k, v in result.items() if k != "slices"}, indent=1), flush=True)
     return result
 
 
@@ -321,6 +370,10 @@ def main() -> None:
         q.add_argument("--n", type=int, default=n, help="candidates in the batch (half honest, half failing)")
         q.add_argument("--copies", type=int, default=6)
         q.add_argument("--jobs", type=int, default=8, help="our verifier's workers (throughput, --ours)")
+        q.add_argument("--fork-server", action="store_true", help="fork our workers from a warm process")
+    t.add_argument("--parents", type=int, default=1, help="split the batch over this many verifier processes")
+    t.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of this script")
+    t.add_argument("--slice", default="0/1", help="k/P: verify only batch[k::P] (what --parents runs)")
     k.add_argument("--kernelbench", type=Path, required=True, help="a KernelBench checkout (the eval module in src/)")
     k.add_argument("--kb-commit", default=None, help="recorded as the commit (else `git rev-parse` in the checkout)")
     k.add_argument("--procs", type=int, nargs="+", default=[1, 8], help="KernelBench worker processes; a run each")
@@ -342,7 +395,8 @@ def main() -> None:
     if not getattr(args, "dry_run", False):
         import torch
 
-        result |= {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
+        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        result |= {"gpu": gpu, "torch": torch.__version__}
     if args.cmd == "kernelbench":
         kernelbench(args, result, save)
         if args.dry_run:
