@@ -29,7 +29,7 @@ def test_a_throughput_run_cut_by_sigterm_writes_what_it_measured(tmp_path, monke
         task_id, passed = "relu", True
         stage = type("S", (), {"value": "done"})()
 
-    def cut_after_two(items, cfg, jobs, on_verdict):  # noqa: ANN001, ANN202
+    def cut_after_two(items, cfg, jobs, on_verdict, fork_server=None):  # noqa: ANN001, ANN202
         on_verdict(0, _Verdict())
         on_verdict(1, _Verdict())
         os.kill(os.getpid(), signal.SIGTERM)  # what `timeout` does

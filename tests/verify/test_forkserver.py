@@ -108,3 +108,22 @@ def test_exit_status_comes_back(tmp_path: Path):
     finally:
         os.close(result_r)
         os.close(control_w)
+
+
+def test_a_dead_fork_server_is_replaced(tmp_path: Path):
+    """Killed from outside, the fork server fails no verification: the next worker comes from a new one."""
+    env = base_env() | {"TRITON_INTERPRET": "1"}
+    first = shared_server(env)
+    first.proc.kill()
+    first.proc.wait()
+    deadline = time.monotonic() + 10
+    while not first._dead and time.monotonic() < deadline:  # its reader sees the socket close
+        time.sleep(0.05)
+    assert shared_server(env) is not first
+    child, result_r, control_w = _fork(tmp_path)
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+        assert child.wait(30) == -signal.SIGKILL
+    finally:
+        os.close(result_r)
+        os.close(control_w)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from tritonrl.errors import SandboxError
@@ -72,12 +73,14 @@ class ForkServer:
         bootstrap = f"import sys; sys.path.insert(0, {src_dir!r}); {entry}"
         self._dir = tempfile.mkdtemp()
         env = {**base_env, ZYGOTE_FD_ENV: str(child_sock.fileno()), "HOME": self._dir, "TMPDIR": self._dir}
+        self._log = Path(self._dir) / "stderr"  # a file, not a pipe nobody reads once it runs (a full pipe blocks it)
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-E", "-s", "-u", "-B", "-c", bootstrap],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self._dir, env=env,
-                pass_fds=(child_sock.fileno(),), start_new_session=True,
-            )  # fmt: skip
+            with open(self._log, "wb") as stderr:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-P", "-E", "-s", "-u", "-B", "-c", bootstrap],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, cwd=self._dir, env=env,
+                    pass_fds=(child_sock.fileno(),), start_new_session=True,
+                )  # fmt: skip
         except OSError as exc:
             raise SandboxError(f"could not start the fork server {sys.executable}: {exc}") from exc
         finally:
@@ -85,8 +88,9 @@ class ForkServer:
         self.sock = parent_sock
         threading.Thread(target=self._reader, daemon=True, name="forkserver-reader").start()
         if not self._ready.wait(START_TIMEOUT_S) or self._dead:
+            why = self._log.read_bytes()[-2000:].decode(errors="replace")
             self.close()
-            raise SandboxError("the fork server did not start: " + (self.proc.stderr.read(2000) or b"").decode())
+            raise SandboxError(f"the fork server did not start: {why}")
 
     def _reader(self) -> None:
         buffer = b""
@@ -138,10 +142,12 @@ class ForkServer:
                     raise SandboxError("the fork server has ended")
                 socket.send_fds(self.sock, [request], [stdin_r, result_w, control_r])
                 with self._pid_ready:
-                    while not self._pids and not self._dead:
+                    deadline = time.monotonic() + START_TIMEOUT_S
+                    while not self._pids and not self._dead and time.monotonic() < deadline:
                         self._pid_ready.wait(1.0)
                     if not self._pids:
-                        raise SandboxError("the fork server ended before forking a worker")
+                        self._dead = True  # a fork server that does not answer is not asked again
+                        raise SandboxError("the fork server did not fork a worker (ended, or no answer)")
                     pid = self._pids.pop(0)
                     child = ForkedWorker(self, pid, stdin_w)
                     if pid in self._statuses:
