@@ -29,6 +29,7 @@ from tritonrl.verify.messages import (
     Ready,
     Violation,
     WorkerError,
+    case_poison,
     poison_value,
 )
 from tritonrl.verify.metamorphic import RelationChecker
@@ -240,9 +241,7 @@ class Judge:
                 FailureKind.INPUT_MUTATION,
                 f"forward modified input {index} on {where}; the reference does not",
             )
-        poison_kind = case.poison
-        if frame.mode == "repeat" and poison_kind:
-            poison_kind = "nan" if poison_kind == "sentinel" else "sentinel"
+        poison_kind = case_poison(case.poison, frame.mode)
         poison = _poison_for(poison_kind, case.ref_outputs[0].dtype) if case.ref_outputs else None
         cmp = compare_outputs(outputs, case.ref_outputs, poison=poison, tf32=self.tf32)
         check = CheckResult(

@@ -383,6 +383,19 @@ class TimingParams:
 _SENTINELS = {torch.float16: -31337.0, torch.bfloat16: -1.2345e30, torch.float32: -1.2345e30, torch.float64: -1.2345e30}
 
 
+def case_poison(poison: str | None, mode: str) -> str | None:
+    """The poison a case's run fills fresh allocations with, by mode; the worker and the judge both ask here.
+
+    `repeat` runs with the other poison. `profile` (the second environment) runs with none: a fixed poison is a
+    fingerprint (an int32 `torch.empty(1).item()` reads -0x5A5A5A5 only under the verifier, helpers' wave 2), so a
+    candidate that behaves only while poisoned allocations say it is watched must also pass one unpoisoned run."""
+    if mode == "profile":
+        return None
+    if mode == "repeat" and poison:
+        return "nan" if poison == "sentinel" else "sentinel"
+    return poison
+
+
 def poison_value(dtype: torch.dtype, kind: str) -> float | int | None:
     """The value fresh candidate allocations are filled with: NaN or a distinctive finite sentinel."""
     if dtype.is_floating_point:

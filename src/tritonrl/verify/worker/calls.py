@@ -26,6 +26,7 @@ from tritonrl.verify.messages import (
     TimingGo,
     Violation,
     WorkerError,
+    case_poison,
     decode,
 )
 from tritonrl.verify.worker.failures import classify, format_exc
@@ -269,9 +270,7 @@ class Worker:
 
     def _case(self, model: Any, case: CaseRequest, mode: Mode, i: int, j: int) -> bool:
         """Run one case in `mode` and send its frame (or the error); False when the worker must stop."""
-        poison = case.poison
-        if mode == "repeat" and poison:
-            poison = "nan" if poison == "sentinel" else "sentinel"
+        poison = case_poison(case.poison, mode)
         try:
             frame = self.run_case(model, case.inputs, poison, mode, (i, j), case.max_output_numel)
         except BaseException as exc:  # noqa: BLE001
