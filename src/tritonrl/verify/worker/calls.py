@@ -208,7 +208,10 @@ class Worker:
         self.recorder.reset(poison)
         t0 = time.perf_counter()
         try:
-            with torch.no_grad(), self.recorder:
+            # The second environment profile runs with grad mode on, as a training script would (always calling under
+            # no_grad is a fingerprint: a candidate that checked torch.is_grad_enabled(), helpers' wave 2); its
+            # model's parameters then require no grad, so inference code with out= ops (Inductor's mm(out=)) still runs.
+            with torch.set_grad_enabled(mode == "profile"), self.recorder:
                 self.window.active = True  # after entering the mode: entering it pushes a mode, refused inside
                 try:
                     container, outputs, structure = self._call(model, dev_inputs, max_output_numel)
@@ -324,7 +327,11 @@ class Worker:
                     self.send(WorkerError(phase="load", kind=classify(exc), message=format_exc(exc)))
                     return False
                 model = self.construct(model_cls, shape, 0)
-                return model is not None and self._case(model, shape.cases[0], "profile", 0, 0)
+                if model is None:
+                    return False
+                for param in torch.nn.Module.parameters(model):  # the class's own method, not an override
+                    param.requires_grad_(False)
+                return self._case(model, shape.cases[0], "profile", 0, 0)
         finally:
             torch.set_num_threads(threads)
             if lang is None:
