@@ -1,4 +1,5 @@
-"""Start workers by forking a warm, trusted process instead of starting an interpreter each time (opt-in).
+"""Start workers by forking a warm, trusted process instead of starting an interpreter each time (the `Verifier`'s
+default on the CPU, opt-in on cuda until measured on a GPU).
 
 `ForkServer` runs `verify/worker/zygote.py`, which imports torch, triton and the worker modules once and forks one
 fresh worker per `spawn`: the child gets its own session, environment, directory, stdout/stderr files and the three
@@ -36,8 +37,8 @@ START_TIMEOUT_S = 180.0
 class ForkedWorker:
     """A worker forked by the fork server, seen through the Popen methods the sandbox uses."""
 
-    def __init__(self, server: ForkServer, pid: int, stdin_w: int) -> None:
-        self.server, self.pid = server, pid
+    def __init__(self, pid: int, stdin_w: int) -> None:
+        self.pid = pid
         self.stdin = os.fdopen(stdin_w, "wb", buffering=0)
         self.returncode: int | None = None
         self._ended = threading.Event()
@@ -149,7 +150,7 @@ class ForkServer:
                         self._dead = True  # a fork server that does not answer is not asked again
                         raise SandboxError("the fork server did not fork a worker (ended, or no answer)")
                     pid = self._pids.pop(0)
-                    child = ForkedWorker(self, pid, stdin_w)
+                    child = ForkedWorker(pid, stdin_w)
                     if pid in self._statuses:
                         child._exited(self._statuses.pop(pid))
                     else:

@@ -194,15 +194,8 @@ class WorkerProcess:
         finally:
             os.close(write_fd)
             os.close(control_r)
-        self._control_fd = control_w
-        self.started = time.monotonic()
-        self._read_fd = read_fd
-        try:  # the key now (the worker answers "warm" when started up); the request when the parent is ready
-            self.proc.stdin.write(self.key)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass  # died at start: the exit status says why
-        threading.Thread(target=self._reader, daemon=True).start()
+        self._control_fd, self._read_fd = control_w, read_fd
+        self._started()
 
     def _fork(self) -> None:
         from tritonrl.verify.forkserver import shared_server
@@ -215,9 +208,15 @@ class WorkerProcess:
         self.proc, self._read_fd, self._control_fd = server.spawn(
             env, str(self.workdir), str(self.logs / "stdout"), str(self.logs / "stderr")
         )
+        self._started()
+
+    def _started(self) -> None:
+        """Either way a worker starts: the key now (the worker answers "warm" when started up; the request follows
+        when the parent is ready for it), and a reader of its result pipe."""
         self.started = time.monotonic()
         try:
             self.proc.stdin.write(self.key)
+            self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # died at start: the exit status says why
         threading.Thread(target=self._reader, daemon=True).start()
