@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from tritonrl.errors import SandboxError
-from tritonrl.verify.protocol import ZYGOTE_FD_ENV
+from tritonrl.verify.protocol import ZYGOTE_FD_ENV, interpreter_argv
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +69,13 @@ class ForkServer:
         self._ready = threading.Event()
         self._dead = False
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        src_dir = str(Path(__file__).resolve().parents[2])
-        entry = "from tritonrl.verify.worker.zygote import main; main()"
-        bootstrap = f"import sys; sys.path.insert(0, {src_dir!r}); {entry}"
         self._dir = tempfile.mkdtemp()
         env = {**base_env, ZYGOTE_FD_ENV: str(child_sock.fileno()), "HOME": self._dir, "TMPDIR": self._dir}
         self._log = Path(self._dir) / "stderr"  # a file, not a pipe nobody reads once it runs (a full pipe blocks it)
         try:
             with open(self._log, "wb") as stderr:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-P", "-E", "-s", "-u", "-B", "-c", bootstrap],
+                    interpreter_argv("tritonrl.verify.worker.zygote"),
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, cwd=self._dir, env=env,
                     pass_fds=(child_sock.fileno(),), start_new_session=True,
                 )  # fmt: skip

@@ -15,6 +15,8 @@ import hmac
 import io
 import os
 import struct
+import sys
+from pathlib import Path
 from typing import Any
 
 # How the parent hands the worker its pipe ends and device (environment variables, popped at start).
@@ -27,6 +29,15 @@ ZYGOTE_FD_ENV = "TRITONRL_ZYGOTE_FD"  # the fork server's socket (verify/forkser
 HEADER = struct.Struct(">Q")  # payload length
 MAC_LEN = 32
 MAX_FRAME_BYTES = 1 << 34  # 16 GiB: a sanity bound, not a policy
+
+
+def interpreter_argv(module: str) -> list[str]:
+    """The command line of a fresh worker-side interpreter that runs `module.main()` from this source tree: isolated
+    from the user's site-packages, PYTHON* variables and the working directory (-P -E -s), unbuffered, no bytecode
+    written (-u -B). Used for the spawned worker and for the fork server's zygote."""
+    src_dir = str(Path(__file__).resolve().parents[2])
+    bootstrap = f"import sys; sys.path.insert(0, {src_dir!r}); from {module} import main; main()"
+    return [sys.executable, "-P", "-E", "-s", "-u", "-B", "-c", bootstrap]
 
 
 class ProtocolError(Exception):

@@ -33,7 +33,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import tritonrl
 from tritonrl.errors import SandboxError
 from tritonrl.verify.config import VerifyConfig
 from tritonrl.verify.messages import Frame, GpuGo, MalformedFrame, Request, TimingGo, Warm, decode
@@ -43,6 +42,7 @@ from tritonrl.verify.protocol import (
     RESULT_FD_ENV,
     ProtocolError,
     encode,
+    interpreter_argv,
     read_frame,
     write_frame,
 )
@@ -167,8 +167,6 @@ class WorkerProcess:
     def start(self) -> None:
         if self.fork_server:
             return self._fork()
-        src_dir = str(Path(tritonrl.__file__).resolve().parent.parent)
-        bootstrap = f"import sys; sys.path.insert(0, {src_dir!r}); from tritonrl.verify.worker.main import main; main()"
         read_fd, write_fd = os.pipe()
         control_r, control_w = os.pipe()  # parent -> worker after the request: "time now" (or not)
         env = self._env()
@@ -179,7 +177,7 @@ class WorkerProcess:
         self._stderr = open(self.logs / "stderr", "wb")  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-E", "-s", "-u", "-B", "-c", bootstrap],
+                interpreter_argv("tritonrl.verify.worker.main"),
                 stdin=subprocess.PIPE,
                 stdout=self._stdout,
                 stderr=self._stderr,
