@@ -74,3 +74,16 @@ def test_verify_many_matches_verify():
         assert verdict.task_id == task.task_id
         expected = verify(task, text, cfg)
         assert (verdict.passed, verdict.stage, verdict.failure) == (expected.passed, expected.stage, expected.failure)
+
+
+def test_fork_server_matches_spawned_workers():
+    """Workers forked from the warm zygote (CUDA initialised in each child, Triton's CUDA helpers prebuilt before the
+    fork) give the verdicts that freshly spawned workers give."""
+    items = [(_task(t), Path(_task(t).solution_path).read_text()) for t in ("relu", "softmax", "layernorm", "matmul")]
+    items += [(_task(p.parent.name), p.read_text()) for p in GPU_FIXTURES[:4]]
+    cfg = VerifyConfig(device="cuda", compile_baseline=False)
+    forked = verify_many(items, cfg, jobs=4, fork_server=True)
+    spawned = verify_many(items, cfg, jobs=4, fork_server=False)
+    for a, b in zip(forked, spawned, strict=True):
+        assert (a.passed, a.stage, a.failure) == (b.passed, b.stage, b.failure), a.message
+    assert all(v.passed and v.speedup for v in forked[:4])

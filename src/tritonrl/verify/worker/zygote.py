@@ -72,6 +72,30 @@ def _child(sock: socket.socket, wake: tuple[int, int], sync: tuple[int, int], re
         os._exit(70)
 
 
+def _prebuild_cuda_helpers() -> None:
+    """Build what Triton's CUDA backend builds once per process before its first launch, so that no forked worker
+    repeats it: the `cuda_utils` C extension (a gcc run per worker otherwise: every worker has an empty private
+    Triton cache), the `ldconfig -p` scan behind its library path and the platform key (`file -b python`). None of it
+    depends on a candidate, and none of it initialises CUDA (no cuInit here: a forked child could not use the GPU)."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return
+    try:
+        import triton.compiler.compiler  # noqa: F401 - the compile path every worker's first launch imports
+        from triton.backends.nvidia import compiler as _compiler  # noqa: F401
+        from triton.backends.nvidia import driver as nvidia
+        from triton.runtime import build
+
+        build.platform_key()
+        nvidia.library_dirs()
+        nvidia.CudaUtils()
+    except Exception as exc:  # no CUDA toolchain here: each worker builds its own, as without a fork server
+        sys.stderr.write(f"zygote: Triton's CUDA helpers not prebuilt: {exc!r}\n")
+        return
+    # CudaUtils is a singleton whose __init__ runs again on every call and would rebuild the extension in the
+    # worker's empty cache: the instance built above is complete, so later calls keep it.
+    nvidia.CudaUtils.__init__ = lambda self: None
+
+
 def main() -> None:
     """Entry point (bootstrapped by the parent with `python -P -E -s -u -B -c ...`, like a worker)."""
     sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
@@ -84,6 +108,8 @@ def main() -> None:
     import tritonrl.verify.worker.compat  # noqa: F401
     import tritonrl.verify.worker.main  # noqa: F401
     import tritonrl.verify.worker.timing_phase  # noqa: F401
+
+    _prebuild_cuda_helpers()
 
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
