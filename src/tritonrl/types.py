@@ -138,6 +138,68 @@ class ProvenanceReport:
     ghost_replay_changed_output: bool | None = None  # None when not run
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class WallCheck:
+    """The timing stage's wall-clock cross-check: each side's best synchronised batch, as wall time over what its
+    events and host enqueue time explain. Above `limit` the candidate's work escaped the timed region."""
+
+    ref_ratio: float
+    cand_ratio: float
+    limit: float  # max(1.5, 1.5 x ref_ratio): the reference calibrates the check
+    batches: int  # synchronised batches of candidate calls measured
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Roofline:
+    """Where the candidate's median time sits against the measured device ceilings. `flops` and `bytes` are the
+    reference's (its algorithm, not the function's): a fraction above 1 says "less work", not "impossible"."""
+
+    flops: int  # the reference's FLOPs per call
+    bytes: int  # bytes the reference reads and writes per call
+    min_bytes: int  # DRAM bytes any correct kernel must move per call: what the floor is made of
+    floor_us: float  # speed-of-light time of the function; faster is implausible_speed
+    bound: str  # "memory", or "none" when no floor applies
+    bandwidth_fraction: float
+    flops_fraction: float
+    ceilings: dict[str, Any]  # the measured device ceilings (`timing_stats.Ceilings` as a dict; that class needs torch)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimingReport:
+    """What the GPU timing stage measured and decided. On a timing failure it is partial: the fields computed before
+    the failing check are set, the later ones stay None (a stale output fails before any median is taken)."""
+
+    mode: str  # "events" (L2-flushed CUDA events) or "cuda_graph" (graph replays of launch-bound work)
+    gpu: str | None = None
+    clock_mhz: int | None = None  # SM clock seen after timing, when NVML is reachable
+    wall_check: WallCheck | None = None
+    ref_us: float | None = None  # median per call
+    cand_us: float | None = None
+    ref_cv: float | None = None
+    cand_cv: float | None = None
+    speedup: float | None = None  # over eager: ref_us / cand_us (the Verdict's `speedup` once the candidate passes)
+    speedup_ci95: tuple[float, float] | None = None  # percentile bootstrap of the speedup
+    n_reps: tuple[int, int] | None = None  # (reference, candidate)
+    graph_calls: int | None = None  # calls per graph replay (1 in events mode)
+    protocol: dict[str, Any] | None = None  # the measured protocol parameters, free-form (worker TimingParams etc.)
+    unstable: bool = False  # a side's CV exceeds `timing_stats.UNSTABLE_CV`
+    speedup_compile: float | None = None  # over torch.compile (with the compile baseline)
+    roofline: Roofline | None = None  # with device ceilings and the reference's work (`VerifyConfig.roofline`)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TimingReport:
+        wall, roof, ci, reps = d.get("wall_check"), d.get("roofline"), d.get("speedup_ci95"), d.get("n_reps")
+        return cls(
+            **{
+                **_floats_back(cls, d),
+                "wall_check": WallCheck(**_floats_back(WallCheck, wall)) if wall else None,
+                "roofline": Roofline(**_floats_back(Roofline, roof)) if roof else None,
+                "speedup_ci95": tuple(float(x) for x in ci) if ci is not None else None,
+                "n_reps": tuple(reps) if reps is not None else None,
+            }
+        )
+
+
 BASELINES = ("eager", "compile")  # what a speedup is measured against
 _BEFORE_VALID = frozenset({Stage.EXTRACT, Stage.PARSE, Stage.STATIC})
 _BEFORE_COMPILED = _BEFORE_VALID | {Stage.LOAD}
@@ -161,6 +223,7 @@ class Verdict:
     candidate_sha256: str = ""
     stage_times_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     speedup: float | None = None  # GPU timing stage only
+    timing: TimingReport | None = None  # once timing results came back; partial when the timing stage rejected
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # JSON-safe facts (sandbox mode, sizes)
 
     @property
@@ -186,7 +249,10 @@ class Verdict:
         """
         if baseline not in BASELINES:
             raise ValueError(f"baseline={baseline!r}: must be one of {BASELINES}.")
-        value = self.speedup if baseline == "eager" else self.extra.get("speedup_compile")
+        if baseline == "eager":
+            value = self.speedup
+        else:
+            value = self.timing.speedup_compile if self.timing is not None else None
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         return float(value) if math.isfinite(value) and value > 0 else None
@@ -222,9 +288,12 @@ class Verdict:
             if prov
             else None
         )
+        d = _migrate_timing(d)
+        timing = d.get("timing")
         return cls(
             **{
                 **d,
+                "timing": TimingReport.from_dict(timing) if timing is not None else None,
                 "stage": Stage(d["stage"]),
                 "failure": FailureKind(d["failure"]) if d.get("failure") else None,
                 "checks": checks,
@@ -232,6 +301,30 @@ class Verdict:
                 "static_warnings": tuple(d.get("static_warnings", ())),
             }
         )
+
+
+def _migrate_timing(d: dict[str, Any]) -> dict[str, Any]:
+    """Verdicts stored before `Verdict.timing` existed (result JSONL files, the verdict caches, a reward server of an
+    older tritonrl) kept the timing report in `extra["timing"]` and a copy of its speedup over torch.compile in
+    `extra["speedup_compile"]`: move both into "timing", so such records read back like new ones."""
+    extra = d.get("extra") or {}
+    if "timing" in d or not ("timing" in extra or "speedup_compile" in extra):
+        return d
+    extra = dict(extra)
+    report, compile_speedup = extra.pop("timing", None), extra.pop("speedup_compile", None)
+    if report is None and compile_speedup is None:
+        return {**d, "extra": extra}
+    timing = {"mode": "", **(report or {})}  # "mode" is in every report the funnel wrote; a hand-built one may lack it
+    if compile_speedup is not None:
+        timing["speedup_compile"] = compile_speedup
+    return {**d, "extra": extra, "timing": timing}
+
+
+def _floats_back(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """`d` with the float fields of dataclass `cls` as floats again: `to_dict` stores non-finite floats as text (JSON
+    has no NaN/Inf), and a typed report should not hand "inf" to code that formats or compares a float."""
+    names = {f.name for f in dataclasses.fields(cls) if f.type.startswith("float")}
+    return {k: float(v) if k in names and isinstance(v, str) else v for k, v in d.items()}
 
 
 def _jsonable(x: Any) -> Any:

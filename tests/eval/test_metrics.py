@@ -20,7 +20,7 @@ from tritonrl.eval.metrics import (
     summarize,
 )
 from tritonrl.eval.records import Record
-from tritonrl.types import FailureKind, Stage, Verdict
+from tritonrl.types import FailureKind, Stage, TimingReport, Verdict
 
 FAIL_KIND = {
     Stage.EXTRACT: FailureKind.NO_CODE,
@@ -33,8 +33,11 @@ FAIL_KIND = {
 }
 
 
-def verdict(task: str = "t", stage: Stage = Stage.DONE, speedup: float | None = None, **extra: object) -> Verdict:
+def verdict(
+    task: str = "t", stage: Stage = Stage.DONE, speedup: float | None = None, speedup_compile: float | None = None
+) -> Verdict:
     passed = stage is Stage.DONE
+    timing = TimingReport("events", speedup=speedup, speedup_compile=speedup_compile) if speedup_compile else None
     return Verdict(
         task_id=task,
         passed=passed,
@@ -43,7 +46,7 @@ def verdict(task: str = "t", stage: Stage = Stage.DONE, speedup: float | None = 
         message="",
         candidate_sha256=f"sha-{task}",
         speedup=speedup,
-        extra=dict(extra),
+        timing=timing,
     )
 
 

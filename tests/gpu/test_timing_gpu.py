@@ -36,15 +36,15 @@ def test_solution_is_timed(task_id: str):
     cfg = VerifyConfig(device="cuda", compile_baseline=task_id in ("relu", "matmul"))
     verdict = verify(task, Path(task.solution_path).read_text(), cfg)
     assert verdict.passed, f"{verdict.stage}/{verdict.failure}: {verdict.message}"
-    timing = verdict.extra["timing"]
+    timing = verdict.timing
     assert verdict.speedup is not None and verdict.speedup > 0
-    lo, hi = timing["speedup_ci95"]
+    lo, hi = timing.speedup_ci95
     assert lo <= verdict.speedup <= hi
-    assert timing["gpu"] and timing["n_reps"][0] >= 20 and timing["mode"] in ("events", "cuda_graph")
-    roof = timing["roofline"]
-    assert roof["floor_us"] <= timing["cand_us"] and 0 < roof["bandwidth_fraction"] + roof["flops_fraction"]
+    assert timing.gpu and timing.n_reps[0] >= 20 and timing.mode in ("events", "cuda_graph")
+    roof = timing.roofline
+    assert roof.floor_us <= timing.cand_us and 0 < roof.bandwidth_fraction + roof.flops_fraction
     if cfg.compile_baseline:
-        assert verdict.extra["speedup_compile"] > 0
+        assert timing.speedup_compile > 0 and verdict.speedup_of("compile") == timing.speedup_compile
 
 
 @pytest.mark.parametrize("path", GPU_FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -59,7 +59,7 @@ def test_gpu_cheat_rejected(path: Path):
 def test_timing_off_gives_no_speedup():
     task = _task("relu")
     verdict = verify(task, Path(task.solution_path).read_text(), VerifyConfig(device="cuda", timing=False))
-    assert verdict.passed and verdict.speedup is None and "timing" not in verdict.extra
+    assert verdict.passed and verdict.speedup is None and verdict.timing is None
     assert verdict.stage is Stage.DONE
 
 

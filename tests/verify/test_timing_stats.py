@@ -3,13 +3,14 @@ so every decision is tested here on the CPU with hand-built frames; the GPU test
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 
 import pytest
 import torch
 
-from tritonrl.types import FailureKind, Stage
+from tritonrl.types import FailureKind, Stage, TimingReport, Verdict
 from tritonrl.verify.timing_stats import Ceilings, Work, bootstrap_ci, floor_us, judge_timing, wall_ratio
 from tritonrl.verify.worker.timing import rel_err_of_median
 
@@ -51,10 +52,21 @@ def test_honest_pair_gets_speedup_with_interval_and_fractions():
     failure, report, speedup = _judge(_raw(), work, compile_ratio=0.5)
     assert failure is None
     assert speedup == pytest.approx(2.0, rel=0.01)
-    lo, hi = report["speedup_ci95"]
+    lo, hi = report.speedup_ci95
     assert lo < speedup < hi and hi - lo < 0.05
-    assert report["speedup_compile"] == pytest.approx(1.0, rel=0.01)
-    assert 0 < report["roofline"]["bandwidth_fraction"] < 1 and report["roofline"]["bound"] == "memory"
+    assert report.speedup == pytest.approx(speedup, rel=1e-3) and report.n_reps == (100, 100) and not report.unstable
+    assert report.speedup_compile == pytest.approx(1.0, rel=0.01)
+    assert 0 < report.roofline.bandwidth_fraction < 1 and report.roofline.bound == "memory"
+
+
+@pytest.mark.parametrize("over", [{}, {"outputs": []}], ids=["full", "partial"])
+def test_report_survives_the_verdicts_json_round_trip(over: dict):
+    work = Work(flops=10**9, bytes_read=64 << 20, bytes_written=64 << 20, set_bytes=64 << 20)
+    failure, report, _ = _judge(_raw(**over), work, compile_ratio=0.5)
+    assert type(report) is TimingReport and (report.roofline is None) is (failure is not None)
+    stage, kind = (Stage.DONE, None) if failure is None else (failure.stage, failure.kind)
+    v = Verdict("t", failure is None, stage, kind, "", timing=report)
+    assert Verdict.from_dict(json.loads(v.to_json())).timing == report
 
 
 def test_bootstrap_interval_is_deterministic_and_covers_truth():
@@ -81,8 +93,10 @@ def test_rel_err_of_median_shrinks_with_reps():
     ],
 )
 def test_each_timing_defence_rejects(over: dict, kind: FailureKind):
-    failure, _, speedup = _judge(_raw(**over))
+    failure, report, speedup = _judge(_raw(**over))
     assert failure is not None and (failure.stage, failure.kind) == (Stage.TIMING, kind) and speedup is None
+    # the report is partial: what was known before the check failed, nothing measured after it
+    assert (report.mode, report.gpu) == ("events", "H100") and report.wall_check is None and report.speedup is None
 
 
 def test_work_hidden_from_events_is_a_timing_escape():
@@ -90,7 +104,7 @@ def test_work_hidden_from_events_is_a_timing_escape():
     raw = _raw(cand_us=5.0, wall=[[{"n": 200, "host_us": 2000.0, "wall_us": 20000.0}] * 3,
                                   [{"n": 400, "host_us": 4000.0, "wall_us": 160000.0}] * 3])  # fmt: skip
     failure, report, _ = _judge(raw)
-    assert failure.kind is FailureKind.TIMING_ESCAPE and report["wall_check"]["cand_ratio"] > 30
+    assert failure.kind is FailureKind.TIMING_ESCAPE and report.wall_check.cand_ratio > 30 and report.speedup is None
 
 
 def test_launch_bound_candidate_is_not_an_escape():
@@ -107,7 +121,7 @@ def test_one_stalled_wall_batch_is_not_an_escape_but_escape_in_every_batch_is():
     ref = [{"n": 200, "host_us": 2000.0, "wall_us": 200 * 100.0}] * 3
     assert _judge(_raw(wall=[ref, [ok, stalled, ok]]))[0] is None
     failure, report, _ = _judge(_raw(wall=[ref, [stalled] * 3]))
-    assert failure.kind is FailureKind.TIMING_ESCAPE and report["wall_check"]["batches"] == 3
+    assert failure.kind is FailureKind.TIMING_ESCAPE and report.wall_check.batches == 3
 
 
 def test_reference_ratio_calibrates_the_wall_check():
@@ -130,7 +144,7 @@ def test_kernel_doing_less_work_than_the_reference_is_not_implausible():
     failure, report, speedup = _judge(_raw(ref_us=2700.0, cand_us=cand_us), DIAG)
     assert failure is None and speedup == pytest.approx(2700 / 55, rel=0.02)
     # the reference's FLOPs stay in the report as a fraction: above 1 says "less work than the reference"
-    assert report["roofline"]["flops_fraction"] > 1 and report["roofline"]["floor_us"] == pytest.approx(floor, abs=1e-3)
+    assert report.roofline.flops_fraction > 1 and report.roofline.floor_us == pytest.approx(floor, abs=1e-3)
 
 
 def test_faster_than_reading_the_inputs_once_is_rejected():
@@ -139,7 +153,7 @@ def test_faster_than_reading_the_inputs_once_is_rejected():
     assert floor == pytest.approx(must / (3000e9 * 1.3) * 1e6)  # at the best measured bandwidth x1.3
     failure, report, speedup = _judge(_raw(ref_us=2700.0, cand_us=floor / 2), DIAG)
     assert (failure.stage, failure.kind) == (Stage.TIMING, FailureKind.IMPLAUSIBLE_SPEED) and speedup is None
-    assert "read the inputs once" in failure.message and report["roofline"]["min_bytes"] == must
+    assert "read the inputs once" in failure.message and report.roofline.min_bytes == must
     assert _judge(_raw(ref_us=2700.0, cand_us=floor * 1.2), DIAG)[0] is None
 
 

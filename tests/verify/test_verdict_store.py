@@ -5,6 +5,7 @@ picks the backend by suffix."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import subprocess
 import sys
@@ -70,6 +71,23 @@ def test_an_unreadable_verdict_is_a_miss_and_the_next_put_replaces_it(tmp_path, 
         assert store.get(RELU, "a", CPU) is None and "unreadable verdict" in caplog.text
         store.put(RELU, "a", CPU, NO_CODE)
         assert store.get(RELU, "a", CPU) is not None and (store.hits, store.misses) == (1, 1)
+
+
+def test_a_verdict_stored_before_the_timing_report_reads_back_into_it(tmp_path):
+    # Verdict.from_dict migrates extra["timing"] / extra["speedup_compile"], so neither backend's format changes:
+    # the stores keep SCHEMA_VERSION 1 and old rows stay hits.
+    old = {**NO_CODE.to_dict(), "extra": {"timing": {"mode": "events", "speedup_ci95": [1.9, 2.1]},
+                                          "speedup_compile": 0.9}}  # fmt: skip
+    del old["timing"]
+    key = cache_key(RELU, "a", CPU)
+    jsonl = tmp_path / "v.jsonl"
+    jsonl.write_text(json.dumps({"key": key, "task_id": "relu", "policy": "strict", "verdict": old}) + "\n")
+    with SQLiteVerdictStore(tmp_path / "v.sqlite") as store:
+        store.put(RELU, "a", CPU, NO_CODE)
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("UPDATE verdict_cache SET verdict_json = ?", (json.dumps(old),))
+        for v in (store.get(RELU, "a", CPU), VerdictCache(jsonl).get(RELU, "a", CPU)):
+            assert v.timing.speedup_ci95 == (1.9, 2.1) and v.speedup_of("compile") == 0.9 and v.extra == {}
 
 
 def test_threads_write_at_once_through_one_store_and_through_two(tmp_path):

@@ -40,18 +40,18 @@ def print_verdict(v: Verdict) -> None:
                 f"{c.n_mismatch}/{c.n_elements}",
             )
         console.print(table)
-    if (t := v.extra.get("timing")) and "speedup" in t:
-        lo, hi = t["speedup_ci95"]
+    if (t := v.timing) is not None and t.speedup is not None:  # the statistics exist once the wall check passed
+        lo, hi = t.speedup_ci95
         line = (
-            f"  speedup {t['speedup']:.3f}x (95% CI {lo:.3f}-{hi:.3f}) over eager: {t['ref_us']:.2f} us -> "
-            f"{t['cand_us']:.2f} us, {t['mode']}, CV {t['ref_cv']:.1%}/{t['cand_cv']:.1%} on {t['gpu']}"
+            f"  speedup {t.speedup:.3f}x (95% CI {lo:.3f}-{hi:.3f}) over eager: {t.ref_us:.2f} us -> "
+            f"{t.cand_us:.2f} us, {t.mode}, CV {t.ref_cv:.1%}/{t.cand_cv:.1%} on {t.gpu}"
         )
-        if "speedup_compile" in t:
-            line += f"; {t['speedup_compile']:.3f}x over torch.compile"
+        if t.speedup_compile is not None:
+            line += f"; {t.speedup_compile:.3f}x over torch.compile"
         console.print(line, highlight=False)
-        if roof := t.get("roofline"):
-            console.print(f"  roofline: floor {roof['floor_us']:.2f} us ({roof['bound']}), achieved "
-                          f"{roof['bandwidth_fraction']:.1%} of bandwidth, {roof['flops_fraction']:.1%} of FLOP/s",
+        if roof := t.roofline:
+            console.print(f"  roofline: floor {roof.floor_us:.2f} us ({roof.bound}), achieved "
+                          f"{roof.bandwidth_fraction:.1%} of bandwidth, {roof.flops_fraction:.1%} of FLOP/s",
                           highlight=False)  # fmt: skip
     if v.provenance and v.provenance.candidate_kernels:
         console.print(f"  kernels: {', '.join(v.provenance.candidate_kernels)} ({v.provenance.n_launches} launches)")

@@ -2,7 +2,7 @@
 
 Pure functions; no I/O. `summarize(records)` builds the tables that reports render. Definitions (per sample):
 valid = got past STATIC; compiled = ran a forward (got past LOAD); correct = `verdict.passed`; speedup = the
-verdict's speedup over the chosen baseline ("eager": `verdict.speedup`, "compile": `extra["speedup_compile"]`),
+verdict's speedup over the chosen baseline ("eager": `verdict.speedup`, "compile": `verdict.timing.speedup_compile`),
 None when not timed. fast_p (KernelBench `score.py::fastp`) = #(correct and speedup > p) / #all samples.
 """
 

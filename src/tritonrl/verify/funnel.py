@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from tritonrl.errors import SandboxError
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan, plan_shapes_cached
-from tritonrl.types import Failure, FailureKind, Stage, StageOutcome, Verdict, candidate_sha256
+from tritonrl.types import Failure, FailureKind, Stage, StageOutcome, TimingReport, Verdict, candidate_sha256
 from tritonrl.verify import calibration
 from tritonrl.verify.cases import Seeds, draw_cases, ghost_informative, request_shapes, run_cases
 from tritonrl.verify.config import VerifyConfig
@@ -263,10 +263,6 @@ def _run_sandboxed(
         "config_hash": cfg.config_hash(),
         "seeds": seeds.used,  # revealed after the run: `verify(..., replay=...)` draws the same cases again
     }
-    if timing is not None:
-        extra["timing"] = timing
-        if "speedup_compile" in timing:
-            extra["speedup_compile"] = timing["speedup_compile"]
     if failure is not None and failure.detail:
         extra["detail"] = failure.detail[-4000:]
     passed = failure is None
@@ -283,6 +279,7 @@ def _run_sandboxed(
         stderr=stderr,
         stage_times_ms=clock.times,
         speedup=speedup if passed else None,
+        timing=timing,
         extra=extra,
     )
 
@@ -302,7 +299,9 @@ def _baselines(task: Task, sizes: dict, cfg: VerifyConfig) -> dict:
     }
 
 
-def _judge_timing(judge: Judge, frame: TimingFrame, sets: TimingSets, baseline: dict) -> tuple:
+def _judge_timing(
+    judge: Judge, frame: TimingFrame, sets: TimingSets, baseline: dict
+) -> tuple[Failure | None, TimingReport, float | None]:
     return judge_timing(
         frame.to_wire(), sets.ref_outputs, tf32=judge.tf32, work=sets.work,
         ceilings=baseline.get("ceilings"), compile_ratio=baseline.get("compile_ratio"),

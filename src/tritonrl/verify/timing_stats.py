@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from tritonrl.types import Failure, FailureKind, Stage
+from tritonrl.types import Failure, FailureKind, Roofline, Stage, TimingReport, WallCheck
 from tritonrl.verify.correctness import compare_outputs
 
 WALL_RATIO_LIMIT = 1.5  # legit runs measured at <= 1.1 (docs/benchmarks.md); hidden work of >= 1/3 exceeds this
@@ -108,12 +108,15 @@ def judge_timing(
     work: Work | None,
     ceilings: Ceilings | None,
     compile_ratio: float | None,
-) -> tuple[Failure | None, dict[str, Any], float | None]:
-    """Returns (failure or None, the report for Verdict.extra['timing'], the eager speedup or None)."""
+) -> tuple[Failure | None, TimingReport, float | None]:
+    """Returns (failure or None, the report for `Verdict.timing`, the eager speedup or None).
+
+    The report's fields are collected as each check computes them, so a failure returns what was measured up to it.
+    """
     report: dict[str, Any] = {"mode": raw["mode"], "gpu": raw.get("gpu"), "clock_mhz": raw.get("clock_mhz")}
 
-    def fail(kind: FailureKind, message: str) -> tuple[Failure, dict[str, Any], None]:
-        return Failure(Stage.TIMING, kind, message), report, None
+    def fail(kind: FailureKind, message: str) -> tuple[Failure, TimingReport, None]:
+        return Failure(Stage.TIMING, kind, message), TimingReport(**report), None
 
     if raw.get("threads", 0) > 0:
         return fail(FailureKind.PROCESS_SPAWN, f"timed calls left {raw['threads']} new thread(s) running")
@@ -143,8 +146,8 @@ def judge_timing(
             for batches, m in zip(raw["wall"], (med_ref, med_cand), strict=True)]  # fmt: skip
     ratios = [r for r, _ in best]
     limit = max(WALL_RATIO_LIMIT, WALL_RATIO_LIMIT * ratios[0])  # the reference calibrates the check
-    report["wall_check"] = {"ref_ratio": round(ratios[0], 3), "cand_ratio": round(ratios[1], 3), "limit": limit,
-                            "batches": len(raw["wall"][1])}  # fmt: skip
+    report["wall_check"] = WallCheck(ref_ratio=round(ratios[0], 3), cand_ratio=round(ratios[1], 3), limit=limit,
+                                     batches=len(raw["wall"][1]))  # fmt: skip
     if ratios[1] > limit:
         wall = best[1][1]
         return fail(
@@ -160,8 +163,8 @@ def judge_timing(
         ref_cv=round(cv(ref), 5),
         cand_cv=round(cv(cand), 5),
         speedup=round(speedup, 4),
-        speedup_ci95=[round(lo, 4), round(hi, 4)],
-        n_reps=[len(ref), len(cand)],
+        speedup_ci95=(round(lo, 4), round(hi, 4)),
+        n_reps=(len(ref), len(cand)),
         graph_calls=raw.get("graph_calls", 1),
         protocol={**raw.get("params", {}), "n_sets": len(ref_outputs), "note": raw.get("note", "")},
     )
@@ -176,16 +179,16 @@ def judge_timing(
         moved = work.bytes_read + work.bytes_written
         # Fractions use the reference's traffic and FLOPs: a kernel doing less work than the reference can show a FLOP
         # fraction above 1, which says "less work", not "impossible".
-        report["roofline"] = {
-            "flops": work.flops,
-            "bytes": moved,
-            "min_bytes": must,
-            "floor_us": round(floor, 3),
-            "bound": bound,
-            "bandwidth_fraction": round(moved / (med_cand * 1e-6) / (ceilings.bandwidth_gbs * 1e9), 4),
-            "flops_fraction": round(work.flops / (med_cand * 1e-6) / (ceilings.flops_tflops * 1e12), 4),
-            "ceilings": dataclasses.asdict(ceilings),
-        }
+        report["roofline"] = Roofline(
+            flops=work.flops,
+            bytes=moved,
+            min_bytes=must,
+            floor_us=round(floor, 3),
+            bound=bound,
+            bandwidth_fraction=round(moved / (med_cand * 1e-6) / (ceilings.bandwidth_gbs * 1e9), 4),
+            flops_fraction=round(work.flops / (med_cand * 1e-6) / (ceilings.flops_tflops * 1e12), 4),
+            ceilings=dataclasses.asdict(ceilings),
+        )
         if med_cand < floor:
             return fail(
                 FailureKind.IMPLAUSIBLE_SPEED,
@@ -193,4 +196,4 @@ def judge_timing(
                 f"outputs ({must:.3g} B from DRAM at {ceilings.bandwidth_gbs:.0f} GB/s x{BW_HEADROOM} on "
                 f"{ceilings.gpu})",
             )
-    return None, report, speedup
+    return None, TimingReport(**report), speedup
