@@ -357,3 +357,57 @@ def test_a_venv_layered_on_the_system_site_is_trusted(tmp_path):
         verdicts.append(json.loads(run.stdout))
     assert verdicts[0]["passed"], verdicts[0]["message"]
     assert not verdicts[1]["passed"] and verdicts[1]["stage"] == "provenance", verdicts[1]["message"]
+
+
+def test_the_posix_spawn_of_an_allowed_popen_is_allowed_once(guard):
+    """Python's Popen starts a program given by path through os.posix_spawn with the same (executable, argv): ptxas,
+    $CC and ldconfig on every GPU compile. Refusing that second event refused every GPU compile (H100, 2026-12-07)."""
+    triton_frame = frame_at(TRITON_DIR / "fake.py")
+    ptxas = "/opt/triton/backends/nvidia/bin/ptxas"
+    assert decide(guard, triton_frame, "subprocess.Popen", (ptxas, [ptxas, "--version"], None, None)) is None
+    assert decide(guard, triton_frame, "os.posix_spawn", (ptxas, [ptxas, "--version"], {})) is None
+    again = decide(guard, triton_frame, "os.posix_spawn", (ptxas, [ptxas, "--version"], {}))
+    assert again is not None and again[0] == "process_spawn"
+
+
+def test_a_posix_spawn_other_than_the_allowed_popen_is_refused(guard):
+    triton_frame = frame_at(TRITON_DIR / "fake.py")
+    gcc = "/usr/bin/gcc"
+    assert decide(guard, triton_frame, "subprocess.Popen", (gcc, [gcc, "a.c"], None, None)) is None
+    verdict = decide(guard, triton_frame, "os.posix_spawn", ("/bin/sh", ["/bin/sh", "-c", "id"], {}))
+    assert verdict is not None and verdict[0] == "process_spawn"
+
+
+REAL_POPEN = """
+import os, shutil, subprocess, sys
+sys.path.insert(0, {src!r})
+import torch, triton  # imported before the guard, as in the worker
+from tritonrl.verify.worker.guard import Guard, Origin
+reports = []
+Guard({work!r}, lambda kind, detail: reports.append(kind), Origin()).install()
+ns = {{}}
+RUN = "import subprocess\\ndef run(argv):\\n    return subprocess.run(argv, close_fds=False).returncode\\n"
+exec(compile(RUN, {fake!r}, "exec"), ns)
+print("true:", ns["run"]([shutil.which("true")]))
+try:
+    ns["run"]([shutil.which("sh"), "-c", "exit 0"])
+    print("sh: ran")
+except PermissionError:
+    print("sh: refused")
+print("reports:", reports)
+"""
+
+
+def test_a_real_popen_from_triton_runs_and_a_shell_does_not(tmp_path):
+    """The events a real Popen raises (Popen, then posix_spawn for a path: Python 3.12 does that for Triton's calls,
+    3.11 only without close_fds, hence close_fds=False), through an installed hook in a fresh interpreter: a tool
+    Triton may run starts; a shell from the same frames does not."""
+    import subprocess
+
+    work = tmp_path / "work"
+    work.mkdir()
+    script = REAL_POPEN.format(src=str(TRITONRL_DIR.parent), work=str(work), fake=str(TRITON_DIR / "fake.py"))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "true: 0" in out.stdout and "sh: refused" in out.stdout, out.stdout
+    assert "reports: ['process_spawn']" in out.stdout, out.stdout

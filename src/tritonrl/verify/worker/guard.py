@@ -12,9 +12,10 @@ closed).
 What it covers:
 - network: every Python-level socket is refused, whoever asks (nothing in the worker needs one);
 - processes: refused, except `subprocess.Popen` when Triton's code asked (ptxas, its launcher build) and the program
-  is not a shell, interpreter, launcher or network tool (`NEVER_RUN`): os.system/exec/spawn/fork/kill are refused
-  whoever asks, since a C callable handed to Triton (a heuristic value `partial(next, map(os.system, ...))`) runs with
-  only Triton's frames around it;
+  is not a shell, interpreter, launcher or network tool (`NEVER_RUN`), and the one `os.posix_spawn` through which
+  that Popen starts exactly the command line just allowed: os.system/exec/spawn/fork/kill are refused whoever asks,
+  since a C callable handed to Triton (a heuristic value `partial(next, map(os.system, ...))`) runs with only
+  Triton's frames around it;
 - files: writes outside the worker's temp dir are refused for everyone; candidate-originated opens are refused
   except reads inside the Python installation (lazy imports) and the temp dir;
 - introspection and tampering from candidate code: gc object walks, frame/code access, ctypes, exec/compile,
@@ -221,6 +222,7 @@ class Guard:
         self.readable = tuple(os.path.realpath(p) + os.sep for p in prefixes) + (self.workdir,)
         self._busy = False
         self._frame = None
+        self._vetted: tuple | None = None  # the (executable, argv) of the Popen just allowed, until it spawns
         self._where = "?"
         self.benign_files = frozenset(_module_files(BENIGN_TAMPER_CALLERS))
 
@@ -264,6 +266,12 @@ class Guard:
         if event in PROCESS_EVENTS:
             program = self._program(args) if event == "subprocess.Popen" else None
             if program is not None and origin == "triton" and not NEVER_RUN.match(program):
+                # Python's Popen then starts the same (executable, argv) through os.posix_spawn when the program
+                # is a path (ptxas, $CC, /sbin/ldconfig: every GPU compile), which raises its own event.
+                self._vetted = _command(args)
+                return None
+            vetted, self._vetted = self._vetted, None  # one spawn per allowed Popen, and only the next event
+            if event == "os.posix_spawn" and vetted is not None and _command(args) == vetted:
                 return None
             return (
                 "process_spawn",
@@ -310,3 +318,14 @@ class Guard:
         # The directory itself counts: O_TMPFILE opens it for writing (tempfile does, on CUDA runs).
         real = os.path.realpath(os.fsdecode(path))  # type: ignore[arg-type]
         return real.startswith(self.workdir) or real + os.sep == self.workdir
+
+
+def _command(args: tuple) -> tuple | None:
+    """(executable, argv) of a `subprocess.Popen` or `os.posix_spawn` event, as comparable text (both events carry
+    them first, and Popen passes its own to posix_spawn unchanged); None when they are not paths and strings."""
+    executable, argv = (list(args) + [None, None])[:2]
+    if not isinstance(argv, (list, tuple)) or not all(isinstance(a, (str, bytes, os.PathLike)) for a in argv):
+        return None
+    if not isinstance(executable, (str, bytes, os.PathLike)):
+        return None
+    return os.fsdecode(executable), tuple(os.fsdecode(a) for a in argv)
