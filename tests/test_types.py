@@ -1,6 +1,8 @@
 """types.py: a Verdict's typed TimingReport survives the JSON round trip whole or partial, verdicts stored before it
 existed (report in `extra["timing"]`, compile speedup in `extra["speedup_compile"]`) read back into it, and
-`speedup_of("compile")` reads it. Verdicts are built by hand; nothing is verified or timed."""
+`speedup_of("compile")` reads it; its checks' CheckStats survive the round trip too, and checks stored before
+`CheckResult.stats` existed (the statistics flat on the check) read back into it. Verdicts are built by hand; nothing
+is verified or timed."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import math
 
 import pytest
 
-from tritonrl.types import FailureKind, Roofline, Stage, TimingReport, Verdict, WallCheck
+from tritonrl.types import CheckResult, CheckStats, FailureKind, Roofline, Stage, TimingReport, Verdict, WallCheck
 
 CEILINGS = {"gpu": "H100", "bandwidth_gbs": 3000.0, "flops_tflops": 800.0, "l2_bytes": 50 << 20}
 FULL = TimingReport(
@@ -143,3 +145,49 @@ def test_speedup_of_compile_reads_the_timing_report():
     assert _verdict(None, speedup_compile=3.0).speedup_of("compile") is None
     for bad in (math.inf, math.nan, 0.0, -1.0, True):
         assert _verdict(dataclasses.replace(FULL, speedup_compile=bad)).speedup_of("compile") is None, bad
+
+
+BAD_STATS = CheckStats(
+    output_index=1, n_elements=64, n_mismatch=3, max_abs_err=2.5, max_rel_err=math.inf, first_bad_index=(3, 7),
+    atol=1e-4, rtol=1e-4,
+)  # fmt: skip
+CHECKS = (
+    CheckResult("base/normal", {"N": 64, "M": 8}, "normal", 11, True, message="ok",
+                stats=CheckStats(n_elements=512, max_abs_err=1e-7, max_rel_err=2e-6, atol=1e-4, rtol=1e-4)),
+    CheckResult("base/wide", {"N": 64, "M": 8}, "wide", 12, False, FailureKind.WRONG_VALUES, "3 of 64 differ",
+                stats=BAD_STATS),
+    CheckResult("variant1/normal", {"N": 1, "M": 8}, "normal", 13, False, FailureKind.WRONG_SHAPE, "shape"),
+)  # fmt: skip
+
+
+def _with_checks(checks: tuple[CheckResult, ...] = CHECKS) -> Verdict:
+    return Verdict("relu", False, Stage.CORRECTNESS, FailureKind.WRONG_VALUES, "base/wide: 3 of 64 differ",
+                   checks=checks)  # fmt: skip
+
+
+def test_checks_round_trip_through_json_with_their_stats_nested():
+    v = _with_checks()
+    d = json.loads(v.to_json())
+    assert d["checks"][1]["stats"]["first_bad_index"] == [3, 7] and d["checks"][1]["stats"]["max_rel_err"] == "inf"
+    assert "n_mismatch" not in d["checks"][1]  # nested only, not copied flat as well
+    back = Verdict.from_dict(d)
+    assert back == v
+    bad = back.checks[1]
+    assert type(bad.stats) is CheckStats and bad.stats.first_bad_index == (3, 7)  # a tuple again, not a list
+    assert bad.stats.max_rel_err == math.inf and bad.failure is FailureKind.WRONG_VALUES
+    assert back.checks[2].stats == CheckStats()
+
+
+def test_old_flat_checks_are_migrated():
+    """Checks as tritonrl wrote them before `CheckResult.stats`: every statistic flat on the check."""
+    new = _with_checks().to_dict()
+    old = dict(new, checks=[{**{k: v for k, v in c.items() if k != "stats"}, **c["stats"]} for c in new["checks"]])
+    assert "stats" not in old["checks"][1] and old["checks"][1]["first_bad_index"] == [3, 7]
+    v = Verdict.from_dict(json.loads(json.dumps(old)))
+    assert v == _with_checks()
+    assert v.checks[1].stats == BAD_STATS and v.checks[1].stats.first_bad_index == (3, 7)
+    assert v.to_dict() == new  # written back in the nested form
+    # a hand-built old check may lack statistics (or all of them): the defaults fill in
+    sparse = {"case": "c", "sizes": {}, "distribution": "normal", "seed": 1, "passed": True, "n_elements": 8}
+    assert CheckResult.from_dict(sparse).stats == CheckStats(n_elements=8)
+    assert CheckResult.from_dict({**sparse, "n_elements": 0}).stats == CheckStats()

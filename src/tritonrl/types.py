@@ -105,6 +105,26 @@ class Failure:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class CheckStats:
+    """What one comparison of outputs with their reference measured (`verify/correctness.compare_outputs`), carried
+    unchanged into the check that reports it. The comparison never gives a NaN error maximum: it reports inf."""
+
+    output_index: int | None = None  # which output of a tuple failed (None on a pass: the stats cover every output)
+    n_elements: int = 0
+    n_mismatch: int = 0
+    max_abs_err: float = 0.0
+    max_rel_err: float = 0.0
+    first_bad_index: tuple[int, ...] | None = None
+    atol: float = 0.0  # the absolute tolerance as applied (the table's, scaled by the reference's RMS)
+    rtol: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CheckStats:
+        index = d.get("first_bad_index")
+        return cls(**{**_floats_back(cls, d), "first_bad_index": tuple(index) if index is not None else None})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class CheckResult:
     """One correctness check: one forward of the candidate on one input case, compared with the reference."""
 
@@ -115,14 +135,18 @@ class CheckResult:
     passed: bool
     failure: FailureKind | None = None
     message: str = ""
-    output_index: int | None = None  # which output of a tuple failed
-    n_elements: int = 0
-    n_mismatch: int = 0
-    max_abs_err: float = 0.0
-    max_rel_err: float = 0.0
-    first_bad_index: tuple[int, ...] | None = None
-    atol: float = 0.0
-    rtol: float = 0.0
+    stats: CheckStats = CheckStats()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CheckResult:
+        d = _migrate_check(d)
+        return cls(
+            **{
+                **d,
+                "failure": FailureKind(d["failure"]) if d.get("failure") else None,
+                "stats": CheckStats.from_dict(d.get("stats") or {}),
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -265,16 +289,7 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        checks = tuple(
-            CheckResult(
-                **{
-                    **c,
-                    "failure": FailureKind(c["failure"]) if c.get("failure") else None,
-                    "first_bad_index": tuple(c["first_bad_index"]) if c.get("first_bad_index") is not None else None,
-                }
-            )
-            for c in d.get("checks", ())
-        )
+        checks = tuple(CheckResult.from_dict(c) for c in d.get("checks", ()))
         prov = d.get("provenance")
         provenance = (
             ProvenanceReport(
@@ -318,6 +333,21 @@ def _migrate_timing(d: dict[str, Any]) -> dict[str, Any]:
     if compile_speedup is not None:
         timing["speedup_compile"] = compile_speedup
     return {**d, "extra": extra, "timing": timing}
+
+
+_STATS_FIELDS = frozenset(f.name for f in dataclasses.fields(CheckStats))
+
+
+def _migrate_check(c: dict[str, Any]) -> dict[str, Any]:
+    """Checks stored before `CheckResult.stats` existed (result JSONL files, the verdict caches, a reward server of an
+    older tritonrl) carried the comparison's statistics flat on the check: nest them under "stats", so such records
+    read back like new ones."""
+    if "stats" in c:
+        return c
+    return {
+        **{k: v for k, v in c.items() if k not in _STATS_FIELDS},
+        "stats": {k: v for k, v in c.items() if k in _STATS_FIELDS},
+    }
 
 
 def _floats_back(cls: type, d: dict[str, Any]) -> dict[str, Any]:

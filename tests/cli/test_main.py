@@ -164,7 +164,7 @@ def test_verify_replay_draws_the_recorded_cases_again(capsys, tmp_path):
     again = json.loads(capsys.readouterr().out)
 
     def cases(verdict: dict) -> list:
-        return [(c["case"], c["seed"], c["n_mismatch"], c["max_abs_err"]) for c in verdict["checks"]]
+        return [(c["case"], c["seed"], c["stats"]["n_mismatch"], c["stats"]["max_abs_err"]) for c in verdict["checks"]]
 
     assert (again["stage"], again["failure"], again["message"]) == (first["stage"], first["failure"], first["message"])
     assert cases(again) == cases(first) and again["extra"]["seeds"] == first["extra"]["seeds"]

@@ -38,8 +38,8 @@ def test_exact_match_passes():
     ref = torch.randn(4, 5)
     result = compare(ref.clone(), ref)
     assert result.failure is None
-    assert result.n_elements == 20
-    assert result.max_abs_err == 0.0
+    assert result.stats.n_elements == 20
+    assert result.stats.max_abs_err == 0.0
 
 
 def test_error_within_tolerance_passes():
@@ -59,9 +59,9 @@ def test_wrong_values_reports_count_first_index_and_max_error():
     out[3, 0] = 3.0
     result = compare(out, ref)
     assert result.failure is K.WRONG_VALUES
-    assert result.n_mismatch == 2
-    assert result.first_bad_index == (1, 2)  # row-major order: (1, 2) comes before (3, 0)
-    assert result.max_abs_err == pytest.approx(2.0)
+    assert result.stats.n_mismatch == 2
+    assert result.stats.first_bad_index == (1, 2)  # row-major order: (1, 2) comes before (3, 0)
+    assert result.stats.max_abs_err == pytest.approx(2.0)
 
 
 def test_nan_where_reference_is_finite_is_nonfinite_mismatch():
@@ -70,7 +70,7 @@ def test_nan_where_reference_is_finite_is_nonfinite_mismatch():
     out[5] = float("nan")
     result = compare(out, ref)
     assert result.failure is K.NONFINITE_MISMATCH
-    assert result.first_bad_index == (5,)
+    assert result.stats.first_bad_index == (5,)
 
 
 def test_inf_where_reference_is_finite_is_nonfinite_mismatch():
@@ -93,7 +93,7 @@ def test_inf_sign_mismatch_fails():
     out[3] = float("-inf")
     result = compare(out, ref)
     assert result.failure is K.NONFINITE_MISMATCH
-    assert result.first_bad_index == (3,)
+    assert result.stats.first_bad_index == (3,)
 
 
 def test_wrong_shape():
@@ -118,8 +118,8 @@ def test_integer_outputs_must_match_exactly():
     out[4] += 1  # a relative error of 1e-3 would pass any float tolerance; integers have none
     result = compare(out, ref)
     assert result.failure is K.WRONG_VALUES
-    assert result.n_mismatch == 1
-    assert result.first_bad_index == (4,)
+    assert result.stats.n_mismatch == 1
+    assert result.stats.first_bad_index == (4,)
 
 
 def test_equal_integer_outputs_pass():
@@ -134,7 +134,7 @@ def test_every_bad_element_holding_the_sentinel_is_unwritten_output():
     assert out[-1].item() != SENTINEL
     result = compare(out, ref, poison=SENTINEL)
     assert result.failure is K.UNWRITTEN_OUTPUT
-    assert result.n_mismatch == 7
+    assert result.stats.n_mismatch == 7
 
 
 def test_sentinel_mixed_with_other_wrong_values_is_wrong_values():
@@ -167,7 +167,7 @@ def test_large_outputs_with_small_absolute_error_pass():
     out = ref + 1e-3
     result = compare(out.float(), ref.float())
     assert result.failure is None
-    assert result.atol > 1e-3
+    assert result.stats.atol > 1e-3
 
 
 def test_tuple_outputs_report_the_failing_output_index():
@@ -176,16 +176,16 @@ def test_tuple_outputs_report_the_failing_output_index():
     bad_b[2, 1] += 5.0
     result = compare((a.clone(), bad_b), (a, b))
     assert result.failure is K.WRONG_VALUES
-    assert result.output_index == 1
-    assert result.first_bad_index == (2, 1)
+    assert result.stats.output_index == 1
+    assert result.stats.first_bad_index == (2, 1)
 
 
 def test_tuple_outputs_that_match_report_no_output_index():
     a, b = torch.randn(8), torch.randn(3, 3)
     result = compare((a.clone(), b.clone()), (a, b))
     assert result.failure is None
-    assert result.output_index is None
-    assert result.n_elements == 17
+    assert result.stats.output_index is None
+    assert result.stats.n_elements == 17
 
 
 # --- tolerance rule: the float64 truth where the own-precision reference is unreliable -----------------------------
@@ -234,7 +234,7 @@ def test_inf_where_the_truth_is_finite_and_representable_still_fails():
     index = tuple(int(i) for i in finite_in_both.nonzero()[0])
     out[index] = -math.inf
     result = compare_outputs([out], _refs(own, hi), poison=None, tf32=False)
-    assert result.failure is K.NONFINITE_MISMATCH and result.first_bad_index == index
+    assert result.failure is K.NONFINITE_MISMATCH and result.stats.first_bad_index == index
     assert result.reference == "float64" and "float16 reference" in result.message
 
 
@@ -287,7 +287,7 @@ def test_noise_floor_is_bounded_by_k_times_the_reference_error():
     refs = References((own,), (truth_for(own, hi, own2, hi2),))
     too_far = (hi - noise * (2 * NOISE_FLOOR_K)).float()  # e.g. bf16 arithmetic in an fp32 task: >1e5 x the noise
     result = compare_outputs([too_far], refs, poison=None, tf32=False)
-    assert result.failure is K.WRONG_VALUES and result.first_bad_index[0] == 3
+    assert result.failure is K.WRONG_VALUES and result.stats.first_bad_index[0] == 3
     wrong_elsewhere = own.clone()
     wrong_elsewhere[10, 5] += 1.0  # a well-conditioned row: the table tolerance alone applies there
     assert compare_outputs([wrong_elsewhere], refs, poison=None, tf32=False).failure is K.WRONG_VALUES

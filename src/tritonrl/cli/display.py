@@ -35,9 +35,9 @@ def print_verdict(v: Verdict) -> None:
                 sizes,
                 c.distribution,
                 "[green]yes[/]" if c.passed else "[red]no[/]",
-                f"{c.max_abs_err:.2e}",
-                f"{c.max_rel_err:.2e}",
-                f"{c.n_mismatch}/{c.n_elements}",
+                f"{c.stats.max_abs_err:.2e}",
+                f"{c.stats.max_rel_err:.2e}",
+                f"{c.stats.n_mismatch}/{c.stats.n_elements}",
             )
         console.print(table)
     if (t := v.timing) is not None and t.speedup is not None:  # the statistics exist once the wall check passed

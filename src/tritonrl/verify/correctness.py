@@ -24,22 +24,17 @@ import math
 import torch
 
 from tritonrl.tasks.schema import NOISE_FLOOR_K, tolerance_for
-from tritonrl.types import FailureKind
+from tritonrl.types import CheckStats, FailureKind
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Comparison:
     failure: FailureKind | None
     message: str
-    output_index: int | None = None
-    n_elements: int = 0
-    n_mismatch: int = 0
-    max_abs_err: float = 0.0
-    max_rel_err: float = 0.0
-    first_bad_index: tuple[int, ...] | None = None
-    atol: float = 0.0
-    rtol: float = 0.0
-    reference: str = "own"  # "float64" when the float64 truth decided (see `Truth`)
+    stats: CheckStats = CheckStats()  # passed on unchanged as the check's `CheckResult.stats`
+    # "float64" when the float64 truth decided (see `Truth`). Not a stat: it only steers which message the summary of
+    # several outputs keeps, and that message already says when the truth decided.
+    reference: str = "own"
 
 
 # Largest tensor (input or output, elements) for which case building computes the float64 truth: its runs and
@@ -182,23 +177,29 @@ def compare_outputs(
             return Comparison(
                 FailureKind.WRONG_SHAPE,
                 f"output {i} has shape {tuple(out.shape)}, expected {tuple(ref.shape)}",
-                output_index=i,
+                stats=CheckStats(output_index=i),
             )
         if out.dtype != ref.dtype:
             return Comparison(
-                FailureKind.WRONG_DTYPE, f"output {i} has dtype {out.dtype}, expected {ref.dtype}", output_index=i
+                FailureKind.WRONG_DTYPE,
+                f"output {i} has dtype {out.dtype}, expected {ref.dtype}",
+                stats=CheckStats(output_index=i),
             )
         result = _compare_tensor(out, ref, poison=poison, tf32=tf32, tol_scale=tol_scale, truth=truth)
-        result = dataclasses.replace(result, output_index=i)
+        result = dataclasses.replace(result, stats=dataclasses.replace(result.stats, output_index=i))
         if result.failure is not None:
             return result
         by_truth = total if total.reference == "float64" else result  # a pass by the truth keeps its message
+        mine, so_far = result.stats, total.stats
         total = dataclasses.replace(
             result,
-            n_elements=total.n_elements + result.n_elements,
-            max_abs_err=max(total.max_abs_err, result.max_abs_err),
-            max_rel_err=max(total.max_rel_err, result.max_rel_err),
-            output_index=None,
+            stats=dataclasses.replace(
+                mine,
+                n_elements=so_far.n_elements + mine.n_elements,
+                max_abs_err=max(so_far.max_abs_err, mine.max_abs_err),
+                max_rel_err=max(so_far.max_rel_err, mine.max_rel_err),
+                output_index=None,
+            ),
             message=by_truth.message,
             reference=by_truth.reference,
         )
@@ -302,8 +303,13 @@ def _finish(
     if abs_err is not None and n:
         rel = abs_err / ref.to(torch.float64).abs().clamp_min(torch.finfo(torch.float32).tiny)
         max_rel = float(rel[torch.isfinite(rel)].max()) if bool(torch.isfinite(rel).any()) else 0.0
+    # Clamped here, where every error maximum is measured, so no Comparison (nor the check it becomes) carries a NaN:
+    # NaN compares false with everything, so compare_outputs' max() over outputs, or a report that sorts or
+    # thresholds on the error, would take it for a small error; inf says unbounded.
+    max_abs, max_rel = _nan_to_inf(max_abs), _nan_to_inf(max_rel)
     if n_bad == 0:
-        return Comparison(None, "ok", n_elements=n, max_abs_err=max_abs, max_rel_err=max_rel, atol=atol, rtol=rtol)
+        stats = CheckStats(n_elements=n, max_abs_err=max_abs, max_rel_err=max_rel, atol=atol, rtol=rtol)
+        return Comparison(None, "ok", stats=stats)
     flat = int(bad.flatten().nonzero()[0, 0])
     index = tuple(int(i) for i in _unravel(flat, tuple(ref.shape)))
     got, want = out.flatten()[flat].item(), ref.flatten()[flat].item()
@@ -321,9 +327,7 @@ def _finish(
     message = f"{why}; first at index {index}: got {got:.6g}, expected {want:.6g}"
     if own is not None:
         message += f" ({_dtype_name(own.dtype)} reference: {own.flatten()[flat].item():.6g})"
-    return Comparison(
-        kind,
-        message,
+    stats = CheckStats(
         n_elements=n,
         n_mismatch=n_bad,
         max_abs_err=max_abs,
@@ -332,6 +336,12 @@ def _finish(
         atol=atol,
         rtol=rtol,
     )
+    return Comparison(kind, message, stats=stats)
+
+
+def _nan_to_inf(x: float) -> float:
+    """x, with NaN (and -inf, which a maximum of absolute values never is) as inf."""
+    return x if math.isfinite(x) else math.inf
 
 
 def _all_poison(values: torch.Tensor, poison: float | int) -> bool:
