@@ -226,6 +226,21 @@ def mixed_batch(n: int, copies: int) -> list[tuple[str, bool, Task, str]]:
     return [x for pair in itertools.zip_longest(good, bad) for x in pair if x is not None]
 
 
+def zygote_cpu_s() -> float:
+    """CPU seconds of the live fork servers and of the workers they forked and reaped (/proc/PID/stat utime, stime,
+    cutime, cstime): forked workers are not this process's children, so RUSAGE_CHILDREN misses them."""
+    from tritonrl.verify import forkserver
+
+    total = 0.0
+    for server in list(forkserver._SERVERS.values()):
+        try:
+            fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]] | None = None) -> dict:
     from tritonrl.verify.verifier import verify_many
 
@@ -239,7 +254,7 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
     batch = batch[k::of]
     items = [(task, text) for _, _, task, text in batch]
     t0, cpu0, epoch0 = time.perf_counter(), time.process_time(), time.time()
-    children0, ticks0 = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks()
+    children0, ticks0, zygotes0 = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_ticks(), zygote_cpu_s()
     rows: list[dict] = []  # one per verdict, in the order they came
 
     def progress(index: int, verdict) -> None:  # noqa: ANN001
@@ -271,6 +286,7 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, once reaped: their CPU beside ours
     ticks = [b - a for a, b in zip(ticks0, cpu_ticks(), strict=True)]
     workers_cpu_s = children.ru_utime + children.ru_stime - children0.ru_utime - children0.ru_stime
+    workers_cpu_s += zygote_cpu_s() - zygotes0  # forked workers are the fork server's children, reaped by it
     stages: dict[str, list[float]] = {}
     for v in verdicts:
         for k, ms in v.stage_times_ms.items():
