@@ -127,3 +127,28 @@ def test_a_dead_fork_server_is_replaced(tmp_path: Path):
     finally:
         os.close(result_r)
         os.close(control_w)
+
+
+PREBUILD = """
+import os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+from tritonrl.verify.worker import zygote
+zygote._prebuild_cuda_helpers()
+import torch
+from triton.runtime.cache import triton_key
+print("key cached:", triton_key.cache_info().currsize, "cuda initialised:", torch.cuda.is_initialized())
+"""
+
+
+def test_the_zygote_prebuilds_what_no_candidate_influences_without_initialising_cuda():
+    """Triton's cache key is computed once in the zygote (every forked worker inherits it); CUDA is never initialised
+    there (a forked child could not use the GPU). Without a GPU the CUDA helper cannot be built: that is said on
+    stderr, and the zygote goes on."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PREBUILD], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "key cached: 1 cuda initialised: False" in out.stdout
+    if not Path("/dev/nvidiactl").exists():
+        assert "CUDA helpers not prebuilt" in out.stderr
