@@ -17,5 +17,9 @@ class SandboxError(TritonRLError):
     candidate's doing (e.g. the interpreter is missing)."""
 
 
+class WorkerLostError(SandboxError):
+    """A worker ended before it was ready: no candidate code ran, so verifying again with a fresh worker is safe."""
+
+
 class ConfigError(TritonRLError):
     """An invalid configuration value."""

@@ -89,3 +89,36 @@ def test_host_side_rejections_start_no_worker(monkeypatch):
     with Verifier(CPU, jobs=2, keep_warm=False) as verifier:
         verdicts = verifier.verify_many([(RELU, "no code here")] * 3)
     assert [v.stage.value for v in verdicts] == ["extract"] * 3  # and WorkerProcess.start was never called
+
+
+def _killing_start(monkeypatch, kills: int) -> list[int]:
+    """Make the first `kills` workers die right after they start (before they are ready: no candidate code ran)."""
+    from tritonrl.verify.sandbox import WorkerProcess
+
+    killed: list[int] = []
+    real_start = WorkerProcess.start
+
+    def start(self):  # noqa: ANN001, ANN202
+        real_start(self)
+        if len(killed) < kills:
+            killed.append(self.proc.pid)
+            self.kill()
+
+    monkeypatch.setattr(WorkerProcess, "start", start)
+    return killed
+
+
+def test_a_worker_lost_before_it_was_ready_is_replaced_once(monkeypatch):
+    killed = _killing_start(monkeypatch, kills=1)
+    with Verifier(CPU, jobs=1, prestart=0, keep_warm=False) as verifier:
+        verdicts = verifier.verify_many([(RELU, GOOD)])
+        assert verifier.stats.retried == 1
+    assert len(killed) == 1 and verdicts[0].passed
+
+
+def test_a_second_lost_worker_is_the_batchs_error(monkeypatch):
+    from tritonrl.errors import WorkerLostError
+
+    _killing_start(monkeypatch, kills=2)
+    with Verifier(CPU, jobs=1, prestart=0, keep_warm=False) as verifier, pytest.raises(WorkerLostError):
+        verifier.verify_many([(RELU, GOOD)])

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from tritonrl.errors import SandboxError
+from tritonrl.errors import WorkerLostError
 from tritonrl.tasks.schema import Task
 from tritonrl.tasks.shapes import ShapePlan, plan_shapes_cached
 from tritonrl.types import Failure, FailureKind, Stage, StageOutcome, TimingReport, Verdict, candidate_sha256
@@ -374,7 +374,7 @@ def _judge_stream(
         for _ in proc.messages():
             pass
     if not judge.ready and failure is None:
-        raise SandboxError(
+        raise WorkerLostError(
             "the worker process ended before it was ready (candidate code never ran); its stderr:\n"
             + proc.output("stderr")[-2000:]
         )

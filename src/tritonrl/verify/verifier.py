@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
+from tritonrl.errors import WorkerLostError
 from tritonrl.tasks.schema import Task
 from tritonrl.types import Verdict
 from tritonrl.verify import funnel
@@ -58,6 +59,7 @@ class VerifierStats:
 
     verified: int = 0  # verdicts computed by a worker
     hits: int = 0  # verdicts answered by the cache
+    retried: int = 0  # verifications run again because their worker ended before it was ready
 
 
 class Verifier:
@@ -199,8 +201,18 @@ class Verifier:
         self, screened: funnel.Screened, candidate: str, replay: Mapping[str, Mapping[str, int]] | None
     ) -> Verdict:
         device = self._claim()
+
+        def once() -> Verdict:
+            return funnel.sandboxed(screened, pool=self._pool(device), replay=replay, cfg=self._configs[device])
+
         try:
-            verdict = funnel.sandboxed(screened, pool=self._pool(device), replay=replay, cfg=self._configs[device])
+            try:
+                verdict = once()
+            except WorkerLostError as exc:  # no candidate code ran: one more worker, then the error is the batch's
+                why = str(exc).splitlines()[0]
+                log.warning("%s; verifying %s again with a fresh worker", why, screened.task.task_id)
+                self.stats.retried += 1
+                verdict = once()
         finally:
             with self._lock:
                 self._busy[device] -= 1
