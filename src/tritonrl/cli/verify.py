@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 from pathlib import Path
 
 from tritonrl.cli.common import (
     EXIT_OK,
     EXIT_REJECTED,
     add_verify_options,
+    device,
     load_reference,
     read_candidate,
     verify_config,
 )
+from tritonrl.verify.server import SERVER_ENV, default_socket
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    texts = [read_candidate(c) for c in args.candidate]
+    server = args.server or os.environ.get(SERVER_ENV)
+    if server:
+        verdicts = _verify_on_server(Path(server), args, texts)
+        return _print_verdicts(args, verdicts)
     from tritonrl.verify.funnel import verify
     from tritonrl.verify.verifier import verify_many
 
     task = load_reference(args.reference)
-    texts = [read_candidate(c) for c in args.candidate]
     cfg = verify_config(args)
     replay = _recorded_seeds(args.replay) if args.replay else None
     if replay is not None and len(texts) != 1:
@@ -39,6 +47,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
         verdicts = [verify(task, texts[0], cfg, replay=replay)]
     else:  # warm workers, several at a time; on a GPU timing still runs alone
         verdicts = verify_many([(task, t) for t in texts], cfg, jobs=args.jobs)
+    return _print_verdicts(args, verdicts)
+
+
+def _verify_on_server(server: Path, args: argparse.Namespace, texts: list[str]) -> list:
+    """The verdicts of a resident `tritonrl serve` (this process imports neither torch nor triton)."""
+    from tritonrl.verify.server import request_verdicts
+
+    if args.replay or args.cache:
+        raise ValueError("--server answers fresh verifications only: drop --replay/--cache, or --server")
+    reference = str(Path(args.reference).resolve()) if Path(args.reference).exists() else args.reference
+    options = {"device": args.device, "policy": args.policy, "timeout_s": args.timeout_s,
+               "static_checks": not args.no_static, "timing": not args.no_timing,
+               "compile_baseline": args.compile_baseline}  # fmt: skip
+    return request_verdicts(server, reference, texts, options)
+
+
+def _print_verdicts(args: argparse.Namespace, verdicts: list) -> int:
     if args.json:
         print(verdicts[0].to_json() if len(verdicts) == 1 else json.dumps([v.to_dict() for v in verdicts]))
     else:
@@ -49,6 +74,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"== {path}")
             print_verdict(verdict)
     return EXIT_OK if all(v.passed for v in verdicts) else EXIT_REJECTED
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tritonrl.verify.server import VerifyServer
+
+    path = Path(args.socket) if args.socket else default_socket()
+    with VerifyServer(path, load_reference=load_reference, default_device=device(args.device),
+                      jobs=args.jobs) as server:  # fmt: skip
+        # SIGTERM ends it as Ctrl-C does (a handler that touched threading's locks could deadlock on a second signal)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        print(
+            f"serving verifications on {path} ({server.default_device}, {args.jobs} warm workers per config); "
+            f"verify with: tritonrl verify REFERENCE CANDIDATE --server {path}   (Ctrl-C stops)",
+            flush=True,
+        )
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:  # closing (the workers, the socket) is short and must finish: a second signal must not cut it
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)
+        print(f"stopped after {server.served} verdicts")
+    return EXIT_OK
 
 
 def _recorded_seeds(path: str) -> dict:
@@ -95,8 +144,17 @@ def add_parsers(sub) -> None:  # noqa: ANN001
     p.add_argument("--replay", metavar="VERDICT_JSON",
                    help="draw the cases of an earlier verdict again from its recorded seeds (same task, config and "
                         "device): the same verdict, up to the candidate's own nondeterminism")  # fmt: skip
+    p.add_argument("--server", metavar="SOCKET", nargs="?", const=str(default_socket()),
+                   help="send the verification to a running `tritonrl serve` (warm workers: no start-up per call); "
+                        f"without a value its default socket; ${SERVER_ENV} sets it for every call")  # fmt: skip
     add_verify_options(p)
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("serve", help="keep warm verifier workers and answer `tritonrl verify --server` on a socket")
+    p.add_argument("--socket", help=f"the Unix socket to listen on (default: {default_socket()})")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="the device of requests that say 'auto' (every `tritonrl verify` by default)")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=4, help="warm workers per verifier config (candidates verified at once)")
+    p.set_defaults(func=cmd_serve)
     p = sub.add_parser("demo", help="verify the bundled tasks' solutions and bundled bad candidates")
     add_verify_options(p)
     p.add_argument("--jobs", type=int, default=2, help="candidates verified in parallel")

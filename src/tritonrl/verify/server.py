@@ -1,0 +1,219 @@
+"""A resident verifier: `tritonrl serve` keeps warm workers, the fork server, calibrations and case plans in one
+process, and `tritonrl verify --server PATH` sends it (reference, candidates, options) over a Unix socket.
+
+Why: a `tritonrl verify` process pays the torch import, a worker's start and the task's case plan every time; on an
+H100 that was 21-25 s per call, of which the worker's start alone was 11 s (docs/benchmarks.md 9c). A server pays
+them once; a request then costs the candidate's own work.
+
+Trust: the server is a parent-side process (trusted, like the CLI): candidate code runs only in its sandboxed
+workers. The socket is created with mode 0600 in a directory the user owns, so only the user who started the server
+can submit; a request names a reference by a built-in task id or a file path the server reads, and carries candidate
+texts and verifier options, never code the server itself runs.
+
+Wire format, one request per connection, newline-terminated JSON each way:
+  client -> server  {"reference": str, "candidates": [str, ...], "options": {VerifyConfig fields}}
+  server -> client  {"verdicts": [Verdict.to_dict(), ...]}  or  {"error": str, "message": str}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import socket
+import stat
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tritonrl.errors import ConfigError, TritonRLError
+from tritonrl.types import Verdict
+
+log = logging.getLogger(__name__)
+
+SERVER_ENV = "TRITONRL_SERVER"  # the socket `tritonrl verify` uses when --server is not given
+MAX_REQUEST_BYTES = 64 << 20  # 64 MiB of candidate text per request: a sanity bound, not a policy
+CLIENT_TIMEOUT_S = 3600.0
+
+
+def default_socket() -> Path:
+    """$XDG_RUNTIME_DIR/tritonrl.sock (a per-user directory), else ~/.cache/tritonrl/verify.sock."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "tritonrl.sock" if runtime else Path.home() / ".cache" / "tritonrl" / "verify.sock"
+
+
+class VerifyServer:
+    """Answers verification requests on a Unix socket with one warm `Verifier` per distinct verifier config.
+
+    `load_reference(name)` turns a request's reference into a Task; `default_device` replaces a request's "auto"."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        load_reference: Callable[[str], Any],
+        default_device: str,
+        jobs: int = 4,
+    ) -> None:
+        self.path = Path(path)
+        self.load_reference = load_reference
+        self.default_device = default_device
+        self.jobs = jobs
+        self.served = 0
+        self._verifiers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.sock = self._bind()
+
+    def _bind(self) -> socket.socket:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.path.exists() or self.path.is_symlink():
+            if not stat.S_ISSOCK(self.path.lstat().st_mode):
+                raise ConfigError(f"--socket {self.path}: exists and is not a socket; choose another path.")
+            if _answers(self.path):
+                raise ConfigError(f"--socket {self.path}: a server already answers there; stop it or choose another "
+                                  "path.")  # fmt: skip
+            self.path.unlink()  # a stale socket of a server that ended without cleaning up
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket is born 0600: no window in which another user could connect
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        sock.listen(64)
+        return sock
+
+    def verifier(self, options: Mapping[str, Any]):  # noqa: ANN201 - a Verifier (imported lazily: torch)
+        from tritonrl.verify.config import VerifyConfig
+        from tritonrl.verify.verifier import Verifier
+
+        fields = {f.name for f in dataclasses.fields(VerifyConfig)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise ConfigError(f"options {unknown}: not VerifyConfig fields; the client and server versions differ?")
+        options = dict(options)
+        if options.get("device", "auto") == "auto":
+            options["device"] = self.default_device
+        cfg = VerifyConfig(**options)
+        key = cfg.config_hash() + cfg.device
+        with self._lock:
+            if key not in self._verifiers:
+                log.info("starting %d warm workers for %s", self.jobs, cfg.device)
+                self._verifiers[key] = Verifier(cfg, jobs=self.jobs, keep_warm=True)
+            return self._verifiers[key]
+
+    def handle(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """One request's reply (errors as a reply, never an exception: the server keeps serving)."""
+        try:
+            reference, candidates = request["reference"], request["candidates"]
+            if not isinstance(reference, str) or not isinstance(candidates, list):
+                raise ConfigError("a request needs 'reference' (str) and 'candidates' (list of str)")
+            if not all(isinstance(c, str) for c in candidates):
+                raise ConfigError("every candidate must be a string")
+            task = self.load_reference(reference)
+            verifier = self.verifier(request.get("options") or {})
+            verdicts = verifier.verify_many([(task, text) for text in candidates])
+        except (TritonRLError, FileNotFoundError, ValueError, KeyError, TypeError) as exc:
+            return {"error": type(exc).__name__, "message": str(exc)}
+        self.served += len(verdicts)
+        return {"verdicts": [v.to_dict() for v in verdicts]}
+
+    def serve_forever(self) -> None:
+        """Accept connections until `stop()`; each is answered on its own thread."""
+        self.sock.settimeout(0.5)  # so that stop() is seen without a connection
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    break
+                raise
+            threading.Thread(target=self._answer, args=(conn,), daemon=True, name="verify-request").start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(None)
+            try:
+                request = json.loads(_read_line(conn))
+                if not isinstance(request, dict):
+                    raise ValueError("a request is a JSON object")
+                reply = self.handle(request)
+            except ValueError as exc:
+                reply = {"error": "ValueError", "message": f"unreadable request: {exc}"}
+            except Exception as exc:  # noqa: BLE001 - a bug of ours: the client hears of it, the server goes on
+                log.exception("request failed")
+                reply = {"error": type(exc).__name__, "message": str(exc)}
+            try:
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+            except OSError:  # the client went away: nothing to tell it
+                log.info("a client left before its reply")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
+        self.sock.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        with self._lock:
+            verifiers, self._verifiers = list(self._verifiers.values()), {}
+        for verifier in verifiers:
+            verifier.close()
+
+    def __enter__(self) -> VerifyServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def request_verdicts(
+    path: Path, reference: str, candidates: list[str], options: Mapping[str, Any], timeout_s: float = CLIENT_TIMEOUT_S
+) -> list[Verdict]:
+    """Ask the server at `path` for verdicts. Needs neither torch nor triton in this process."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout_s)
+    with sock:
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            raise ConfigError(f"--server {path}: no tritonrl server answers there ({exc.strerror or exc}); start one "
+                              f"with `tritonrl serve --socket {path}`, or drop --server.") from None  # fmt: skip
+        request = {"reference": reference, "candidates": candidates, "options": dict(options)}
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        reply = json.loads(_read_line(sock))
+    if "error" in reply:
+        raise ConfigError(f"the server at {path} refused the request: {reply['error']}: {reply.get('message', '')}")
+    return [Verdict.from_dict(v) for v in reply["verdicts"]]
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    chunks, size = [], 0
+    while True:
+        data = conn.recv(1 << 20)
+        if not data:
+            break
+        chunks.append(data)
+        size += len(data)
+        if data.endswith(b"\n"):
+            break
+        if size > MAX_REQUEST_BYTES:
+            raise ValueError(f"a message over {MAX_REQUEST_BYTES} bytes")
+    return b"".join(chunks)
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
