@@ -228,6 +228,31 @@ class ModelNew(nn.Module):
 """,
 }
 
+HONEST["device_queries_through_the_driver"] = """
+import torch
+import torch.nn as nn
+import triton
+import triton.language as tl
+from triton.runtime import driver
+
+DEVICE = triton.runtime.driver.active.get_active_torch_device()
+NUM_SM = driver.active.utils.get_device_properties(DEVICE.index)["multiprocessor_count"]
+TARGET = driver.active.get_current_target()
+
+
+@triton.jit
+def copy_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(y_ptr + offs, tl.load(x_ptr + offs, mask=offs < n), mask=offs < n)
+
+
+class ModelNew(nn.Module):
+    def forward(self, x):
+        y = torch.empty_like(x)
+        copy_kernel[(min(NUM_SM, triton.cdiv(x.numel(), 256)),)](x, y, x.numel(), BLOCK=256)
+        return y
+"""
+
 
 @pytest.mark.parametrize("name", sorted(HONEST))
 def test_honest_inline_kernels_pass(name):
@@ -277,6 +302,22 @@ VIOLATIONS = [
         K.TAMPERING,
     ),
     # import-allowlist, one per category
+    # triton.runtime.driver: only the read-only device queries, as whole chains (READ_ONLY_QUERIES)
+    ("driver_alias", "from triton.runtime import driver\nd = driver.active\n", "import-allowlist", K.TAMPERING),
+    (
+        "driver_load_binary",
+        "from triton.runtime import driver\nf = driver.active.utils.load_binary\n",
+        "import-allowlist",
+        K.TAMPERING,
+    ),
+    (
+        "driver_as_value",
+        "from triton.runtime import driver\nd = getattr(driver, 'active')\n",
+        "import-allowlist",
+        K.TAMPERING,
+    ),
+    ("driver_with_another_name", "from triton.runtime import driver, JITFunction\n", "import-allowlist", K.TAMPERING),
+    ("import_driver_module", "import triton.runtime.driver\n", "import-allowlist", K.TAMPERING),
     ("numpy_fromfile", "import numpy as np\na = np.fromfile('/etc/passwd')\n", "import-allowlist", K.FILE_ACCESS),
     ("numpy_memmap", "from numpy import memmap\n", "import-allowlist", K.FILE_ACCESS),
     ("numpy_ctypeslib", "import numpy.ctypeslib\n", "import-allowlist", K.FILE_ACCESS),
@@ -295,7 +336,7 @@ VIOLATIONS = [
     ("import_sys", "import sys\n", "import-allowlist", K.TAMPERING),
     ("import_ctypes", "import ctypes\n", "import-allowlist", K.TAMPERING),
     ("import_torch_C", "import torch._C\n", "import-allowlist", K.TAMPERING),
-    ("import_triton_runtime", "from triton.runtime import driver\n", "import-allowlist", K.TAMPERING),
+    ("import_triton_runtime", "from triton.runtime import autotuner\n", "import-allowlist", K.TAMPERING),
     ("import_triton_testing", "import triton.testing\n", "import-allowlist", K.TAMPERING),
     ("import_relative", "from . import helpers\n", "import-allowlist", K.FORBIDDEN_IMPORT),
     ("import_star", "from torch import *\n", "import-allowlist", K.FORBIDDEN_IMPORT),

@@ -85,6 +85,16 @@ DENIED: dict[str, FailureKind] = {
         _K.TAMPERING,
     ),
 }
+# Read-only device queries under a denied prefix, allowed as these exact chains only (the official fused-softmax
+# tutorial and code written after it size their grids with them: helpers' wave 2). The driver object itself, any
+# shorter chain (`d = driver.active`) and every other member (`utils.load_binary` loads a foreign cubin) stay denied.
+READ_ONLY_QUERIES = frozenset(
+    f"triton.runtime.driver.active.{member}"
+    for member in ("get_active_torch_device", "get_current_device", "get_current_target", "get_device_capability",
+                   "utils.get_device_properties")
+)  # fmt: skip
+# `from triton.runtime import driver` binds only a name whose every use is then checked against the chains above.
+QUERY_GATEWAYS = frozenset({"triton.runtime.driver"})
 # Stdlib modules that torch and triton re-export as attributes (`torch.os.system`): denied anywhere in a chain. Not
 # "signal", "types" or "code", which are also names of harmless torch submodules and attributes.
 _INNER_DENIED = {m: k for m, k in DENIED.items() if "." not in m and m not in ("signal", "types", "code")}
@@ -108,6 +118,8 @@ def is_allowed(module: str) -> bool:
 
 def denied(dotted: str) -> FailureKind | None:
     """The category `dotted` is denied under: its longest denied prefix, else a re-exported stdlib module in it."""
+    if dotted in READ_ONLY_QUERIES:
+        return None
     parts = dotted.split(".")
     for n in range(len(parts), 0, -1):
         if kind := DENIED.get(".".join(parts[:n])):

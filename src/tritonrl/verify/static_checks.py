@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from tritonrl.errors import ConfigError
 from tritonrl.types import FailureKind, Stage, StageOutcome
 from tritonrl.verify.config import POLICIES  # "partial" drops only the torch-compute warnings; every rule applies
-from tritonrl.verify.import_policy import KIND_WHY, denied, is_allowed, is_module
+from tritonrl.verify.import_policy import KIND_WHY, QUERY_GATEWAYS, denied, is_allowed, is_module
 from tritonrl.verify.names import Names, assigned_pairs
 
 MAX_WARNINGS = 5
@@ -141,10 +141,12 @@ def _import_allowlist(ctx: _Context) -> Iterator[_Hit]:
                 yield _Hit(node, _K.FORBIDDEN_IMPORT, "is a relative import; it could reach the harness's own modules")
             elif any(alias.name == "*" for alias in node.names):
                 yield _Hit(node, _K.FORBIDDEN_IMPORT, "is a star import, which hides the names it binds")
-            elif not is_allowed(module):
+            elif not is_allowed(module) and not all(f"{module}.{a.name}" in QUERY_GATEWAYS for a in node.names):
                 yield from _check_module(node, module)
             for alias in node.names:
                 member = f"{module}.{alias.name}"
+                if member in QUERY_GATEWAYS:
+                    continue  # its uses are references, checked below
                 if kind := denied(member):
                     yield _Hit(node, kind, f"imports {member}, which {KIND_WHY[kind]}")
                 elif alias.name.startswith("_") and not node.level:
