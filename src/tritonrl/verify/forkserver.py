@@ -1,5 +1,5 @@
 """Start workers by forking a warm, trusted process instead of starting an interpreter each time (the `Verifier`'s
-default on the CPU, opt-in on cuda until measured on a GPU).
+default; `fork_server=False` spawns an interpreter per worker).
 
 `ForkServer` runs `verify/worker/zygote.py`, which imports torch, triton and the worker modules once and forks one
 fresh worker per `spawn`: the child gets its own session, environment, directory, stdout/stderr files and the three

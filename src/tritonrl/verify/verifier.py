@@ -74,8 +74,9 @@ class Verifier:
         prestart: workers started ahead per device (default `jobs`; 0: start each worker on demand).
         fork_server: fork workers from a warm process that has torch and triton imported (`forkserver.py`) instead
             of starting an interpreter per candidate (on an H100, 73% of the workers' busy CPU was that start-up; on
-            2 CPU cores a 10-candidate batch took 0.48x the CPU and 0.63x the wall time, same verdicts). None: on for
-            the CPU interpreter, off on cuda until a GPU run has checked it (docs/benchmarks.md 9b).
+            2 CPU cores a 10-candidate batch took 0.48x the CPU and 0.63x the wall time, same verdicts; on an H100
+            13.4 worker CPU-s per candidate against 19.8, all 60 verdicts right: docs/benchmarks.md 8, 9c). None:
+            on. A worker lost before it was ready (once on an H100, under py-spy) is replaced once.
         keep_warm: replace every worker taken, so the next call finds one ready (a service: the reward client's
             processes, a Ray actor). False: replace one only while submitted work waits (a batch: nothing is
             started after its last candidate).
@@ -100,7 +101,7 @@ class Verifier:
         self.devices = batch_devices(self.cfg.device)
         self._prestart = jobs if prestart is None else prestart
         self.keep_warm = keep_warm
-        self.fork_server = self.cfg.device == "cpu" if fork_server is None else fork_server
+        self.fork_server = True if fork_server is None else fork_server
         self._queued = 0  # submitted verifications not yet started
         self._configs = {d: self.cfg if d == self.cfg.device else dataclasses.replace(self.cfg, device=d)
                          for d in self.devices}  # fmt: skip
