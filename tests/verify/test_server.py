@@ -111,3 +111,21 @@ def test_serve_stops_on_sigterm_and_removes_its_socket(tmp_path):
             proc.kill()
     assert proc.returncode == 0 and "stopped after 1 verdicts" in out
     assert not os.path.exists(path)
+
+
+def test_a_reference_that_is_not_a_regular_file_is_refused(server):
+    with pytest.raises(ConfigError, match="not a regular file"):
+        request_verdicts(server.path, "/dev/zero", [GOOD], OPTIONS)
+
+
+def test_a_client_that_never_finishes_its_request_is_timed_out(server, monkeypatch):
+    from tritonrl.verify import server as server_module
+
+    monkeypatch.setattr(server_module, "REQUEST_READ_TIMEOUT_S", 0.5)
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(str(server.path))
+        raw.sendall(b'{"reference": "relu"')  # no newline, never closed
+        raw.settimeout(30)
+        reply = json.loads(raw.makefile().readline())
+    assert reply["error"] == "TimeoutError"
+    assert request_verdicts(server.path, "relu", [GOOD], OPTIONS)[0].passed

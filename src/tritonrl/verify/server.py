@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 SERVER_ENV = "TRITONRL_SERVER"  # the socket `tritonrl verify` uses when --server is not given
 MAX_REQUEST_BYTES = 64 << 20  # 64 MiB of candidate text per request: a sanity bound, not a policy
+MAX_REFERENCE_BYTES = 16 << 20  # a reference file larger than this is not a task (and /dev/zero never ends)
+REQUEST_READ_TIMEOUT_S = 60.0  # a client that connects and never finishes its request does not keep a thread
 CLIENT_TIMEOUT_S = 3600.0
 
 
@@ -112,6 +114,7 @@ class VerifyServer:
                 raise ConfigError("a request needs 'reference' (str) and 'candidates' (list of str)")
             if not all(isinstance(c, str) for c in candidates):
                 raise ConfigError("every candidate must be a string")
+            _check_reference_file(reference)
             task = self.load_reference(reference)
             verifier = self.verifier(request.get("options") or {})
             verdicts = verifier.verify_many([(task, text) for text in candidates])
@@ -136,14 +139,15 @@ class VerifyServer:
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:
-            conn.settimeout(None)
+            conn.settimeout(REQUEST_READ_TIMEOUT_S)
             try:
                 request = json.loads(_read_line(conn))
+                conn.settimeout(None)  # the verification may take long; the reply is sent whenever it is done
                 if not isinstance(request, dict):
                     raise ValueError("a request is a JSON object")
                 reply = self.handle(request)
-            except ValueError as exc:
-                reply = {"error": "ValueError", "message": f"unreadable request: {exc}"}
+            except (ValueError, TimeoutError) as exc:
+                reply = {"error": type(exc).__name__, "message": f"unreadable request: {exc}"}
             except Exception as exc:  # noqa: BLE001 - a bug of ours: the client hears of it, the server goes on
                 log.exception("request failed")
                 reply = {"error": type(exc).__name__, "message": str(exc)}
@@ -192,6 +196,17 @@ def request_verdicts(
     if "error" in reply:
         raise ConfigError(f"the server at {path} refused the request: {reply['error']}: {reply.get('message', '')}")
     return [Verdict.from_dict(v) for v in reply["verdicts"]]
+
+
+def _check_reference_file(reference: str) -> None:
+    """A reference given as a path must be a regular file of a plausible size: the server reads it itself."""
+    path = Path(reference)
+    if not path.exists():
+        return  # a built-in task id (or a missing file, which the loader names)
+    if not path.is_file():
+        raise ConfigError(f"reference {reference!r}: not a regular file")
+    if path.stat().st_size > MAX_REFERENCE_BYTES:
+        raise ConfigError(f"reference {reference!r}: over {MAX_REFERENCE_BYTES} bytes; a task file is a few KiB")
 
 
 def _read_line(conn: socket.socket) -> bytes:
