@@ -275,8 +275,7 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
         wall0 = time.time()
         previous = {sig: signal.signal(sig, cut) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            fork = getattr(args, "fork_server", False) or None  # None: the Verifier's default for the device
-            verdicts = verify_many(items, cfg, jobs=args.jobs, on_verdict=progress, fork_server=fork)
+            verdicts = verify_many(items, cfg, jobs=args.jobs, on_verdict=progress, fork_server=not args.spawn)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -293,7 +292,7 @@ def throughput(args: argparse.Namespace, batch: list[tuple[str, bool, Task, str]
             stages.setdefault(k, []).append(ms)
     timed = [v for v in verdicts if v.speedup is not None]
     result = {
-        "candidates": len(items), "jobs": args.jobs, "fork_server": getattr(args, "fork_server", False),
+        "candidates": len(items), "jobs": args.jobs, "fork_server": not args.spawn,
         "wall_s": round(wall, 1), "epochs": [epoch0, time.time()],
         "per_minute": round(60 * len(items) / wall, 1), "reached_timing": len(timed),
         "passed": sum(v.passed for v in verdicts),
@@ -321,7 +320,7 @@ def parents(args: argparse.Namespace) -> dict:
     n, jobs = args.parents, max(1, args.jobs // args.parents)
     outs = [Path(f"{args.out or 'throughput.json'}.part{k}") for k in range(n)]
     common = ["--n", str(args.n), "--copies", str(args.copies), "--jobs", str(jobs), "--device", args.device]
-    common += ["--fork-server"] if args.fork_server else []
+    common += ["--spawn"] if args.spawn else []
     procs = [subprocess.Popen([sys.executable, __file__, "--out", str(o), "throughput", *common, "--slice", f"{k}/{n}"])
              for k, o in enumerate(outs)]  # fmt: skip
     codes = [p.wait() for p in procs]
@@ -386,7 +385,14 @@ def main() -> None:
         q.add_argument("--n", type=int, default=n, help="candidates in the batch (half honest, half failing)")
         q.add_argument("--copies", type=int, default=6)
         q.add_argument("--jobs", type=int, default=8, help="our verifier's workers (throughput, --ours)")
-        q.add_argument("--fork-server", action="store_true", help="fork our workers from a warm process")
+        workers = q.add_mutually_exclusive_group()
+        workers.add_argument(
+            "--fork-server",
+            action="store_true",
+            help="fork our workers from a warm process (the "
+            "Verifier's default since session 23; kept so that recorded commands still run)",
+        )
+        workers.add_argument("--spawn", action="store_true", help="start an interpreter per worker instead")
     t.add_argument("--parents", type=int, default=1, help="split the batch over this many verifier processes")
     t.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of this script")
     t.add_argument("--slice", default="0/1", help="k/P: verify only batch[k::P] (what --parents runs)")

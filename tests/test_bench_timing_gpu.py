@@ -39,7 +39,7 @@ def test_a_throughput_run_cut_by_sigterm_writes_what_it_measured(tmp_path, monke
     monkeypatch.setattr(bench, "verify", lambda *a, **kw: None)
     monkeypatch.setattr(verifier, "verify_many", cut_after_two)
     out = tmp_path / "thr.json"
-    args = argparse.Namespace(n=4, copies=1, jobs=2, out=out)
+    args = argparse.Namespace(n=4, copies=1, jobs=2, out=out, spawn=False)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         bench.throughput(args)
