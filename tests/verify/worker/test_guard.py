@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -233,38 +234,72 @@ def test_candidate_write_inside_workdir_is_file_access(guard, candidate_file):
     assert verdict is not None and verdict[0] == "file_access"
 
 
-def test_popen_from_triton_is_allowed(guard):
-    assert decide(guard, frame_at(TRITON_DIR / "fake.py"), "subprocess.Popen", ("ptxas", ["ptxas"], None, None)) is None
+PTXAS = str(TRITON_DIR / "backends/nvidia/bin/ptxas")
+GCC = shutil.which("gcc")
+FILE = shutil.which("file")
+
+
+def popen(*argv: str) -> tuple:
+    """A `subprocess.Popen` audit event as Popen raises it: (executable, argv, cwd, env), executable = argv[0]."""
+    return (argv[0], list(argv), None, None)
 
 
 @pytest.mark.parametrize(
-    "args",
+    "argv",
     [
-        ("/usr/bin/gcc", ["/usr/bin/gcc", "main.c"], None, None),
-        (None, ["/opt/triton/backends/nvidia/bin/ptxas-blackwell", "--version"], None, None),
-        (None, ["/sbin/ldconfig", "-p"], None, None),
-        (None, ["file", "-b", "/usr/bin/python3"], None, None),  # platform.architecture(), in Triton's build
+        (PTXAS, "--version"),
+        (PTXAS, "-lineinfo", "-v", "--gpu-name=sm_90a", "/tmp/k.ptx", "-o", "/tmp/k.cubin"),
+        ("/sbin/ldconfig", "-p"),
+        pytest.param(
+            (
+                GCC,
+                "/tmp/x/__triton_launcher.c",
+                "-O3",
+                "-shared",
+                "-fPIC",
+                "-Wno-psabi",
+                "-o",
+                "/tmp/x/l.so",
+                "-lcuda",
+                "-l:libcuda.so.1",
+                "-L/usr/lib64",
+                "-I/usr/include/python3",
+            ),
+            marks=pytest.mark.skipif(GCC is None, reason="no gcc"),
+        ),  # fmt: skip
+        pytest.param(("file", "-b", sys.executable), marks=pytest.mark.skipif(FILE is None, reason="no file")),
     ],
+    ids=["ptxas_version", "ptxas_compile", "ldconfig", "cc_build", "file_b"],
 )
-def test_popen_of_a_triton_tool_from_triton_is_allowed(guard, args):
-    assert decide(guard, frame_at(TRITON_DIR / "fake.py"), "subprocess.Popen", args) is None
+def test_what_triton_runs_is_allowed_from_tritons_frames(guard, argv):
+    """The programs of a first GPU compile on an H100 (tools.py), with their arguments."""
+    assert decide(guard, frame_at(TRITON_DIR / "fake.py"), "subprocess.Popen", popen(*argv)) is None
 
 
 @pytest.mark.parametrize(
     ("event", "args"),
     [
         ("os.system", (b"id > /tmp/x",)),  # a C callable handed to Triton (heuristic value) runs os.system
-        ("subprocess.Popen", ("/bin/sh", ["/bin/sh", "-c", "id"], None, None)),
-        ("subprocess.Popen", (None, ["python3", "-c", "pass"], None, None)),
-        ("subprocess.Popen", (None, ["/usr/bin/env", "sh"], None, None)),
-        ("subprocess.Popen", (b"/usr/bin/curl", [b"curl", b"http://x"], None, None)),
+        ("subprocess.Popen", popen("/bin/sh", "-c", "id")),
+        ("subprocess.Popen", popen("python3", "-c", "pass")),
+        ("subprocess.Popen", popen("/usr/bin/env", "sh")),
+        ("subprocess.Popen", popen("/lib64/ld-linux-x86-64.so.2", "/bin/sh", "-c", "id")),  # a loader runs anything
+        ("subprocess.Popen", popen("/sbin/ldconfig", "-C", "/tmp/cache")),  # a Triton tool with other arguments
+        ("subprocess.Popen", popen("/usr/local/bin/ptxas", "--version")),  # a ptxas Triton would not pick
+        ("subprocess.Popen", popen("gcc", "-wrapper", "/bin/sh,-c,id", "x.c")),  # gcc runs the wrapper
+        ("subprocess.Popen", popen("gcc", "@/tmp/response", "x.c")),  # options from a file
+        ("subprocess.Popen", popen("gcc", "-fplugin=/tmp/p.so", "x.c")),
+        ("subprocess.Popen", popen("gcc", "x.c", "-Wl,-plugin,/tmp/p.so")),
         ("os.posix_spawn", ("/bin/sh", ["sh"], {})),
+        ("os.posix_spawn", ("/sbin/ldconfig", ["/sbin/ldconfig", "-p"], {})),  # no Popen allowed it just before
+        ("tritonrl.fork_exec", ([b"/sbin/ldconfig", b"-p"], [b"/sbin/ldconfig"])),  # same
         ("os.fork", ()),
         ("os.kill", (1, 9)),
     ],
 )
 def test_what_triton_never_runs_is_refused_even_in_tritons_frames(guard, event, args):
-    """Who asked is not enough: the frame is Triton's whenever Triton calls something it was handed."""
+    """Who asked is not enough: the frame is Triton's whenever Triton calls something it was handed, which then picks
+    the program and its arguments (a heuristic built from C callables)."""
     verdict = decide(guard, frame_at(TRITON_DIR / "fake.py"), event, args)
     assert verdict is not None and verdict[0] == "process_spawn"
 
@@ -359,25 +394,6 @@ def test_a_venv_layered_on_the_system_site_is_trusted(tmp_path):
     assert not verdicts[1]["passed"] and verdicts[1]["stage"] == "provenance", verdicts[1]["message"]
 
 
-def test_the_posix_spawn_of_an_allowed_popen_is_allowed_once(guard):
-    """Python's Popen starts a program given by path through os.posix_spawn with the same (executable, argv): ptxas,
-    $CC and ldconfig on every GPU compile. Refusing that second event refused every GPU compile (H100, 2026-12-07)."""
-    triton_frame = frame_at(TRITON_DIR / "fake.py")
-    ptxas = "/opt/triton/backends/nvidia/bin/ptxas"
-    assert decide(guard, triton_frame, "subprocess.Popen", (ptxas, [ptxas, "--version"], None, None)) is None
-    assert decide(guard, triton_frame, "os.posix_spawn", (ptxas, [ptxas, "--version"], {})) is None
-    again = decide(guard, triton_frame, "os.posix_spawn", (ptxas, [ptxas, "--version"], {}))
-    assert again is not None and again[0] == "process_spawn"
-
-
-def test_a_posix_spawn_other_than_the_allowed_popen_is_refused(guard):
-    triton_frame = frame_at(TRITON_DIR / "fake.py")
-    gcc = "/usr/bin/gcc"
-    assert decide(guard, triton_frame, "subprocess.Popen", (gcc, [gcc, "a.c"], None, None)) is None
-    verdict = decide(guard, triton_frame, "os.posix_spawn", ("/bin/sh", ["/bin/sh", "-c", "id"], {}))
-    assert verdict is not None and verdict[0] == "process_spawn"
-
-
 REAL_POPEN = """
 import os, shutil, subprocess, sys
 sys.path.insert(0, {src!r})
@@ -386,22 +402,35 @@ from tritonrl.verify.worker.guard import Guard, Origin
 reports = []
 Guard({work!r}, lambda kind, detail: reports.append(kind), Origin()).install()
 ns = {{}}
-RUN = "import subprocess\\ndef run(argv):\\n    return subprocess.run(argv, close_fds=False).returncode\\n"
-exec(compile(RUN, {fake!r}, "exec"), ns)
-print("true:", ns["run"]([shutil.which("true")]))
-try:
-    ns["run"]([shutil.which("sh"), "-c", "exit 0"])
-    print("sh: ran")
-except PermissionError:
-    print("sh: refused")
+RUN = ("import subprocess\\ndef run(argv, close):\\n"
+       "    return subprocess.run(argv, close_fds=close, stdout=subprocess.DEVNULL).returncode\\n")
+exec(compile(RUN, {fake!r}, "exec"), ns)  # Triton's frames asking
+def attempt(name, fn):
+    try:
+        fn()
+        print(name, "ran")
+    except PermissionError:
+        print(name, "refused")
+LDCONFIG = ["/sbin/ldconfig", "-p"]
+attempt("ldconfig/posix_spawn", lambda: ns["run"](LDCONFIG, False))  # 3.11: posix_spawn only without close_fds
+attempt("ldconfig/fork_exec", lambda: ns["run"](LDCONFIG, True))  # 3.11: _posixsubprocess.fork_exec
+attempt("sh", lambda: ns["run"]([shutil.which("sh"), "-c", "exit 0"], True))
+# A vetted Popen ridden by the caller's own spawn right after it (fork_exec path: no posix_spawn consumed it)
+attempt("ldconfig/then", lambda: ns["run"](LDCONFIG, True))
+attempt("ride", lambda: os.posix_spawn("/sbin/ldconfig", LDCONFIG, dict(os.environ)))
+import _posixsubprocess  # refused before the call, so its (version-specific) argument list does not matter
+attempt("fork_exec/direct", lambda: _posixsubprocess.fork_exec(
+    [b"/bin/true"], [b"/bin/true"], True, (), None, None, -1, -1, -1, -1, -1, -1, *os.pipe(), True, False, -1,
+    None, None, None, -1, None, True))
 print("reports:", reports)
 """
 
 
-def test_a_real_popen_from_triton_runs_and_a_shell_does_not(tmp_path):
-    """The events a real Popen raises (Popen, then posix_spawn for a path: Python 3.12 does that for Triton's calls,
-    3.11 only without close_fds, hence close_fds=False), through an installed hook in a fresh interpreter: a tool
-    Triton may run starts; a shell from the same frames does not."""
+def test_real_spawns_from_triton_run_and_nothing_else_does(tmp_path):
+    """The events a real Popen raises, through an installed hook in a fresh interpreter: `Popen`, then `posix_spawn`
+    (Python 3.12 for Triton's calls; 3.11 without close_fds) or the wrapped `_posixsubprocess.fork_exec` (which
+    raises no event of its own). Triton's tool starts both ways; a shell does not; a spawn of the caller's own right
+    after an allowed Popen does not ride its allowance; fork_exec called directly (it needs no Popen) is refused."""
     import subprocess
 
     work = tmp_path / "work"
@@ -409,5 +438,6 @@ def test_a_real_popen_from_triton_runs_and_a_shell_does_not(tmp_path):
     script = REAL_POPEN.format(src=str(TRITONRL_DIR.parent), work=str(work), fake=str(TRITON_DIR / "fake.py"))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "true: 0" in out.stdout and "sh: refused" in out.stdout, out.stdout
-    assert "reports: ['process_spawn']" in out.stdout, out.stdout
+    lines = dict(line.rsplit(" ", 1) for line in out.stdout.splitlines() if not line.startswith("reports"))
+    assert lines == {"ldconfig/posix_spawn": "ran", "ldconfig/fork_exec": "ran", "sh": "refused",
+                     "ldconfig/then": "ran", "ride": "refused", "fork_exec/direct": "refused"}, out.stdout  # fmt: skip

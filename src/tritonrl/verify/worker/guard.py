@@ -11,11 +11,12 @@ closed).
 
 What it covers:
 - network: every Python-level socket is refused, whoever asks (nothing in the worker needs one);
-- processes: refused, except `subprocess.Popen` when Triton's code asked (ptxas, its launcher build) and the program
-  is not a shell, interpreter, launcher or network tool (`NEVER_RUN`), and the one `os.posix_spawn` through which
-  that Popen starts exactly the command line just allowed: os.system/exec/spawn/fork/kill are refused whoever asks,
-  since a C callable handed to Triton (a heuristic value `partial(next, map(os.system, ...))`) runs with only
-  Triton's frames around it;
+- processes: refused, except a `subprocess.Popen` that Triton's code asked for of a program Triton runs, by real path
+  and argument shape (`worker/tools.py`: ptxas & co., $CC building a .c, `ldconfig -p`, `file -b`), and the one
+  spawn through which that Popen starts it: `os.posix_spawn`, or `_posixsubprocess.fork_exec` (wrapped here to raise
+  an event: it raises none of its own), the very next event of the same thread, from the stdlib's own spawning frame
+  and with the same command line. os.system/exec/spawn/fork/kill are refused whoever asks, since a C callable handed
+  to Triton (a heuristic value `partial(next, map(os.system, ...))`) runs with only Triton's frames around it;
 - files: writes outside the worker's temp dir are refused for everyone; candidate-originated opens are refused
   except reads inside the Python installation (lazy imports) and the temp dir;
 - introspection and tampering from candidate code: gc object walks, frame/code access, ctypes, exec/compile,
@@ -29,17 +30,22 @@ memory it already holds. Python documents audit hooks as unsuitable for a sandbo
 from __future__ import annotations
 
 import os
-import re
+import subprocess
 import sys
 import sysconfig
+import threading
 from collections.abc import Callable
 
+from tritonrl.verify.worker.tools import TritonTools
+
+FORK_EXEC_EVENT = "tritonrl.fork_exec"  # raised by the wrapper `Guard.install` puts on _posixsubprocess.fork_exec
 NETWORK_EVENTS = frozenset(
     {"socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto", "socket.gethostbyname"}
 )
 PROCESS_EVENTS = frozenset(
     {
         "subprocess.Popen",
+        FORK_EXEC_EVENT,
         "os.system",
         "os.exec",
         "os.posix_spawn",
@@ -105,19 +111,6 @@ TAMPER_EVENTS = frozenset(
         "builtins.input",
         "builtins.breakpoint",
     }
-)
-# Programs that run other code (shells, interpreters, launchers) or move data (network tools): Triton never runs one
-# (it runs ptxas, gcc/$CC for its launcher stubs, ldconfig, and `file` through platform.architecture()), so a
-# `subprocess.Popen` of one of these is refused even when Triton's frames asked, which is what a C callable handed to
-# Triton looks like. A list of what Triton may run was tried first and refused every GPU compile on an H100
-# (2026-12-07: a program it did not name, most likely `file -b <python>` from platform.architecture()); until that
-# allow-list is checked on a GPU, this names what must never run instead.
-NEVER_RUN = re.compile(
-    r"^(sh|bash|dash|ash|zsh|ksh|mksh|csh|tcsh|fish|busybox|toybox|env|xargs|nohup|setsid|timeout|nice|ionice|stdbuf"
-    r"|sudo|su|doas|chroot|unshare|nsenter|capsh|script|expect|awk|gawk|mawk|nawk|sed|find|perl|ruby|node|nodejs|php"
-    r"|lua|tclsh|wish|java|Rscript|R|osascript|python|pypy|ipython|jupyter|ssh|scp|sftp|curl|wget|nc|ncat|netcat"
-    r"|socat|telnet|ftp|rsync|git|make|cmake|docker|podman|crontab|at|systemctl|kill|pkill|killall|rm|dd|cp|mv|ln"
-    r"|chmod|chown|mkfifo|tee|vi|vim|ed|gdb|strace|ltrace)([-.\d].*)?$"
 )
 OPEN_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 # Library modules whose OWN use of a tamper primitive is benign: they read a frame for a module name or line
@@ -222,18 +215,23 @@ class Guard:
         self.readable = tuple(os.path.realpath(p) + os.sep for p in prefixes) + (self.workdir,)
         self._busy = False
         self._frame = None
-        self._vetted: tuple | None = None  # the (executable, argv) of the Popen just allowed, until it spawns
+        self._vetted: dict[int, tuple] = {}  # thread -> (executable, argv, real path) of the Popen just allowed
+        self._spawning: tuple | None = None  # this event's thread's vetted Popen, if the previous event allowed one
+        self.tools = TritonTools(os.environ, origin.triton_dir if origin.triton_dir != "\0" else None)
         self._where = "?"
         self.benign_files = frozenset(_module_files(BENIGN_TAMPER_CALLERS))
 
     def install(self) -> None:
         self.enabled = True
         sys.addaudithook(self._hook)
+        _audit_fork_exec()
 
     # --- the hook -----------------------------------------------------------------------------------------------
     def _hook(self, event: str, args: tuple) -> None:
         if not self.enabled or self._busy:
             return
+        # An allowed Popen's own spawn is the next event of its thread, or it is not that spawn.
+        self._spawning = self._vetted.pop(threading.get_ident(), None) if self._vetted else None
         if not (
             event == "open"
             or event in NETWORK_EVENTS
@@ -264,19 +262,7 @@ class Guard:
             return self._decide_open(args)
         origin = self.origin.of(self._frame)
         if event in PROCESS_EVENTS:
-            program = self._program(args) if event == "subprocess.Popen" else None
-            if program is not None and origin == "triton" and not NEVER_RUN.match(program):
-                # Python's Popen then starts the same (executable, argv) through os.posix_spawn when the program
-                # is a path (ptxas, $CC, /sbin/ldconfig: every GPU compile), which raises its own event.
-                self._vetted = _command(args)
-                return None
-            vetted, self._vetted = self._vetted, None  # one spawn per allowed Popen, and only the next event
-            if event == "os.posix_spawn" and vetted is not None and _command(args) == vetted:
-                return None
-            return (
-                "process_spawn",
-                f"{event} of {program or args[:1]!r} refused (origin: {origin}; only Triton's own tools may run)",
-            )
+            return self._decide_process(event, args, origin)
         if event in FILE_MUTATION_EVENTS:
             paths = [a for a in args if isinstance(a, (str, bytes, os.PathLike))]
             if origin == "candidate" or not all(self._in_workdir(p) for p in paths):
@@ -289,6 +275,26 @@ class Guard:
                 return None
             return "tampering", f"{event} refused: candidate code may not introspect or patch the runtime"
         return None
+
+    def _decide_process(self, event: str, args: tuple, origin: str) -> tuple[str, str] | None:
+        vetted, code = self._spawning, self._frame.f_code
+        if event == "subprocess.Popen" and origin == "triton" and (command := _command(args)) is not None:
+            why = self.tools.refusal(*command)
+            if why is None:
+                self._vetted[threading.get_ident()] = (*command, _real_or_none(self.tools.resolve(command[0])))
+                return None
+            return "process_spawn", f"subprocess.Popen refused (origin: triton): {why}"
+        if event == "os.posix_spawn" and vetted and code is _SPAWN_CODES[0] and _command(args) == vetted[:2]:
+            return None
+        if event == FORK_EXEC_EVENT and vetted and code is _SPAWN_CODES[1]:
+            argv, executables = args
+            if tuple(map(os.fsdecode, argv)) == vetted[1] and self.tools.first_executable(executables) == vetted[2]:
+                return None
+        program = self._program(args) if event == "subprocess.Popen" else None
+        return (
+            "process_spawn",
+            f"{event} of {program or args[:1]!r} refused (origin: {origin}; only Triton's own tools may run)",
+        )
 
     def _decide_open(self, args: tuple) -> tuple[str, str] | None:
         path, mode, flags = (list(args) + [None, None, None])[:3]
@@ -318,6 +324,31 @@ class Guard:
         # The directory itself counts: O_TMPFILE opens it for writing (tempfile does, on CUDA runs).
         real = os.path.realpath(os.fsdecode(path))  # type: ignore[arg-type]
         return real.startswith(self.workdir) or real + os.sep == self.workdir
+
+
+def _real_or_none(path: str | None) -> str | None:
+    return os.path.realpath(path) if path else None
+
+
+# The stdlib frames that start an allowed Popen's program (Popen._posix_spawn calls os.posix_spawn; Popen.
+# _execute_child calls _posixsubprocess.fork_exec): a spawn from any other frame is not that Popen's.
+_SPAWN_CODES = (subprocess.Popen._posix_spawn.__code__, subprocess.Popen._execute_child.__code__)
+
+
+def _audit_fork_exec() -> None:
+    """`_posixsubprocess.fork_exec` starts a process and raises no audit event (Popen's audit comes before it, and
+    multiprocessing calls it directly): wrap it so that it raises FORK_EXEC_EVENT with its argv and program paths."""
+    import _posixsubprocess
+
+    original = _posixsubprocess.fork_exec
+    if getattr(original, "__module__", None) == __name__:
+        return  # already wrapped (a second guard in this process: tests)
+
+    def fork_exec(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        sys.audit(FORK_EXEC_EVENT, list(args[0] or ()), list(args[1] or ()))
+        return original(*args, **kwargs)
+
+    _posixsubprocess.fork_exec = fork_exec
 
 
 def _command(args: tuple) -> tuple | None:
