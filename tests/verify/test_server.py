@@ -113,9 +113,32 @@ def test_serve_stops_on_sigterm_and_removes_its_socket(tmp_path):
     assert not os.path.exists(path)
 
 
-def test_a_reference_that_is_not_a_regular_file_is_refused(server):
-    with pytest.raises(ConfigError, match="not a regular file"):
-        request_verdicts(server.path, "/dev/zero", [GOOD], OPTIONS)
+def test_a_reference_that_is_not_a_regular_file_is_refused(server, tmp_path):
+    """Opened once and checked on the descriptor: /dev/zero, a FIFO (whose open would block) and a symlink as the
+    last component are refused, so no swap between a check and a read can hang the server or fill its memory."""
+    fifo = tmp_path / "ref.py"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.py"
+    link.symlink_to(Path(RELU.solution_path))
+    for path, why in (("/dev/zero", "not a regular file"), (str(fifo), "not a regular file"), (str(link), "open")):
+        with pytest.raises(ConfigError, match=why):
+            request_verdicts(server.path, path, [GOOD], OPTIONS)
+
+
+def test_a_reference_file_is_verified_against(server, tmp_path):
+    ref = tmp_path / "level1" / "19_ReLU.py"
+    ref.parent.mkdir()
+    ref.write_text(RELU.source)
+    verdict = request_verdicts(server.path, str(ref), [GOOD], OPTIONS)[0]
+    assert verdict.passed and verdict.task_id == "19_ReLU"
+
+
+def test_distinct_configs_beyond_the_cap_close_the_least_recently_used(server):
+    from tritonrl.verify.server import MAX_CONFIGS
+
+    for i in range(MAX_CONFIGS + 1):
+        assert request_verdicts(server.path, "relu", [GOOD], {**OPTIONS, "timeout_s": 60.0 + i})[0].passed
+    assert len(server._verifiers) == MAX_CONFIGS
 
 
 def test_a_client_that_never_finishes_its_request_is_timed_out(server, monkeypatch):
@@ -129,3 +152,14 @@ def test_a_client_that_never_finishes_its_request_is_timed_out(server, monkeypat
         reply = json.loads(raw.makefile().readline())
     assert reply["error"] == "TimeoutError"
     assert request_verdicts(server.path, "relu", [GOOD], OPTIONS)[0].passed
+
+
+def test_closing_a_server_leaves_a_later_servers_socket(tmp_path):
+    path = tmp_path / "shared.sock"
+    first = VerifyServer(path, load_reference=load_reference, default_device="cpu")
+    path.unlink()  # e.g. removed by hand while the first one still runs
+    second = VerifyServer(path, load_reference=load_reference, default_device="cpu")
+    first.close()
+    assert path.exists()
+    second.close()
+    assert not path.exists()

@@ -137,3 +137,84 @@ def assigned_pairs(node: ast.AST) -> Iterator[tuple[ast.expr, ast.expr]]:
             pairs += zip(target.elts, value.elts, strict=False)
         else:
             yield target, value
+
+
+def imported_names(tree: ast.Module) -> dict[str, set[str]]:
+    """Every name an import statement binds, in any scope -> the dotted paths it is bound to there."""
+    names: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                names.setdefault(alias.asname or alias.name.split(".")[0], set()).add(
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name != "*":
+                    path = f"{'.' * node.level}{node.module or ''}.{alias.name}"
+                    names.setdefault(alias.asname or alias.name, set()).add(path)
+    return names
+
+
+def rebindings(tree: ast.Module, imported: set[str]) -> Iterator[tuple[str, ast.AST]]:
+    """Bindings of the names in `imported` (other than imports) that this flow-insensitive resolution cannot follow:
+    at module level or in a class body (where the name is the import before the binding and something else after it,
+    or a class body reads the global), as a comprehension target (its first iterable is read outside it), as a walrus
+    target, or declared global/nonlocal. In a function a name is local throughout, which `Names` does follow, so
+    parameters and locals there (`def k(x_ptr, F: tl.constexpr)` beside `import torch.nn.functional as F`) are fine; so
+    is a constant (`triton = None` in an ImportError fallback), which hides nothing."""
+    constants = {id(t) for node in ast.walk(tree) for t, v in assigned_pairs(node) if isinstance(v, ast.Constant)}
+
+    def names_bound(node: ast.AST, at_module: bool) -> Iterator[tuple[str, ast.AST]]:
+        # a constant at module level only: a class body that assigns one still reads the global before it
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            if not (at_module and id(node) in constants):
+                yield node.id, node
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name, node
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            yield node.name, node
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            yield node.rest, node
+
+    def visit(node: ast.AST, where: str) -> Iterator[tuple[str, ast.AST]]:
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            yield from ((n, node) for n in node.names if n in imported)
+        elif isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name) and node.target.id in imported:
+            yield node.target.id, node
+        elif isinstance(node, ast.comprehension):
+            yield from ((n, b) for t in ast.walk(node.target) for n, b in names_bound(t, False) if n in imported)
+        elif where != "function":
+            yield from ((n, b) for n, b in names_bound(node, where == "module") if n in imported)
+        for child in ast.iter_child_nodes(node):
+            inner = where
+            is_function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            if is_function and child not in _outer_parts(node):
+                inner = "function"
+            elif isinstance(node, ast.ClassDef) and child in node.body:
+                inner = "class"  # a class body reads the enclosing binding until its own, wherever it is
+            yield from visit(child, inner)
+
+    yield from visit(tree, "module")
+
+
+def _outer_parts(node: ast.AST) -> list[ast.AST]:
+    """The parts of a def/lambda evaluated in the enclosing scope: decorators, defaults, annotations, returns."""
+    args = node.args  # type: ignore[attr-defined]
+    parts: list[ast.AST] = [*args.defaults, *(d for d in args.kw_defaults if d)]
+    if not isinstance(node, ast.Lambda):
+        parts += [*node.decorator_list, *([node.returns] if node.returns else [])]  # type: ignore[attr-defined]
+    return parts
+
+
+def root_alternatives(path: str, node: ast.AST, imported: dict[str, set[str]]) -> list[str]:
+    """`path` with its root replaced by every path the root's name is imported as (`try: from a import x` /
+    `except: from b import x`); just `path` for a name imported once (or an alias)."""
+    root = node
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    paths = imported.get(root.id, set()) if isinstance(root, ast.Name) else set()
+    prefix = next((p for p in sorted(paths, key=len, reverse=True) if path == p or path.startswith(p + ".")), None)
+    if len(paths) < 2 or prefix is None:
+        return [path]
+    return [alt + path[len(prefix) :] for alt in sorted(paths)]

@@ -23,7 +23,9 @@ import logging
 import os
 import socket
 import stat
+import struct
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ MAX_REQUEST_BYTES = 64 << 20  # 64 MiB of candidate text per request: a sanity b
 MAX_REFERENCE_BYTES = 16 << 20  # a reference file larger than this is not a task (and /dev/zero never ends)
 REQUEST_READ_TIMEOUT_S = 60.0  # a client that connects and never finishes its request does not keep a thread
 CLIENT_TIMEOUT_S = 3600.0
+MAX_CONFIGS = 4  # distinct verifier configs kept warm at once; the least recently used is closed beyond that
 
 
 def default_socket() -> Path:
@@ -85,6 +88,7 @@ class VerifyServer:
         finally:
             os.umask(old)
         sock.listen(64)
+        self._inode = self.path.stat().st_ino  # close() removes this socket only, never a later server's
         return sock
 
     def verifier(self, options: Mapping[str, Any]):  # noqa: ANN201 - a Verifier (imported lazily: torch)
@@ -100,11 +104,19 @@ class VerifyServer:
             options["device"] = self.default_device
         cfg = VerifyConfig(**options)
         key = cfg.config_hash() + cfg.device
+        evicted = None
         with self._lock:
             if key not in self._verifiers:
                 log.info("starting %d warm workers for %s", self.jobs, cfg.device)
                 self._verifiers[key] = Verifier(cfg, jobs=self.jobs, keep_warm=True)
-            return self._verifiers[key]
+                if len(self._verifiers) > MAX_CONFIGS:  # each config keeps `jobs` warm workers (~200 MB each)
+                    evicted = self._verifiers.pop(next(iter(self._verifiers)))
+            else:
+                self._verifiers[key] = self._verifiers.pop(key)  # most recently used last
+            verifier = self._verifiers[key]
+        if evicted is not None:
+            evicted.close()  # its running requests finish first (Verifier.close waits for them)
+        return verifier
 
     def handle(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """One request's reply (errors as a reply, never an exception: the server keeps serving)."""
@@ -114,8 +126,7 @@ class VerifyServer:
                 raise ConfigError("a request needs 'reference' (str) and 'candidates' (list of str)")
             if not all(isinstance(c, str) for c in candidates):
                 raise ConfigError("every candidate must be a string")
-            _check_reference_file(reference)
-            task = self.load_reference(reference)
+            task = _load_file(reference) if os.sep in reference else self.load_reference(reference)
             verifier = self.verifier(request.get("options") or {})
             verdicts = verifier.verify_many([(task, text) for text in candidates])
         except (TritonRLError, FileNotFoundError, ValueError, KeyError, TypeError) as exc:
@@ -139,9 +150,11 @@ class VerifyServer:
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:
-            conn.settimeout(REQUEST_READ_TIMEOUT_S)
+            if (uid := _peer_uid(conn)) is not None and uid != os.getuid():
+                log.warning("refused a connection from uid %d", uid)  # the socket's mode should already prevent it
+                return
             try:
-                request = json.loads(_read_line(conn))
+                request = json.loads(_read_line(conn, REQUEST_READ_TIMEOUT_S).split(b"\n", 1)[0])
                 conn.settimeout(None)  # the verification may take long; the reply is sent whenever it is done
                 if not isinstance(request, dict):
                     raise ValueError("a request is a JSON object")
@@ -163,7 +176,8 @@ class VerifyServer:
         self.stop()
         self.sock.close()
         try:
-            self.path.unlink()
+            if self.path.lstat().st_ino == self._inode:
+                self.path.unlink()
         except FileNotFoundError:
             pass
         with self._lock:
@@ -190,6 +204,8 @@ def request_verdicts(
         except OSError as exc:
             raise ConfigError(f"--server {path}: no tritonrl server answers there ({exc.strerror or exc}); start one "
                               f"with `tritonrl serve --socket {path}`, or drop --server.") from None  # fmt: skip
+        if (uid := _peer_uid(sock)) is not None and uid != os.getuid():  # candidates and verdicts go to the user's own
+            raise ConfigError(f"--server {path}: the process answering there runs as uid {uid}, not as you; not sent.")
         request = {"reference": reference, "candidates": candidates, "options": dict(options)}
         sock.sendall(json.dumps(request).encode() + b"\n")
         reply = json.loads(_read_line(sock))
@@ -198,30 +214,59 @@ def request_verdicts(
     return [Verdict.from_dict(v) for v in reply["verdicts"]]
 
 
-def _check_reference_file(reference: str) -> None:
-    """A reference given as a path must be a regular file of a plausible size: the server reads it itself."""
-    path = Path(reference)
-    if not path.exists():
-        return  # a built-in task id (or a missing file, which the loader names)
-    if not path.is_file():
-        raise ConfigError(f"reference {reference!r}: not a regular file")
-    if path.stat().st_size > MAX_REFERENCE_BYTES:
+def _load_file(reference: str):  # noqa: ANN202 - a Task (imported lazily)
+    """A reference given as a path: opened once (no symlink as its last component, never blocking on a FIFO), checked
+    on that descriptor to be a regular file of a plausible size and read from it, so no swap of the path between a
+    check and a read can hand the server /dev/zero or a FIFO."""
+    import re
+
+    from tritonrl.tasks.loader import load_task
+
+    try:
+        fd = os.open(reference, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"reference {reference!r}: cannot open it ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"reference {reference!r}: not a regular file")
+        data = f.read(MAX_REFERENCE_BYTES + 1)
+    if len(data) > MAX_REFERENCE_BYTES:
         raise ConfigError(f"reference {reference!r}: over {MAX_REFERENCE_BYTES} bytes; a task file is a few KiB")
+    path = Path(reference)
+    level = int(m.group(1)) if (m := re.fullmatch(r"level(\d+)", path.parent.name)) else None
+    return load_task(data.decode("utf-8", errors="replace") + "\n", task_id=path.stem, level=level)
 
 
-def _read_line(conn: socket.socket) -> bytes:
+def _read_line(conn: socket.socket, deadline_s: float | None = None) -> bytes:
+    """One newline-terminated message; with `deadline_s`, all of it within that many seconds (not per recv: a client
+    sending a byte a minute does not keep a thread forever)."""
     chunks, size = [], 0
+    end = time.monotonic() + deadline_s if deadline_s is not None else None
     while True:
+        if end is not None:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no complete request within {deadline_s} s")
+            conn.settimeout(left)
         data = conn.recv(1 << 20)
         if not data:
             break
         chunks.append(data)
         size += len(data)
-        if data.endswith(b"\n"):
+        if b"\n" in data:
             break
         if size > MAX_REQUEST_BYTES:
             raise ValueError(f"a message over {MAX_REQUEST_BYTES} bytes")
     return b"".join(chunks)
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket (Linux SO_PEERCRED), None where unknown."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
 
 
 def _answers(path: Path) -> bool:

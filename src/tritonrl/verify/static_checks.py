@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from tritonrl.errors import ConfigError
 from tritonrl.types import FailureKind, Stage, StageOutcome
 from tritonrl.verify.config import POLICIES  # "partial" drops only the torch-compute warnings; every rule applies
-from tritonrl.verify.import_policy import KIND_WHY, QUERY_GATEWAYS, denied, is_allowed, is_module
-from tritonrl.verify.names import Names, assigned_pairs
+from tritonrl.verify.import_policy import KIND_WHY, QUERY_GATEWAYS, READ_ONLY_QUERIES, denied, is_allowed, is_module
+from tritonrl.verify.names import Names, assigned_pairs, imported_names, rebindings, root_alternatives
 
 MAX_WARNINGS = 5
 
@@ -151,9 +151,21 @@ def _import_allowlist(ctx: _Context) -> Iterator[_Hit]:
                     yield _Hit(node, kind, f"imports {member}, which {KIND_WHY[kind]}")
                 elif alias.name.startswith("_") and not node.level:
                     yield _Hit(node, _K.TAMPERING, f"imports the private name {member}")
+    imported = imported_names(ctx.tree)
+    for name, node in rebindings(ctx.tree, set(imported)):
+        yield _Hit(node, _K.TAMPERING, f"binds {name}, a name an import binds: the rules could no longer tell what "
+                   "it refers to (use another name)")  # fmt: skip
     for path, node in ctx.references:
-        if not isinstance(node, (ast.Import, ast.ImportFrom)) and (kind := denied(path)):
-            yield _Hit(node, kind, f"reaches {path}, which {KIND_WHY[kind]}")
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        for alternative in root_alternatives(path, node, imported):  # a name imported twice may be either at run time
+            if kind := denied(alternative):
+                yield _Hit(node, kind, f"reaches {alternative}, which {KIND_WHY[kind]}")
+                break
+        else:
+            call = ctx.parents.get(node)
+            if path in READ_ONLY_QUERIES and not (isinstance(call, ast.Call) and call.func is node):
+                yield _Hit(node, _K.TAMPERING, f"uses {path} other than by calling it")
 
 
 def _check_module(node: ast.AST, module: str) -> Iterator[_Hit]:
