@@ -422,6 +422,7 @@ import _posixsubprocess  # refused before the call, so its (version-specific) ar
 attempt("fork_exec/direct", lambda: _posixsubprocess.fork_exec(
     [b"/bin/true"], [b"/bin/true"], True, (), None, None, -1, -1, -1, -1, -1, -1, *os.pipe(), True, False, -1,
     None, None, None, -1, None, True))
+print("wrapped", subprocess._fork_exec.__module__)
 print("reports:", reports)
 """
 
@@ -440,4 +441,5 @@ def test_real_spawns_from_triton_run_and_nothing_else_does(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = dict(line.rsplit(" ", 1) for line in out.stdout.splitlines() if not line.startswith("reports"))
     assert lines == {"ldconfig/posix_spawn": "ran", "ldconfig/fork_exec": "ran", "sh": "refused",
-                     "ldconfig/then": "ran", "ride": "refused", "fork_exec/direct": "refused"}, out.stdout  # fmt: skip
+                     "ldconfig/then": "ran", "ride": "refused", "fork_exec/direct": "refused",
+                     "wrapped": "tritonrl.verify.worker.guard"}, out.stdout  # fmt: skip

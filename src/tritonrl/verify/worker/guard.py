@@ -286,7 +286,8 @@ class Guard:
             return "process_spawn", f"subprocess.Popen refused (origin: triton): {why}"
         if event == "os.posix_spawn" and vetted and code is _SPAWN_CODES[0] and _command(args) == vetted[:2]:
             return None
-        if event == FORK_EXEC_EVENT and vetted and code is _SPAWN_CODES[1]:
+        caller = self._frame.f_back  # the event comes from the wrapper; who called the wrapper decides
+        if event == FORK_EXEC_EVENT and vetted and caller is not None and caller.f_code is _SPAWN_CODES[1]:
             argv, executables = args
             if tuple(map(os.fsdecode, argv)) == vetted[1] and self.tools.first_executable(executables) == vetted[2]:
                 return None
@@ -348,7 +349,14 @@ def _audit_fork_exec() -> None:
         sys.audit(FORK_EXEC_EVENT, list(args[0] or ()), list(args[1] or ()))
         return original(*args, **kwargs)
 
-    _posixsubprocess.fork_exec = fork_exec
+    # subprocess binds it at import (`from _posixsubprocess import fork_exec as _fork_exec`): every loaded name of
+    # the original is replaced, as for the dispatch internals (recorder.guard_dispatch_internals)
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if isinstance(namespace, dict):
+            for name, value in list(namespace.items()):
+                if value is original:
+                    namespace[name] = fork_exec
 
 
 def _command(args: tuple) -> tuple | None:
