@@ -367,6 +367,25 @@ VIOLATIONS = [
         "import-allowlist",
         K.TAMPERING,
     ),
+    # private-attribute: `self`/`cls` are exempt only as a method's own first parameter (wave 3)
+    (
+        "self_as_comprehension_variable",
+        "x = [self._make_subclass for self in [torch.Tensor]]\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "self_as_a_local",
+        "def g():\n    self = torch.Tensor\n    return self._make_subclass\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "self_with_a_default",
+        "def f(self=torch.Tensor):\n    return self._make_subclass\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
     # import-allowlist, one per category
     # triton.runtime.driver: only the read-only device queries, as whole chains (READ_ONLY_QUERIES)
     ("driver_alias", "from triton.runtime import driver\nd = driver.active\n", "import-allowlist", K.TAMPERING),

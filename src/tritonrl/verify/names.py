@@ -23,6 +23,7 @@ class Scope:
     globals: set[str] = dataclasses.field(default_factory=set)  # `global` declarations
     nonlocals: set[str] = dataclasses.field(default_factory=set)  # `nonlocal` declarations
     imports: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> dotted path (imports and aliases)
+    receiver: str | None = None  # a method's first parameter (`self`/`cls`) while nothing else binds that name
 
 
 class Names:
@@ -52,6 +53,12 @@ class Names:
                 return scope
             scope, first = scope.parent, False
         return self.module if node.id in self.module.bound else None
+
+    def is_receiver(self, node: ast.Name) -> bool:
+        """`node` is a method's own `self`/`cls` (its first parameter, never rebound in it), seen from the method or
+        a function nested in it; not a comprehension variable or a local that happens to be called `self`."""
+        scope = self.binding(node)
+        return scope is not None and scope.receiver == node.id
 
     def dotted(self, node: ast.AST) -> str | None:
         """`torch.cuda.Stream` for a Name/Attribute chain rooted at an imported name, else None."""
@@ -83,6 +90,8 @@ class Names:
             self.scope_of[node] = scope
             if not isinstance(node.ctx, ast.Load):
                 scope.bound.add(node.id)
+                if node.id == scope.receiver:  # `self = other` in the method: `self._x` no longer means its own
+                    scope.receiver = None
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 top = alias.name.split(".")[0]
@@ -100,6 +109,7 @@ class Names:
             scope.nonlocals.update(node.names)
         elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
             scope.bound.add(node.name)
+            scope.receiver = None if node.name == scope.receiver else scope.receiver
         elif isinstance(node, ast.MatchMapping) and node.rest:
             scope.bound.add(node.rest)
         for target, value in assigned_pairs(node):
@@ -118,9 +128,15 @@ class Names:
         for child in outer:
             self._visit(child, scope)
         inner = Scope(scope, bound={p.arg for p in params})
+        positional = [*args.posonlyargs, *args.args]
+        if scope.is_class and positional and positional[0].arg in ("self", "cls"):
+            if len(args.defaults) < len(positional):  # a default would let a bare call bind it to anything
+                inner.receiver = positional[0].arg
         for stmt in node.body if isinstance(node.body, list) else [node.body]:
             self._visit(stmt, inner)
         inner.bound -= inner.globals | inner.nonlocals
+        if inner.receiver in inner.globals | inner.nonlocals:
+            inner.receiver = None
 
 
 def assigned_pairs(node: ast.AST) -> Iterator[tuple[ast.expr, ast.expr]]:

@@ -207,7 +207,7 @@ def _check_reflective_call(node: ast.Name, call: ast.AST | None) -> Iterator[_Hi
 # Rationale: dispatch modes, Triton launch hooks, the caching allocator, Tensor._version and torch._C internals live
 # behind underscores, and dunders (__globals__, __subclasses__, __dict__) are the classic sandbox escapes. Honest
 # kernels need only their own `self._x`, `super().__init__` and read-only names like `__name__`.
-@_rule("private-attribute", _K.TAMPERING, "no `x._private` except on self/cls; no dunders but __init__() and __name__")
+@_rule("private-attribute", _K.TAMPERING, "no `x._private` but a method's own self/cls; dunders: __init__/__name__")
 def _private_attribute(ctx: _Context) -> Iterator[_Hit]:
     for node in ast.walk(ctx.tree):
         if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")):
@@ -218,7 +218,7 @@ def _private_attribute(ctx: _Context) -> Iterator[_Hit]:
             if (attr in _SAFE_DUNDERS and isinstance(node.ctx, ast.Load)) or (attr == "__init__" and called):
                 continue
             yield _Hit(node, _K.TAMPERING, f"accesses the dunder {attr}")
-        elif not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+        elif not (isinstance(node.value, ast.Name) and ctx.names.is_receiver(node.value)):
             yield _Hit(node, _K.TAMPERING, f"accesses the private attribute {attr} of another object")
 
 
