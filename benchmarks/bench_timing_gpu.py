@@ -229,12 +229,12 @@ def mixed_batch(n: int, copies: int) -> list[tuple[str, bool, Task, str]]:
 def zygote_cpu_s() -> float:
     """CPU seconds of the live fork servers and of the workers they forked and reaped (/proc/PID/stat utime, stime,
     cutime, cstime): forked workers are not this process's children, so RUSAGE_CHILDREN misses them."""
-    from tritonrl.verify import forkserver
+    from tritonrl.verify.forkserver import server_pids
 
     total = 0.0
-    for server in list(forkserver._SERVERS.values()):
+    for pid in server_pids():
         try:
-            fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")

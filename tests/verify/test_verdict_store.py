@@ -79,15 +79,8 @@ def test_a_verdict_stored_before_the_timing_report_reads_back_into_it(tmp_path):
     old = {**NO_CODE.to_dict(), "extra": {"timing": {"mode": "events", "speedup_ci95": [1.9, 2.1]},
                                           "speedup_compile": 0.9}}  # fmt: skip
     del old["timing"]
-    key = cache_key(RELU, "a", CPU)
-    jsonl = tmp_path / "v.jsonl"
-    jsonl.write_text(json.dumps({"key": key, "task_id": "relu", "policy": "strict", "verdict": old}) + "\n")
-    with SQLiteVerdictStore(tmp_path / "v.sqlite") as store:
-        store.put(RELU, "a", CPU, NO_CODE)
-        with sqlite3.connect(store.path) as conn:
-            conn.execute("UPDATE verdict_cache SET verdict_json = ?", (json.dumps(old),))
-        for v in (store.get(RELU, "a", CPU), VerdictCache(jsonl).get(RELU, "a", CPU)):
-            assert v.timing.speedup_ci95 == (1.9, 2.1) and v.speedup_of("compile") == 0.9 and v.extra == {}
+    for v in _read_back_old_row(tmp_path, old):
+        assert v.timing.speedup_ci95 == (1.9, 2.1) and v.speedup_of("compile") == 0.9 and v.extra == {}
 
 
 def test_a_verdict_with_flat_checks_reads_back_into_nested_stats(tmp_path):
@@ -97,18 +90,22 @@ def test_a_verdict_with_flat_checks_reads_back_into_nested_stats(tmp_path):
             "failure": "wrong_values", "message": "3 of 64 differ", "output_index": 0, "n_elements": 64,
             "n_mismatch": 3, "max_abs_err": "inf", "max_rel_err": 0.5, "first_bad_index": [2], "atol": 1e-4,
             "rtol": 1e-4}  # fmt: skip
-    old = {**NO_CODE.to_dict(), "checks": [flat]}
-    key = cache_key(RELU, "a", CPU)
+    for v in _read_back_old_row(tmp_path, {**NO_CODE.to_dict(), "checks": [flat]}):
+        (check,) = v.checks
+        assert check.stats.first_bad_index == (2,) and check.stats.n_mismatch == 3
+        assert check.stats.max_abs_err == float("inf") and check.failure.value == "wrong_values"
+
+
+def _read_back_old_row(tmp_path, old: dict) -> list:
+    """The verdict `old` (a stored dict in an older format) read back through the SQLite store and the JSONL cache."""
     jsonl = tmp_path / "v.jsonl"
-    jsonl.write_text(json.dumps({"key": key, "task_id": "relu", "policy": "strict", "verdict": old}) + "\n")
+    row = {"key": cache_key(RELU, "a", CPU), "task_id": "relu", "policy": "strict", "verdict": old}
+    jsonl.write_text(json.dumps(row) + "\n")
     with SQLiteVerdictStore(tmp_path / "v.sqlite") as store:
         store.put(RELU, "a", CPU, NO_CODE)
         with sqlite3.connect(store.path) as conn:
             conn.execute("UPDATE verdict_cache SET verdict_json = ?", (json.dumps(old),))
-        for v in (store.get(RELU, "a", CPU), VerdictCache(jsonl).get(RELU, "a", CPU)):
-            (check,) = v.checks
-            assert check.stats.first_bad_index == (2,) and check.stats.n_mismatch == 3
-            assert check.stats.max_abs_err == float("inf") and check.failure.value == "wrong_values"
+        return [store.get(RELU, "a", CPU), VerdictCache(jsonl).get(RELU, "a", CPU)]
 
 
 def test_threads_write_at_once_through_one_store_and_through_two(tmp_path):

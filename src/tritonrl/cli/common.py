@@ -37,17 +37,23 @@ def read_candidate(value: str) -> str:
     return path.read_text(errors="replace")
 
 
+def verify_options(args: argparse.Namespace) -> dict:
+    """The VerifyConfig fields the verifier flags set, `device` as given ("auto" unresolved: resolving it imports
+    torch, which a `--server` client does not need)."""
+    return {
+        "device": args.device,
+        "policy": args.policy,
+        "timeout_s": args.timeout_s,
+        "static_checks": not args.no_static,
+        "timing": not args.no_timing,
+        "compile_baseline": args.compile_baseline,
+    }
+
+
 def verify_config(args: argparse.Namespace):  # noqa: ANN202
     from tritonrl.verify.config import VerifyConfig
 
-    return VerifyConfig(
-        device=device(args.device),
-        policy=args.policy,
-        timeout_s=args.timeout_s,
-        static_checks=not args.no_static,
-        timing=not args.no_timing,
-        compile_baseline=args.compile_baseline,
-    )
+    return VerifyConfig(**{**verify_options(args), "device": device(args.device)})
 
 
 def add_source_options(p: argparse.ArgumentParser) -> None:

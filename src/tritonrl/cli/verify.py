@@ -16,6 +16,7 @@ from tritonrl.cli.common import (
     load_reference,
     read_candidate,
     verify_config,
+    verify_options,
 )
 from tritonrl.verify.server import SERVER_ENV, default_socket
 
@@ -57,10 +58,7 @@ def _verify_on_server(server: Path, args: argparse.Namespace, texts: list[str]) 
     if args.replay or args.cache:
         raise ValueError("--server answers fresh verifications only: drop --replay/--cache, or --server")
     reference = str(Path(args.reference).resolve()) if Path(args.reference).exists() else args.reference
-    options = {"device": args.device, "policy": args.policy, "timeout_s": args.timeout_s,
-               "static_checks": not args.no_static, "timing": not args.no_timing,
-               "compile_baseline": args.compile_baseline}  # fmt: skip
-    return request_verdicts(server, reference, texts, options)
+    return request_verdicts(server, reference, texts, verify_options(args))
 
 
 def _print_verdicts(args: argparse.Namespace, verdicts: list) -> int:

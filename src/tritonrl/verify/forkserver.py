@@ -190,6 +190,12 @@ def _close_servers() -> None:
         server.close()
 
 
+def server_pids() -> list[int]:
+    """The pids of this process's live fork servers (for accounting: forked workers are their children, not ours)."""
+    with _SERVERS_LOCK:
+        return [server.proc.pid for server in _SERVERS.values()]
+
+
 def shared_server(base_env: dict[str, str]) -> ForkServer:
     """The process-wide fork server for this environment (started on first use, restarted if it died)."""
     key = tuple(sorted(base_env.items()))

@@ -32,6 +32,7 @@ class Names:
     def __init__(self, tree: ast.Module) -> None:
         self.module = Scope(None)
         self.scope_of: dict[ast.Name, Scope] = {}
+        self.import_paths: dict[str, set[str]] = {}  # every name an import binds, in any scope -> its dotted paths
         self._aliases: list[tuple[Scope, str, ast.expr]] = []  # `t = torch`-style assignments
         self._visit(tree, self.module)
         for _ in range(len(self._aliases)):  # fixpoint: a chain of n aliases resolves in at most n passes
@@ -95,13 +96,12 @@ class Names:
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 top = alias.name.split(".")[0]
-                scope.bound.add(alias.asname or top)
-                scope.imports[alias.asname or top] = alias.name if alias.asname else top
+                self._bind_import(scope, alias.asname or top, alias.name if alias.asname else top)
         elif isinstance(node, ast.ImportFrom):
             for alias in node.names:
                 if alias.name != "*":
-                    scope.bound.add(alias.asname or alias.name)
-                    scope.imports[alias.asname or alias.name] = f"{'.' * node.level}{node.module or ''}.{alias.name}"
+                    path = f"{'.' * node.level}{node.module or ''}.{alias.name}"
+                    self._bind_import(scope, alias.asname or alias.name, path)
         elif isinstance(node, ast.Global):
             scope.globals.update(node.names)
             self.module.bound.update(node.names)
@@ -117,6 +117,11 @@ class Names:
                 self._aliases.append((scope, target.id, value))
         for child in ast.iter_child_nodes(node):
             self._visit(child, scope)
+
+    def _bind_import(self, scope: Scope, name: str, path: str) -> None:
+        scope.bound.add(name)
+        scope.imports[name] = path
+        self.import_paths.setdefault(name, set()).add(path)
 
     def _visit_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, scope: Scope) -> None:
         args = node.args
@@ -153,23 +158,6 @@ def assigned_pairs(node: ast.AST) -> Iterator[tuple[ast.expr, ast.expr]]:
             pairs += zip(target.elts, value.elts, strict=False)
         else:
             yield target, value
-
-
-def imported_names(tree: ast.Module) -> dict[str, set[str]]:
-    """Every name an import statement binds, in any scope -> the dotted paths it is bound to there."""
-    names: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                names.setdefault(alias.asname or alias.name.split(".")[0], set()).add(
-                    alias.name if alias.asname else alias.name.split(".")[0]
-                )
-        elif isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if alias.name != "*":
-                    path = f"{'.' * node.level}{node.module or ''}.{alias.name}"
-                    names.setdefault(alias.asname or alias.name, set()).add(path)
-    return names
 
 
 def rebindings(tree: ast.Module, imported: set[str]) -> Iterator[tuple[str, ast.AST]]:

@@ -18,7 +18,7 @@ from tritonrl.errors import ConfigError
 from tritonrl.types import FailureKind, Stage, StageOutcome
 from tritonrl.verify.config import POLICIES  # "partial" drops only the torch-compute warnings; every rule applies
 from tritonrl.verify.import_policy import KIND_WHY, QUERY_GATEWAYS, READ_ONLY_QUERIES, denied, is_allowed, is_module
-from tritonrl.verify.names import Names, assigned_pairs, imported_names, rebindings, root_alternatives
+from tritonrl.verify.names import Names, assigned_pairs, rebindings, root_alternatives
 
 MAX_WARNINGS = 5
 
@@ -151,7 +151,7 @@ def _import_allowlist(ctx: _Context) -> Iterator[_Hit]:
                     yield _Hit(node, kind, f"imports {member}, which {KIND_WHY[kind]}")
                 elif alias.name.startswith("_") and not node.level:
                     yield _Hit(node, _K.TAMPERING, f"imports the private name {member}")
-    imported = imported_names(ctx.tree)
+    imported = ctx.names.import_paths
     for name, node in rebindings(ctx.tree, set(imported)):
         yield _Hit(node, _K.TAMPERING, f"binds {name}, a name an import binds: the rules could no longer tell what "
                    "it refers to (use another name)")  # fmt: skip
