@@ -141,6 +141,20 @@ def test_distinct_configs_beyond_the_cap_close_the_least_recently_used(server):
     assert len(server._verifiers) == MAX_CONFIGS
 
 
+def test_an_evicted_config_is_closed_only_after_its_last_request(server):
+    """A request in flight on the least recently used config still gets its verdicts when other requests push that
+    config out; the config's workers are closed when the request ends."""
+    from tritonrl.verify.server import MAX_CONFIGS
+
+    with server.lease({**OPTIONS, "timeout_s": 90.0}) as held:
+        for i in range(MAX_CONFIGS):
+            assert request_verdicts(server.path, "relu", [GOOD], {**OPTIONS, "timeout_s": 100.0 + i})[0].passed
+        assert all(entry.verifier is not held for entry in server._verifiers.values())
+        assert held.verify(RELU, GOOD).passed  # evicted, but not closed under its user
+    with pytest.raises(RuntimeError, match="closed"):
+        held.verify(RELU, BAD)
+
+
 def test_a_client_that_never_finishes_its_request_is_timed_out(server, monkeypatch):
     from tritonrl.verify import server as server_module
 

@@ -3,7 +3,7 @@
 Fails closed: `is_allowed` holds only for torch, triton, a few pure stdlib modules and what real kernel files use.
 `denied` sorts a dotted name (an import, or an attribute chain such as `torch.utils.cpp_extension.load_inline`) into
 the FailureKind category that explains the refusal, and `KIND_WHY` words it; `is_module` tells a module path from a
-member. Tables and lookups only: the rules that apply them live in `static_checks.py`."""
+member. Tables and lookups only: `import_rule.py` applies them."""
 
 from __future__ import annotations
 

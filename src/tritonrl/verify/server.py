@@ -17,6 +17,7 @@ Wire format, one request per connection, newline-terminated JSON each way:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -26,7 +27,7 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,15 @@ MAX_REFERENCE_BYTES = 16 << 20  # a reference file larger than this is not a tas
 REQUEST_READ_TIMEOUT_S = 60.0  # a client that connects and never finishes its request does not keep a thread
 CLIENT_TIMEOUT_S = 3600.0
 MAX_CONFIGS = 4  # distinct verifier configs kept warm at once; the least recently used is closed beyond that
+
+
+@dataclasses.dataclass
+class _Lease:
+    """A warm Verifier with the number of requests using it; an evicted one is closed when that reaches 0."""
+
+    verifier: Any
+    users: int = 0
+    evicted: bool = False
 
 
 def default_socket() -> Path:
@@ -67,7 +77,7 @@ class VerifyServer:
         self.default_device = default_device
         self.jobs = jobs
         self.served = 0
-        self._verifiers: dict[str, Any] = {}
+        self._verifiers: dict[str, _Lease] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.sock = self._bind()
@@ -91,7 +101,11 @@ class VerifyServer:
         self._inode = self.path.stat().st_ino  # close() removes this socket only, never a later server's
         return sock
 
-    def verifier(self, options: Mapping[str, Any]):  # noqa: ANN201 - a Verifier (imported lazily: torch)
+    @contextlib.contextmanager
+    def lease(self, options: Mapping[str, Any]) -> Iterator[Any]:
+        """The warm `Verifier` for these options, held for the `with` block. Beyond MAX_CONFIGS the least recently
+        used config is evicted; it is closed once its last lease ends, so a request in flight on it still gets its
+        verdicts (closing it at eviction would fail that request)."""
         from tritonrl.verify.config import VerifyConfig
         from tritonrl.verify.verifier import Verifier
 
@@ -104,19 +118,29 @@ class VerifyServer:
             options["device"] = self.default_device
         cfg = VerifyConfig(**options)
         key = cfg.config_hash() + cfg.device
-        evicted = None
+        idle_evicted = None
         with self._lock:
             if key not in self._verifiers:
                 log.info("starting %d warm workers for %s", self.jobs, cfg.device)
-                self._verifiers[key] = Verifier(cfg, jobs=self.jobs, keep_warm=True)
+                self._verifiers[key] = _Lease(Verifier(cfg, jobs=self.jobs, keep_warm=True))
                 if len(self._verifiers) > MAX_CONFIGS:  # each config keeps `jobs` warm workers (~200 MB each)
                     evicted = self._verifiers.pop(next(iter(self._verifiers)))
+                    evicted.evicted = True
+                    idle_evicted = evicted if evicted.users == 0 else None
             else:
                 self._verifiers[key] = self._verifiers.pop(key)  # most recently used last
-            verifier = self._verifiers[key]
-        if evicted is not None:
-            evicted.close()  # its running requests finish first (Verifier.close waits for them)
-        return verifier
+            entry = self._verifiers[key]
+            entry.users += 1
+        if idle_evicted is not None:
+            idle_evicted.verifier.close()
+        try:
+            yield entry.verifier
+        finally:
+            with self._lock:
+                entry.users -= 1
+                last = entry.evicted and entry.users == 0
+            if last:
+                entry.verifier.close()
 
     def handle(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """One request's reply (errors as a reply, never an exception: the server keeps serving)."""
@@ -127,8 +151,8 @@ class VerifyServer:
             if not all(isinstance(c, str) for c in candidates):
                 raise ConfigError("every candidate must be a string")
             task = _load_file(reference) if os.sep in reference else self.load_reference(reference)
-            verifier = self.verifier(request.get("options") or {})
-            verdicts = verifier.verify_many([(task, text) for text in candidates])
+            with self.lease(request.get("options") or {}) as verifier:
+                verdicts = verifier.verify_many([(task, text) for text in candidates])
         except (TritonRLError, FileNotFoundError, ValueError, KeyError, TypeError) as exc:
             return {"error": type(exc).__name__, "message": str(exc)}
         self.served += len(verdicts)
@@ -181,9 +205,9 @@ class VerifyServer:
         except FileNotFoundError:
             pass
         with self._lock:
-            verifiers, self._verifiers = list(self._verifiers.values()), {}
-        for verifier in verifiers:
-            verifier.close()
+            entries, self._verifiers = list(self._verifiers.values()), {}
+        for entry in entries:
+            entry.verifier.close()  # waits for the requests running on it
 
     def __enter__(self) -> VerifyServer:
         return self

@@ -1,7 +1,8 @@
 """Stage STATIC: AST rules that reject candidates no honest Triton port would write, before anything runs.
 
 A cheap pre-filter, never the authority: the sandbox and the runtime provenance checks decide. Each rule is written
-to have no false positives on honest Triton kernels; imports fail closed (an allowlist: `import_policy.py`). Names are
+to have no false positives on honest Triton kernels; imports fail closed (`import_rule.py` applies the allowlist of
+`import_policy.py`). Names are
 resolved with Python's scoping (`names.py`), so aliases (`import os as o`, `t = torch`) and shadowing
 (`def forward(self, input)`) are seen.
 Rules run in `RULES` order and the first one that fires reports its first offending line. Torch compute inside
@@ -16,9 +17,10 @@ from collections.abc import Callable, Iterator
 
 from tritonrl.errors import ConfigError
 from tritonrl.types import FailureKind, Stage, StageOutcome
+from tritonrl.verify import import_rule
 from tritonrl.verify.config import POLICIES  # "partial" drops only the torch-compute warnings; every rule applies
-from tritonrl.verify.import_policy import KIND_WHY, QUERY_GATEWAYS, READ_ONLY_QUERIES, denied, is_allowed, is_module
-from tritonrl.verify.names import Names, assigned_pairs, rebindings, root_alternatives
+from tritonrl.verify.import_policy import is_module
+from tritonrl.verify.names import Names, assigned_pairs
 
 MAX_WARNINGS = 5
 
@@ -111,68 +113,15 @@ def run_static_checks(tree: ast.Module, code: str, *, policy: str = "strict") ->
 def _context(tree: ast.Module, code: str) -> _Context:
     names = Names(tree)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-    references: list[tuple[str, ast.AST]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            references += [(alias.name, node) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            references += [(f"{node.module}.{alias.name}", node) for alias in node.names if alias.name != "*"]
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            top: ast.AST = node
-            while isinstance(parents.get(top), ast.Attribute):
-                top = parents[top]
-            path = names.dotted(top)
-            if path:
-                references.append((path, top))
-    return _Context(tree, code, names, parents, references)
+    return _Context(tree, code, names, parents, import_rule.references(tree, names, parents))
 
 
 # Rationale: fail closed. A kernel needs torch, triton and a few pure stdlib modules; everything else is the sandbox's
 # business, and torch/triton submodules that load code, spawn work or expose internals are denied even as attributes.
 @_rule("import-allowlist", _K.FORBIDDEN_IMPORT, "only torch, triton, pure stdlib; the rest by category")
 def _import_allowlist(ctx: _Context) -> Iterator[_Hit]:
-    for node in ast.walk(ctx.tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield from _check_module(node, alias.name)
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:
-                yield _Hit(node, _K.FORBIDDEN_IMPORT, "is a relative import; it could reach the harness's own modules")
-            elif any(alias.name == "*" for alias in node.names):
-                yield _Hit(node, _K.FORBIDDEN_IMPORT, "is a star import, which hides the names it binds")
-            elif not is_allowed(module) and not all(f"{module}.{a.name}" in QUERY_GATEWAYS for a in node.names):
-                yield from _check_module(node, module)
-            for alias in node.names:
-                member = f"{module}.{alias.name}"
-                if member in QUERY_GATEWAYS:
-                    continue  # its uses are references, checked below
-                if kind := denied(member):
-                    yield _Hit(node, kind, f"imports {member}, which {KIND_WHY[kind]}")
-                elif alias.name.startswith("_") and not node.level:
-                    yield _Hit(node, _K.TAMPERING, f"imports the private name {member}")
-    imported = ctx.names.import_paths
-    for name, node in rebindings(ctx.tree, set(imported)):
-        yield _Hit(node, _K.TAMPERING, f"binds {name}, a name an import binds: the rules could no longer tell what "
-                   "it refers to (use another name)")  # fmt: skip
-    for path, node in ctx.references:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            continue
-        for alternative in root_alternatives(path, node, imported):  # a name imported twice may be either at run time
-            if kind := denied(alternative):
-                yield _Hit(node, kind, f"reaches {alternative}, which {KIND_WHY[kind]}")
-                break
-        else:
-            call = ctx.parents.get(node)
-            if path in READ_ONLY_QUERIES and not (isinstance(call, ast.Call) and call.func is node):
-                yield _Hit(node, _K.TAMPERING, f"uses {path} other than by calling it")
-
-
-def _check_module(node: ast.AST, module: str) -> Iterator[_Hit]:
-    if kind := denied(module):
-        yield _Hit(node, kind, f"imports {module}, which {KIND_WHY[kind]}")
-    elif not is_allowed(module):
-        yield _Hit(node, _K.FORBIDDEN_IMPORT, f"imports {module}, which is not on the import allowlist")
+    for node, kind, why in import_rule.violations(ctx.tree, ctx.names, ctx.parents, ctx.references):
+        yield _Hit(node, kind, why)
 
 
 # Rationale: these builtins run strings as code, reach namespaces, read files or stdin, or stop the interpreter. Any
