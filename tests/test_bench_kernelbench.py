@@ -72,7 +72,8 @@ def test_runner_rejects_hang_crash_exception_and_none(kb, tmp_path):
     names = ["a GOOD", "b GOOD HANG", "c CRASH", "d RAISE", "e NONE", "f GOOD", "g bad", "h GOOD"]
     batch = [kb.Candidate(n.split()[0], "GOOD" in n, "ref", n) for n in names]
     batch[6] = kb.Candidate("g", False, "ref", "g GOOD")  # a known-bad candidate that the harness accepts
-    out = kb.run(root, batch, procs=2, opts=kb.Options(timeout_s=5), progress=lambda m: None)
+    # 20 s: the hang costs exactly this, and a spawned worker's start took over 5 s on 2 loaded cores (a false timeout)
+    out = kb.run(root, batch, procs=2, opts=kb.Options(timeout_s=20), progress=lambda m: None)
     assert out["accepted_good"] == 3 and out["good"] == 4
     assert out["accepted_bad"] == ["g"]
     assert out["timeouts"] == 1
