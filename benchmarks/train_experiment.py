@@ -143,7 +143,8 @@ def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def plot(results: dict[str, Any], path: Path) -> str:
-    """pass@1 with its interval per model, and the held-out NLL curves of the SFT phases; returns what it wrote."""
+    """pass@1 with its interval per model, held-out tasks beside the in-distribution ones (where scored), and the
+    held-out NLL curves of the SFT phases; returns what it wrote."""
     try:
         import matplotlib
 
@@ -152,13 +153,24 @@ def plot(results: dict[str, Any], path: Path) -> str:
     except ImportError:
         return "plot: matplotlib is not installed (pip install matplotlib), table only"
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    evals = results["eval"]
-    xs = range(len(evals))
-    p1 = [e["pass@1"] for e in evals]
-    err = [[e["pass@1"] - e["pass@1_ci"][0] for e in evals], [e["pass@1_ci"][1] - e["pass@1"] for e in evals]]
-    left.bar(xs, p1, yerr=err, capsize=4, color="#4878a8")
-    left.set_xticks(list(xs), [e["model"] for e in evals], rotation=15, fontsize=8)
-    left.set_ylabel("held-out pass@1 (95% CI)")
+    groups = plot_groups(results)
+    models = sorted({m for _, by in groups for m in by}, key=lambda m: MODEL_ORDER.index(m) if m in MODEL_ORDER else 99)
+    width = 0.8 / len(groups)
+    for g, ((label, by), color) in enumerate(zip(groups, ("#4878a8", "#e39b3c"), strict=False)):
+        legend = label  # on the group's first bar only
+        for x, model in enumerate(models):
+            offset = x + (g - (len(groups) - 1) / 2) * width
+            if (e := by.get(model)) is None:
+                left.text(offset, 0.01, "not scored", rotation=90, ha="center", va="bottom", fontsize=7)
+                continue
+            low, high = e["pass@1_ci"]
+            yerr = [[e["pass@1"] - low], [high - e["pass@1"]]]
+            left.bar(offset, e["pass@1"], width, yerr=yerr, capsize=3, color=color, label=legend)
+            legend = None
+    left.set_xticks(list(range(len(models))), models, rotation=15, fontsize=8)
+    left.set_ylabel("pass@1 (95% CI)")
+    left.set_ylim(0, max(0.1, *(e["pass@1_ci"][1] for _, by in groups for e in by.values())) * 1.15)
+    left.legend(fontsize=7)
     for phase in ("sft", "control"):
         curve = results["phases"].get(phase, {}).get("held_out_nll") or []
         if curve:
@@ -170,6 +182,16 @@ def plot(results: dict[str, Any], path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return f"plot: {path}"
+
+
+def plot_groups(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    """(label, {model: evaluation}) for the held-out tasks and, where scored, the in-distribution ones."""
+    groups = [("held-out tasks", {e["model"]: e for e in results["eval"]})]
+    if results.get("eval_train"):
+        fresh = results["args"].get("held_in") == "fresh"
+        label = "fresh tasks, seen compositions" if fresh else "training tasks"
+        groups.append((label, {e["model"]: e for e in results["eval_train"]}))
+    return groups
 
 
 def criteria(evals: list[dict[str, Any]]) -> dict[str, bool | None]:

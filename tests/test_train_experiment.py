@@ -186,3 +186,21 @@ def test_sft_training_can_end_before_its_evaluation_and_resume_without_it(tmp_pa
     assert train_experiment.main() == 0
     again = json.loads((tmp_path / "results.json").read_text())
     assert again["phases"]["sft"] == first["phases"]["sft"] and again["eval"] == []  # kept, and not scored here
+
+
+def test_the_plot_sets_held_out_beside_in_distribution_scores_and_marks_what_was_not_scored(tmp_path):
+    def ev(model, p):
+        return {"model": model, "pass@1": p, "pass@1_ci": [max(0.0, p - 0.2), p + 0.2]}
+
+    results = {
+        "args": {"held_in": "fresh", "sft_steps": 400},
+        "phases": {"sft": {"held_out_nll": [{"step": 100, "held_out_nll": 0.2}]}},
+        "eval": [ev("sft", 0.0), ev("sft+grpo", 0.0)],
+        "eval_train": [ev("sft", 0.25)],  # GRPO's in-distribution evaluation was cut
+    }
+    groups = train_experiment.plot_groups(results)
+    assert [label for label, _ in groups] == ["held-out tasks", "fresh tasks, seen compositions"]
+    assert set(groups[1][1]) == {"sft"}
+    pytest.importorskip("matplotlib")
+    assert train_experiment.plot(results, tmp_path / "r.png") == f"plot: {tmp_path / 'r.png'}"
+    assert (tmp_path / "r.png").stat().st_size > 1000
