@@ -153,6 +153,20 @@ def test_an_evicted_config_is_closed_only_after_its_last_request(server):
         assert held.verify(RELU, GOOD).passed  # evicted, but not closed under its user
     with pytest.raises(RuntimeError, match="closed"):
         held.verify(RELU, BAD)
+    assert server._draining == []
+
+
+def test_closing_the_server_closes_a_config_evicted_under_a_request(tmp_path, monkeypatch):
+    from tritonrl.verify import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_CONFIGS", 1)
+    srv = VerifyServer(tmp_path / "v.sock", load_reference=load_reference, default_device="cpu", jobs=1)
+    with srv.lease({**OPTIONS, "timeout_s": 90.0}) as held:
+        with srv.lease({**OPTIONS, "timeout_s": 91.0}):
+            assert srv._draining and srv._draining[0].verifier is held
+        srv.close()  # a server stopped while the evicted config's request still runs
+        with pytest.raises(RuntimeError, match="closed"):
+            held.verify(RELU, GOOD)
 
 
 def test_a_client_that_never_finishes_its_request_is_timed_out(server, monkeypatch):

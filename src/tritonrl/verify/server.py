@@ -44,13 +44,12 @@ CLIENT_TIMEOUT_S = 3600.0
 MAX_CONFIGS = 4  # distinct verifier configs kept warm at once; the least recently used is closed beyond that
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Lease:
     """A warm Verifier with the number of requests using it; an evicted one is closed when that reaches 0."""
 
     verifier: Any
     users: int = 0
-    evicted: bool = False
 
 
 def default_socket() -> Path:
@@ -78,6 +77,7 @@ class VerifyServer:
         self.jobs = jobs
         self.served = 0
         self._verifiers: dict[str, _Lease] = {}
+        self._draining: list[_Lease] = []  # evicted while in use: closed by their last request, or by close()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.sock = self._bind()
@@ -125,8 +125,10 @@ class VerifyServer:
                 self._verifiers[key] = _Lease(Verifier(cfg, jobs=self.jobs, keep_warm=True))
                 if len(self._verifiers) > MAX_CONFIGS:  # each config keeps `jobs` warm workers (~200 MB each)
                     evicted = self._verifiers.pop(next(iter(self._verifiers)))
-                    evicted.evicted = True
-                    idle_evicted = evicted if evicted.users == 0 else None
+                    if evicted.users == 0:
+                        idle_evicted = evicted
+                    else:
+                        self._draining.append(evicted)
             else:
                 self._verifiers[key] = self._verifiers.pop(key)  # most recently used last
             entry = self._verifiers[key]
@@ -138,7 +140,9 @@ class VerifyServer:
         finally:
             with self._lock:
                 entry.users -= 1
-                last = entry.evicted and entry.users == 0
+                last = entry.users == 0 and entry in self._draining
+                if last:
+                    self._draining.remove(entry)
             if last:
                 entry.verifier.close()
 
@@ -205,7 +209,8 @@ class VerifyServer:
         except FileNotFoundError:
             pass
         with self._lock:
-            entries, self._verifiers = list(self._verifiers.values()), {}
+            entries, self._verifiers = [*self._verifiers.values(), *self._draining], {}
+            self._draining = []
         for entry in entries:
             entry.verifier.close()  # waits for the requests running on it
 
