@@ -169,7 +169,7 @@ def plot(results: dict[str, Any], path: Path) -> str:
             legend = None
     left.set_xticks(list(range(len(models))), models, rotation=15, fontsize=8)
     left.set_ylabel("pass@1 (95% CI)")
-    left.set_ylim(0, max(0.1, *(e["pass@1_ci"][1] for _, by in groups for e in by.values())) * 1.15)
+    left.set_ylim(0, max([0.1, *(e["pass@1_ci"][1] for _, by in groups for e in by.values())]) * 1.15)
     left.legend(fontsize=7)
     for phase in ("sft", "control"):
         curve = results["phases"].get(phase, {}).get("held_out_nll") or []

@@ -204,3 +204,5 @@ def test_the_plot_sets_held_out_beside_in_distribution_scores_and_marks_what_was
     pytest.importorskip("matplotlib")
     assert train_experiment.plot(results, tmp_path / "r.png") == f"plot: {tmp_path / 'r.png'}"
     assert (tmp_path / "r.png").stat().st_size > 1000
+    nothing_scored = {**results, "eval": [], "eval_train": []}  # a run that stopped after SFT's training
+    assert train_experiment.plot(nothing_scored, tmp_path / "e.png") == f"plot: {tmp_path / 'e.png'}"
