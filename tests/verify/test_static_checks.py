@@ -386,6 +386,50 @@ VIOLATIONS = [
         "private-attribute",
         K.TAMPERING,
     ),
+    (
+        "self_rebound_in_the_method",
+        "class M:\n    def forward(self):\n        self = torch.Tensor\n        return self._make_subclass\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "self_rebound_by_import",
+        "class M:\n    def forward(self):\n        import triton as self\n        return self._C\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "self_rebound_by_from_import",
+        "class M:\n    def forward(self):\n        from torch import nn as self\n        return self._reduction\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "self_rebound_by_def",
+        "class M:\n    def forward(self):\n        def self():\n            pass\n        return self._x\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "self_rebound_by_class",
+        "class M:\n    def forward(self):\n        class self:\n            pass\n        return self._x\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "self_rebound_by_except",
+        "class M:\n    def forward(self):\n        try:\n            pass\n"
+        "        except Exception as self:\n            return self._x\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "self_rebound_through_nonlocal",
+        "class M:\n    def forward(self):\n        def g():\n            nonlocal self\n"
+        "            self = torch.Tensor\n        g()\n        return self._make_subclass\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
     # import-allowlist, one per category
     # triton.runtime.driver: only the read-only device queries, as whole chains (READ_ONLY_QUERIES)
     ("driver_alias", "from triton.runtime import driver\nd = driver.active\n", "import-allowlist", K.TAMPERING),

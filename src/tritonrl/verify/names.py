@@ -3,7 +3,9 @@
 `Names(tree)` answers `binding(name)` (the scope a Name is bound in; None for a builtin) and `dotted(node)`
 (`torch.cuda.Stream` for a Name/Attribute chain rooted at an import, or at a `t = torch`-style alias of one). It follows
 Python's scoping (class bodies do not enclose methods, `global`/`nonlocal`, comprehensions) but is flow-insensitive.
-`assigned_pairs` is shared with the rules; the rules themselves live in `static_checks.py`. Pure `ast`.
+`is_receiver(node)` tells a method's own `self`/`cls` (every binding goes through `Scope.bind`, so any rebinding ends
+that). `assigned_pairs`, `rebindings` and `root_alternatives` are shared with the rules, which live in
+`static_checks.py` and `import_rule.py`. Pure `ast`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ class Scope:
     nonlocals: set[str] = dataclasses.field(default_factory=set)  # `nonlocal` declarations
     imports: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> dotted path (imports and aliases)
     receiver: str | None = None  # a method's first parameter (`self`/`cls`) while nothing else binds that name
+
+    def bind(self, name: str) -> None:
+        """Every binding goes through here (assignment, import, def, class, except/match, nonlocal from inside), so
+        any rebinding of the receiver's name ends its exemption."""
+        self.bound.add(name)
+        if name == self.receiver:
+            self.receiver = None
 
 
 class Names:
@@ -78,7 +87,7 @@ class Names:
             self._visit_function(node, scope)
             return
         if isinstance(node, ast.ClassDef):
-            scope.bound.add(node.name)
+            scope.bind(node.name)
             for child in [*node.decorator_list, *node.bases, *node.keywords]:
                 self._visit(child, scope)
             inner = Scope(scope, is_class=True)
@@ -90,9 +99,7 @@ class Names:
         elif isinstance(node, ast.Name):
             self.scope_of[node] = scope
             if not isinstance(node.ctx, ast.Load):
-                scope.bound.add(node.id)
-                if node.id == scope.receiver:  # `self = other` in the method: `self._x` no longer means its own
-                    scope.receiver = None
+                scope.bind(node.id)  # `self = other` in the method: `self._x` no longer means its own
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 top = alias.name.split(".")[0]
@@ -107,11 +114,13 @@ class Names:
             self.module.bound.update(node.names)
         elif isinstance(node, ast.Nonlocal):
             scope.nonlocals.update(node.names)
+            for name in node.names:  # a nested function may rebind the method's `self` through `nonlocal self`
+                if (owner := _enclosing_function_binding(scope.parent, name)) is not None:
+                    owner.bind(name)
         elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
-            scope.bound.add(node.name)
-            scope.receiver = None if node.name == scope.receiver else scope.receiver
+            scope.bind(node.name)
         elif isinstance(node, ast.MatchMapping) and node.rest:
-            scope.bound.add(node.rest)
+            scope.bind(node.rest)
         for target, value in assigned_pairs(node):
             if isinstance(target, ast.Name) and isinstance(value, (ast.Name, ast.Attribute)):
                 self._aliases.append((scope, target.id, value))
@@ -119,7 +128,7 @@ class Names:
             self._visit(child, scope)
 
     def _bind_import(self, scope: Scope, name: str, path: str) -> None:
-        scope.bound.add(name)
+        scope.bind(name)
         scope.imports[name] = path
         self.import_paths.setdefault(name, set()).add(path)
 
@@ -128,7 +137,7 @@ class Names:
         params = [*args.posonlyargs, *args.args, *args.kwonlyargs, *(a for a in (args.vararg, args.kwarg) if a)]
         outer = [*args.defaults, *(d for d in args.kw_defaults if d), *(p.annotation for p in params if p.annotation)]
         if not isinstance(node, ast.Lambda):
-            scope.bound.add(node.name)
+            scope.bind(node.name)
             outer += [*node.decorator_list, *([node.returns] if node.returns else [])]
         for child in outer:
             self._visit(child, scope)
@@ -142,6 +151,15 @@ class Names:
         inner.bound -= inner.globals | inner.nonlocals
         if inner.receiver in inner.globals | inner.nonlocals:
             inner.receiver = None
+
+
+def _enclosing_function_binding(scope: Scope | None, name: str) -> Scope | None:
+    """The function scope a `nonlocal name` refers to: the nearest enclosing non-class scope that binds it."""
+    while scope is not None and scope.parent is not None:
+        if not scope.is_class and name in scope.bound:
+            return scope
+        scope = scope.parent
+    return None
 
 
 def assigned_pairs(node: ast.AST) -> Iterator[tuple[ast.expr, ast.expr]]:
