@@ -69,11 +69,7 @@ def guard(tmp_path, origin):
 
 
 def decide(guard: Guard, frame, event: str, args: tuple):
-    guard._frame = frame
-    try:
-        return guard._decide(event, args)
-    finally:
-        guard._frame = None
+    return guard._decide(event, args, frame, None)  # no Popen vetted by this thread's previous event
 
 
 # --- Origin -------------------------------------------------------------------------------------------------------
@@ -443,3 +439,25 @@ def test_real_spawns_from_triton_run_and_nothing_else_does(tmp_path):
     assert lines == {"ldconfig/posix_spawn": "ran", "ldconfig/fork_exec": "ran", "sh": "refused",
                      "ldconfig/then": "ran", "ride": "refused", "fork_exec/direct": "refused",
                      "wrapped": "tritonrl.verify.worker.guard"}, out.stdout  # fmt: skip
+
+
+def test_one_threads_judging_does_not_blind_the_hook_to_another_thread(guard):
+    """The hook ignores events raised while it judges one (its own frame walk), but only on the judging thread: a
+    candidate's second thread acting during that window is still judged."""
+    import threading
+
+    guard.enabled = True
+    guard._judging.busy = True  # this thread is inside the hook
+    raised: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            guard._hook("socket.connect", (None, ("10.0.0.1", 80)))
+        except PermissionError as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert len(raised) == 1 and guard.reports[0][0] == "network_access"
+    guard._hook("socket.connect", (None, ("10.0.0.1", 80)))  # the judging thread's own events pass through

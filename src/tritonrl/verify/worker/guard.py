@@ -35,6 +35,7 @@ import sys
 import sysconfig
 import threading
 from collections.abc import Callable
+from types import FrameType
 
 from tritonrl.verify.worker.tools import TritonTools
 
@@ -213,12 +214,11 @@ class Guard:
         self.enabled = False
         prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, *sysconfig.get_paths().values()}
         self.readable = tuple(os.path.realpath(p) + os.sep for p in prefixes) + (self.workdir,)
-        self._busy = False
-        self._frame = None
+        # Per thread: while one thread's event is being judged, another thread's events must still be judged (an
+        # instance-wide flag let a candidate's second thread act unchecked during that window).
+        self._judging = threading.local()
         self._vetted: dict[int, tuple] = {}  # thread -> (executable, argv, real path) of the Popen just allowed
-        self._spawning: tuple | None = None  # this event's thread's vetted Popen, if the previous event allowed one
         self.tools = TritonTools(os.environ, origin.triton_dir if origin.triton_dir != "\0" else None)
-        self._where = "?"
         self.benign_files = frozenset(_module_files(BENIGN_TAMPER_CALLERS))
 
     def install(self) -> None:
@@ -228,10 +228,10 @@ class Guard:
 
     # --- the hook -----------------------------------------------------------------------------------------------
     def _hook(self, event: str, args: tuple) -> None:
-        if not self.enabled or self._busy:
+        if not self.enabled or getattr(self._judging, "busy", False):
             return
         # An allowed Popen's own spawn is the next event of its thread, or it is not that spawn.
-        self._spawning = self._vetted.pop(threading.get_ident(), None) if self._vetted else None
+        vetted = self._vetted.pop(threading.get_ident(), None) if self._vetted else None
         if not (
             event == "open"
             or event in NETWORK_EVENTS
@@ -240,53 +240,55 @@ class Guard:
             or event in TAMPER_EVENTS
         ):
             return
-        self._busy = True  # our own frame walk raises sys._getframe / object.__getattr__ events
+        self._judging.busy = True  # our own frame walk raises sys._getframe / object.__getattr__ events
         try:
-            self._frame = sys._getframe(1)  # the Python code that triggered the event
-            verdict = self._decide(event, args)
-            if verdict is not None:
-                self._where = self.origin.culprit(self._frame)
+            frame = sys._getframe(1)  # the Python code that triggered the event
+            verdict = self._decide(event, args, frame, vetted)
+            where = self.origin.culprit(frame) if verdict is not None else ""
         finally:
-            self._frame = None
-            self._busy = False
+            frame = None  # no reference cycle through this frame
+            self._judging.busy = False
         if verdict is not None:
             kind, detail = verdict
-            detail += f" [at {self._where}]"
+            detail += f" [at {where}]"
             self.report(kind, detail)
             raise PermissionError(f"tritonrl sandbox: {detail}")
 
-    def _decide(self, event: str, args: tuple) -> tuple[str, str] | None:
+    def _decide(self, event: str, args: tuple, frame: FrameType, vetted: tuple | None) -> tuple[str, str] | None:
         if event in NETWORK_EVENTS:
             return "network_access", f"{event} refused (no network in the sandbox)"
         if event == "open":
-            return self._decide_open(args)
-        origin = self.origin.of(self._frame)
+            return self._decide_open(args, frame)
+        origin = self.origin.of(frame)
         if event in PROCESS_EVENTS:
-            return self._decide_process(event, args, origin)
+            return self._decide_process(event, args, origin, frame, vetted)
         if event in FILE_MUTATION_EVENTS:
             paths = [a for a in args if isinstance(a, (str, bytes, os.PathLike))]
             if origin == "candidate" or not all(self._in_workdir(p) for p in paths):
                 return "file_access", f"{event}{tuple(map(str, paths))} refused"
             return None
         if event in TAMPER_EVENTS and origin == "candidate":
-            if os.path.realpath(self._frame.f_code.co_filename) in self.benign_files:
+            if os.path.realpath(frame.f_code.co_filename) in self.benign_files:
                 return None
             if event == "object.__getattr__" and len(args) > 1 and args[1] in SIGNATURE_ATTRS:
                 return None
             return "tampering", f"{event} refused: candidate code may not introspect or patch the runtime"
         return None
 
-    def _decide_process(self, event: str, args: tuple, origin: str) -> tuple[str, str] | None:
-        vetted, code = self._spawning, self._frame.f_code
+    def _decide_process(
+        self, event: str, args: tuple, origin: str, frame: FrameType, vetted: tuple | None
+    ) -> tuple[str, str] | None:
+        """`vetted`: the (executable, argv, real path) of the Popen this thread's previous event allowed, if any."""
+        code = frame.f_code
         if event == "subprocess.Popen" and origin == "triton" and (command := _command(args)) is not None:
             why = self.tools.refusal(*command)
             if why is None:
-                self._vetted[threading.get_ident()] = (*command, _real_or_none(self.tools.resolve(command[0])))
+                self._vetted[threading.get_ident()] = (*command, self.tools.real(command[0]))
                 return None
             return "process_spawn", f"subprocess.Popen refused (origin: triton): {why}"
         if event == "os.posix_spawn" and vetted and code is _SPAWN_CODES[0] and _command(args) == vetted[:2]:
             return None
-        caller = self._frame.f_back  # the event comes from the wrapper; who called the wrapper decides
+        caller = frame.f_back  # the event comes from the wrapper; who called the wrapper decides
         if event == FORK_EXEC_EVENT and vetted and caller is not None and caller.f_code is _SPAWN_CODES[1]:
             argv, executables = args
             if tuple(map(os.fsdecode, argv)) == vetted[1] and self.tools.first_executable(executables) == vetted[2]:
@@ -297,7 +299,7 @@ class Guard:
             f"{event} of {program or args[:1]!r} refused (origin: {origin}; only Triton's own tools may run)",
         )
 
-    def _decide_open(self, args: tuple) -> tuple[str, str] | None:
+    def _decide_open(self, args: tuple, frame: FrameType) -> tuple[str, str] | None:
         path, mode, flags = (list(args) + [None, None, None])[:3]
         if path is None or isinstance(path, int):  # fdopen of an existing descriptor
             return None
@@ -306,7 +308,7 @@ class Guard:
         real = os.path.realpath(path)
         if writing and not (self._in_workdir(real) or real == "/dev/null"):
             return "file_access", f"open({path!r}, write) outside the sandbox directory refused"
-        origin = self.origin.of(self._frame, through_imports=True)
+        origin = self.origin.of(frame, through_imports=True)
         if origin == "candidate" and (writing or not real.startswith(self.readable)):
             return "file_access", f"open({path!r}) by candidate code refused"
         return None
@@ -325,10 +327,6 @@ class Guard:
         # The directory itself counts: O_TMPFILE opens it for writing (tempfile does, on CUDA runs).
         real = os.path.realpath(os.fsdecode(path))  # type: ignore[arg-type]
         return real.startswith(self.workdir) or real + os.sep == self.workdir
-
-
-def _real_or_none(path: str | None) -> str | None:
-    return os.path.realpath(path) if path else None
 
 
 # The stdlib frames that start an allowed Popen's program (Popen._posix_spawn calls os.posix_spawn; Popen.

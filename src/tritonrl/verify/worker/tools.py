@@ -38,15 +38,19 @@ class TritonTools:
         compilers = [environ.get("CC"), "gcc", "clang", "cc"]
         self.cc = {r for c in compilers if c and (r := _real(self.resolve(c)))}
         self.ldconfig = {r for p in ("/sbin/ldconfig", self.resolve("ldconfig")) if (r := _real(p))}
-        self.file = {r for p in (self.resolve("file"),) if (r := _real(p))}
+        self.file = {r} if (r := self.real("file")) else set()
 
     def resolve(self, program: str) -> str | None:
         """`program` as Popen would find it with the starting PATH (a name with a slash is a path already)."""
         return program if os.sep in program else shutil.which(program, path=self.path)
 
+    def real(self, program: str) -> str | None:
+        """The real path of the file Popen would run for `program`; None when there is none."""
+        return _real(self.resolve(program))
+
     def refusal(self, program: str, argv: Sequence[str]) -> str | None:
         """None when Triton runs exactly this; else why not (for the message)."""
-        real, rest = _real(self.resolve(program)), [str(a) for a in argv[1:]]
+        real, rest = self.real(program), [str(a) for a in argv[1:]]
         if real is None:
             return f"{program!r} is not a program Triton runs"
         if real in self.nvidia:
