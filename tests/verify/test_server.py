@@ -113,7 +113,7 @@ def test_serve_stops_on_sigterm_and_removes_its_socket(tmp_path):
     assert not os.path.exists(path)
 
 
-def test_a_reference_that_is_not_a_regular_file_is_refused(server, tmp_path):
+def test_a_reference_that_is_not_a_regular_file_is_refused(server, tmp_path, monkeypatch):
     """Opened once and checked on the descriptor: /dev/zero, a FIFO (whose open would block) and a symlink as the
     last component are refused, so no swap between a check and a read can hang the server or fill its memory."""
     fifo = tmp_path / "ref.py"
@@ -123,6 +123,9 @@ def test_a_reference_that_is_not_a_regular_file_is_refused(server, tmp_path):
     for path, why in (("/dev/zero", "not a regular file"), (str(fifo), "not a regular file"), (str(link), "open")):
         with pytest.raises(ConfigError, match=why):
             request_verdicts(server.path, path, [GOOD], OPTIONS)
+    monkeypatch.chdir(tmp_path)  # a relative file name (no separator) is a file too, and checked the same way
+    with pytest.raises(ConfigError, match="not a regular file"):
+        request_verdicts(server.path, "ref.py", [GOOD], OPTIONS)
 
 
 def test_a_reference_file_is_verified_against(server, tmp_path):

@@ -112,8 +112,8 @@ def load_task(
     constants = _classify(folded, dict(roles or {}), file_roles, where)
     if task_id is None:
         task_id = path.stem if path else "inline_" + hashlib.sha256(source.encode()).hexdigest()[:8]
-    if level is None and path is not None and (m := re.fullmatch(r"level(\d+)", path.parent.name)):
-        level = int(m.group(1))
+    if level is None and path is not None:
+        level = folder_level(path)
     return Task(
         task_id=task_id,
         source=source,
@@ -125,6 +125,11 @@ def load_task(
         init_has_varargs=varargs,
         solution_path=_solution_for(path, task_id),
     )
+
+
+def folder_level(path: Path) -> int | None:
+    """N for a task file in a KernelBench `levelN` folder, else None."""
+    return int(m.group(1)) if (m := re.fullmatch(r"level(\d+)", path.parent.name)) else None
 
 
 def load_task_dir(path: str | Path, *, level: int | None = None) -> list[Task]:

@@ -154,12 +154,15 @@ class VerifyServer:
                 raise ConfigError("a request needs 'reference' (str) and 'candidates' (list of str)")
             if not all(isinstance(c, str) for c in candidates):
                 raise ConfigError("every candidate must be a string")
-            task = _load_file(reference) if os.sep in reference else self.load_reference(reference)
+            # every file goes through _load_file's checks; `load_reference` is left the built-in task ids
+            is_file = os.sep in reference or reference.endswith(".py")
+            task = _load_file(reference) if is_file else self.load_reference(reference)
             with self.lease(request.get("options") or {}) as verifier:
                 verdicts = verifier.verify_many([(task, text) for text in candidates])
         except (TritonRLError, FileNotFoundError, ValueError, KeyError, TypeError) as exc:
             return {"error": type(exc).__name__, "message": str(exc)}
-        self.served += len(verdicts)
+        with self._lock:  # requests are answered on their own threads
+            self.served += len(verdicts)
         return {"verdicts": [v.to_dict() for v in verdicts]}
 
     def serve_forever(self) -> None:
@@ -247,9 +250,7 @@ def _load_file(reference: str):  # noqa: ANN202 - a Task (imported lazily)
     """A reference given as a path: opened once (no symlink as its last component, never blocking on a FIFO), checked
     on that descriptor to be a regular file of a plausible size and read from it, so no swap of the path between a
     check and a read can hand the server /dev/zero or a FIFO."""
-    import re
-
-    from tritonrl.tasks.loader import load_task
+    from tritonrl.tasks.loader import folder_level, load_task
 
     try:
         fd = os.open(reference, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -263,8 +264,7 @@ def _load_file(reference: str):  # noqa: ANN202 - a Task (imported lazily)
     if len(data) > MAX_REFERENCE_BYTES:
         raise ConfigError(f"reference {reference!r}: over {MAX_REFERENCE_BYTES} bytes; a task file is a few KiB")
     path = Path(reference)
-    level = int(m.group(1)) if (m := re.fullmatch(r"level(\d+)", path.parent.name)) else None
-    return load_task(data.decode("utf-8", errors="replace") + "\n", task_id=path.stem, level=level)
+    return load_task(data.decode("utf-8", errors="replace") + "\n", task_id=path.stem, level=folder_level(path))
 
 
 def _read_line(conn: socket.socket, deadline_s: float | None = None) -> bytes:
