@@ -389,8 +389,7 @@ def main() -> None:
         workers.add_argument(
             "--fork-server",
             action="store_true",
-            help="fork our workers from a warm process (the "
-            "Verifier's default since session 23; kept so that recorded commands still run)",
+            help="no effect: forked workers are the default (the Verifier's); kept so that recorded commands still run",
         )
         workers.add_argument("--spawn", action="store_true", help="start an interpreter per worker instead")
     t.add_argument("--parents", type=int, default=1, help="split the batch over this many verifier processes")

@@ -124,6 +124,11 @@ def main() -> int:
 MODEL_ORDER = ("untrained", "sft", "sft+grpo", "sft+more-sft (control)")
 
 
+def _model_rank(model: str) -> int:
+    """The tables' and the plot's order of models; names it does not know go last."""
+    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+
+
 def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One experiment from parts run in parallel folders on the same data split: the first part, then each other
     part's phases and evaluations it lacks; the criteria again. Parts scored on other tasks are refused."""
@@ -137,7 +142,7 @@ def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
         for phase, record in part["phases"].items():
             base["phases"].setdefault(phase, record)
     for key in ("eval", "eval_train"):  # the table's order, whichever part scored which model
-        base.get(key, []).sort(key=lambda e: MODEL_ORDER.index(e["model"]) if e["model"] in MODEL_ORDER else 99)
+        base.get(key, []).sort(key=lambda e: _model_rank(e["model"]))
     base["criteria"] = criteria(base["eval"])
     return base
 
@@ -154,7 +159,7 @@ def plot(results: dict[str, Any], path: Path) -> str:
         return "plot: matplotlib is not installed (pip install matplotlib), table only"
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     groups = plot_groups(results)
-    models = sorted({m for _, by in groups for m in by}, key=lambda m: MODEL_ORDER.index(m) if m in MODEL_ORDER else 99)
+    models = sorted({m for _, by in groups for m in by}, key=_model_rank)
     width = 0.8 / len(groups)
     for g, ((label, by), color) in enumerate(zip(groups, ("#4878a8", "#e39b3c"), strict=False)):
         legend = label  # on the group's first bar only

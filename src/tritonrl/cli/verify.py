@@ -18,7 +18,7 @@ from tritonrl.cli.common import (
     verify_config,
     verify_options,
 )
-from tritonrl.verify.server import SERVER_ENV, default_socket
+from tritonrl.verify.server import SERVER_ENV, VerifyServer, default_socket, request_verdicts
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -53,8 +53,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _verify_on_server(server: Path, args: argparse.Namespace, texts: list[str]) -> list:
     """The verdicts of a resident `tritonrl serve` (this process imports neither torch nor triton)."""
-    from tritonrl.verify.server import request_verdicts
-
     if args.replay or args.cache:
         raise ValueError("--server answers fresh verifications only: drop --replay/--cache, or --server")
     reference = str(Path(args.reference).resolve()) if Path(args.reference).exists() else args.reference
@@ -75,8 +73,6 @@ def _print_verdicts(args: argparse.Namespace, verdicts: list) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tritonrl.verify.server import VerifyServer
-
     path = Path(args.socket) if args.socket else default_socket()
     with VerifyServer(path, load_reference=load_reference, default_device=device(args.device),
                       jobs=args.jobs) as server:  # fmt: skip

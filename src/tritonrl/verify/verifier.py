@@ -75,8 +75,8 @@ class Verifier:
         fork_server: fork workers from a warm process that has torch and triton imported (`forkserver.py`) instead
             of starting an interpreter per candidate (on an H100, 73% of the workers' busy CPU was that start-up; on
             2 CPU cores a 10-candidate batch took 0.48x the CPU and 0.63x the wall time, same verdicts; on an H100
-            13.4 worker CPU-s per candidate against 19.8, all 60 verdicts right: docs/benchmarks.md 8, 9c). None:
-            on. A worker lost before it was ready (once on an H100, under py-spy) is replaced once.
+            13.4 worker CPU-s per candidate against 19.8, all 60 verdicts right: docs/benchmarks.md 8, 9c). A
+            worker lost before it was ready (once on an H100, under py-spy) is replaced once.
         keep_warm: replace every worker taken, so the next call finds one ready (a service: the reward client's
             processes, a Ray actor). False: replace one only while submitted work waits (a batch: nothing is
             started after its last candidate).
@@ -90,7 +90,7 @@ class Verifier:
         cache: VerdictStore | None = None,
         prestart: int | None = None,
         keep_warm: bool = True,
-        fork_server: bool | None = None,
+        fork_server: bool = True,
     ) -> None:
         if jobs < 1:
             raise ValueError(f"jobs={jobs}: must be >= 1 (verifications at once per device)")
@@ -101,7 +101,7 @@ class Verifier:
         self.devices = batch_devices(self.cfg.device)
         self._prestart = jobs if prestart is None else prestart
         self.keep_warm = keep_warm
-        self.fork_server = True if fork_server is None else fork_server
+        self.fork_server = fork_server
         self._queued = 0  # submitted verifications not yet started
         self._configs = {d: self.cfg if d == self.cfg.device else dataclasses.replace(self.cfg, device=d)
                          for d in self.devices}  # fmt: skip
@@ -266,7 +266,7 @@ def verify_many(
     jobs: int = 4,
     prestart: int | None = None,
     on_verdict: Callable[[int, Verdict], None] | None = None,
-    fork_server: bool | None = None,
+    fork_server: bool = True,
 ) -> list[Verdict]:
     """One batch through a short-lived `Verifier`: `jobs` at a time per device (every visible GPU on 'cuda'), warm
     workers, verdicts in input order, `on_verdict(index, verdict)` as each finishes. An infrastructure error (a task
