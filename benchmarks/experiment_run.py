@@ -25,10 +25,20 @@ SEED_EXTENSIONS = ("multi_input", "staged_reward", "curriculum", "calibrated_tim
 # slower: so both are given steps, not seconds, there). It is the ablation grid's multi_input+staged_reward+curriculum
 # configuration: train_ablation.py reuses it.
 GRPO_ARM = {"multi_input": True, "staged_reward": True, "curriculum": True, "calibrated_timing": False}
+
+
+def grpo_arm(reward: str) -> dict[str, bool]:
+    """The GRPO arm with `--grpo-reward`: `staged` is GRPO_ARM; `binary` turns staged_reward off, so only a correct
+    completion earns reward (section 7e: with 1 correct in 64, the staged reward's spread came from "loads" vs
+    "runs with wrong values" only, and pushed towards the latter)."""
+    return {**GRPO_ARM, "staged_reward": reward == "staged"}
+
+
 # The flags a GRPO run's result depends on: two runs compare (or one stands for the other) only when these agree.
 GRPO_FLAGS = (
     "tasks", "fusion_seed", "size", "sft_steps", "sft_lr", "grpo_steps", "grpo_budget_s", "grpo_lr", "grpo_batch",
-    "num_generations", "steps_per_generation", "max_new_tokens", "grpo_temperature", "temperature", "k", "seed",
+    "num_generations", "steps_per_generation", "max_new_tokens", "grpo_temperature", "grpo_reward", "temperature",
+    "k", "seed",
 )  # fmt: skip
 
 
@@ -132,6 +142,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--temperature", type=float, default=0.7,
                     help="evaluation's sampling temperature for pass@k (0: greedy, with --k 1)")  # fmt: skip
     ap.add_argument("--grpo-temperature", type=float, default=0.7, help="GRPO's sampling temperature")
+    ap.add_argument(
+        "--grpo-reward",
+        choices=("staged", "binary"),
+        default="staged",
+        help="GRPO's reward: staged (partial credit per verifier stage reached) or binary (1 only for a correct "
+        "kernel); the experiment's other extensions stay on (`experiment_run.grpo_arm`)",
+    )
     ap.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=True,
                     help="also score greedy decoding (one answer per task) in every evaluation")  # fmt: skip
     ap.add_argument("--gen-batch", type=int, default=64, help="prompts per generate call in evaluation")

@@ -146,10 +146,11 @@ def join(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _from_experiment(run: experiment.Run, done: set[str]) -> set[str]:
-    """The experiment's GRPO arm is one configuration of this grid (`experiment_run.GRPO_ARM`): its row stands for
+    """The experiment's GRPO arm is one configuration of this grid (`experiment_run.grpo_arm`): its row stands for
     that configuration when it trained with those extensions, on the same held-out split, with the same GRPO flags
     (otherwise the grid trains its own)."""
-    name = name_of(experiment.GRPO_ARM)
+    ext = experiment.grpo_arm(run.args.grpo_reward)
+    name = name_of(ext)
     path = run.out / "results.json"
     if name in done or not path.exists():
         return set()
@@ -158,7 +159,7 @@ def _from_experiment(run: experiment.Run, done: set[str]) -> set[str]:
     row = next((e for e in prior["eval"] if e["model"] == "sft+grpo"), None)
     from tritonrl.train.config import preset
 
-    arm = list(preset("hardened", **experiment.GRPO_ARM).enabled)  # a kept phase of an older arm is not this one
+    arm = list(preset("hardened", **ext).enabled)  # a kept phase of an older arm is not this one
     if (
         row is None
         or "seconds" not in phase
@@ -166,7 +167,7 @@ def _from_experiment(run: experiment.Run, done: set[str]) -> set[str]:
         or experiment.comparable(prior, run.results)
     ):
         return set()
-    run.results["eval"].append({**row, "model": name, "extensions": dict(experiment.GRPO_ARM)})
+    run.results["eval"].append({**row, "model": name, "extensions": dict(ext)})
     run.results["phases"][f"grid-{name}"] = phase
     run.save()
     return {name}

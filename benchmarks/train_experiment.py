@@ -34,9 +34,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from experiment_run import (  # noqa: E402 - the sibling modules of this script
-    GRPO_ARM,
     Run,
     comparable,
+    grpo_arm,
     outcomes_text,
     parser,
     replot,
@@ -102,7 +102,7 @@ def main() -> int:
     if args.stop_after != "sft" and not args.skip_grpo and run.in_budget("grpo"):
         trained = run.done("grpo", out / "grpo")
         if not trained:
-            trained, _ = run.grpo("grpo", out / "sft", preset("hardened", **GRPO_ARM))
+            trained, _ = run.grpo("grpo", out / "sft", preset("hardened", **grpo_arm(args.grpo_reward)))
         if trained:
             run.evaluate("sft+grpo", out / "grpo")
     grpo_s = run.results["phases"].get("grpo", {}).get("seconds")

@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(ROOT))  # the script imports its sibling experiment_run.py
 spec = importlib.util.spec_from_file_location("train_ablation", ROOT / "train_ablation.py")
@@ -61,14 +63,17 @@ def test_a_greedy_run_has_one_score_column_named_greedy():
     assert text.splitlines()[2].endswith("| 0.500 [0.250, 0.750] | 2 passed |")
 
 
-def test_the_experiments_grpo_arm_stands_for_its_configuration_only_with_its_extensions_and_flags(tmp_path):
+@pytest.mark.parametrize("reward", ["staged", "binary"])
+def test_the_experiments_grpo_arm_stands_for_its_configuration_only_with_its_extensions_and_flags(tmp_path, reward):
     import json
 
-    from experiment_run import GRPO_ARM, Run, parser, setup_args
+    from experiment_run import Run, grpo_arm, parser, setup_args
 
     from tritonrl.train.config import preset
 
-    args = parser().parse_args(["--out", str(tmp_path), "--device", "cpu", "--smoke"])
+    GRPO_ARM = grpo_arm(reward)
+    assert GRPO_ARM["staged_reward"] is (reward == "staged") and GRPO_ARM["multi_input"] and GRPO_ARM["curriculum"]
+    args = parser().parse_args(["--out", str(tmp_path), "--device", "cpu", "--smoke", "--grpo-reward", reward])
     setup_args(args)
     run = Run(args, tmp_path, "ablation.json")
     row = {"model": "sft+grpo", "pass@1": 0.25}
@@ -83,6 +88,7 @@ def test_the_experiments_grpo_arm_stands_for_its_configuration_only_with_its_ext
 
     for change in (
         {"args": {**prior["args"], "grpo_lr": 1.0}},  # trained otherwise: the grid trains its own
+        {"args": {**prior["args"], "grpo_reward": "x"}},  # another reward
         {"phases": {**prior["phases"], "grpo": {**prior["phases"]["grpo"], "extensions": arm[:1]}}},
     ):
         (tmp_path / "results.json").write_text(json.dumps({**prior, **change}))

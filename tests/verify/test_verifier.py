@@ -116,6 +116,18 @@ def test_a_worker_lost_before_it_was_ready_is_replaced_once(monkeypatch):
     assert len(killed) == 1 and verdicts[0].passed
 
 
+def test_a_one_shot_verify_replaces_a_lost_worker_too_and_keeps_its_draws(monkeypatch):
+    from tritonrl.verify import funnel
+
+    killed = _killing_start(monkeypatch, kills=1)
+    draws: list[int] = []
+    real_draw = funnel.draw_cases
+    monkeypatch.setattr(funnel, "draw_cases", lambda *a, **k: draws.append(1) or real_draw(*a, **k))
+    verdict = verify(RELU, GOOD, CPU)
+    assert len(killed) == 1 and verdict.passed and verdict.extra["workers_lost"] == 1
+    assert draws == [1]  # the fresh worker got the same request: nothing drawn or referenced again
+
+
 def test_a_second_lost_worker_is_the_batchs_error(monkeypatch):
     from tritonrl.errors import WorkerLostError
 

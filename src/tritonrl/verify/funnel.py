@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Workers replaced per verification when one ends before it is ready (seen once on an H100, under py-spy:
+# docs/benchmarks.md 9c); one more loss raises WorkerLostError.
+MAX_LOST_WORKERS = 1
+
 
 def plan_for(task: Task, cfg: VerifyConfig) -> ShapePlan:
     """The (cached) shape plan of a task under this config."""
@@ -204,10 +208,8 @@ def _run_sandboxed(
     pool: WorkerPool | None, seeds: Seeds,
 ) -> Verdict:  # fmt: skip
     hold = _GpuHold(cfg)
-    proc = pool.take(code, cfg) if pool is not None else WorkerProcess(code, cfg)
+    proc = _worker(code, cfg, pool)  # started first: its interpreter start overlaps our planning
     try:
-        if proc.proc is None:
-            proc.start()  # started first: its interpreter start overlaps our planning
         clock.lap("spawn")
         plan = plan_for(task, cfg)
         clock.lap("plan")
@@ -232,20 +234,35 @@ def _run_sandboxed(
         ghost = cfg.ghost_replay and policy.require_dependence and ghost_informative(shapes[0].cases[0])
         if cfg.ghost_replay and not ghost:
             notes.append("ghost replay skipped: on every case some reference output equals an input")
-        judge = Judge(
-            shapes, policy, tf32=cfg.use_tf32_tolerance and uses_matmul, ghost=ghost, interpreter=not cfg.is_cuda
-        )
         timing = None
         if sets is not None:
             timing = timing_request(task, shapes[0], sets, _timing_params(cfg), timing_slots(cfg))
-        proc.send_request(_request(proc, cfg, shapes, ghost, timing))
         result: dict = {}
 
         def on_timing(frame: TimingFrame) -> Failure | None:  # judged on arrival: before the post-timing recorded call
             failure, result["timing"], result["speedup"] = _judge_timing(judge, frame, sets, baseline)
             return failure
 
-        failure = _judge_stream(proc, judge, clock, hold, on_timing)
+        lost = 0
+        while True:
+            judge = Judge(
+                shapes, policy, tf32=cfg.use_tf32_tolerance and uses_matmul, ghost=ghost, interpreter=not cfg.is_cuda
+            )
+            proc.send_request(_request(proc, cfg, shapes, ghost, timing))
+            try:
+                failure = _judge_stream(proc, judge, clock, hold, on_timing)
+                break
+            except WorkerLostError as exc:
+                # No candidate code ran (it ended before "ready"), so a fresh worker gets the same request: the
+                # draws and reference outputs are kept. A second loss is the machine's problem, not a verdict.
+                hold.release()
+                if lost == MAX_LOST_WORKERS:
+                    raise
+                lost += 1
+                log.warning("%s; verifying %s with a fresh worker", str(exc).splitlines()[0], task.task_id)
+                proc.close()
+                proc = _worker(code, cfg, pool)
+                proc.wait_warm()
         clock.lap("sandbox")
         stdout, stderr = proc.output("stdout"), proc.output("stderr")
     finally:
@@ -263,6 +280,8 @@ def _run_sandboxed(
         "config_hash": cfg.config_hash(),
         "seeds": seeds.used,  # revealed after the run: `verify(..., replay=...)` draws the same cases again
     }
+    if lost:
+        extra["workers_lost"] = lost  # replaced before any candidate code ran (Verifier.stats.retried counts them)
     if failure is not None and failure.detail:
         extra["detail"] = failure.detail[-4000:]
     passed = failure is None
@@ -282,6 +301,14 @@ def _run_sandboxed(
         timing=timing,
         extra=extra,
     )
+
+
+def _worker(code: str, cfg: VerifyConfig, pool: WorkerPool | None) -> WorkerProcess:
+    """A started worker holding `code`: a pre-started one from `pool`, or a fresh one."""
+    proc = pool.take(code, cfg) if pool is not None else WorkerProcess(code, cfg)
+    if proc.proc is None:
+        proc.start()
+    return proc
 
 
 def _timing_params(cfg: VerifyConfig) -> dict:

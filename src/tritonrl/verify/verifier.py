@@ -28,7 +28,6 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-from tritonrl.errors import WorkerLostError
 from tritonrl.tasks.schema import Task
 from tritonrl.types import Verdict
 from tritonrl.verify import funnel
@@ -76,7 +75,8 @@ class Verifier:
             of starting an interpreter per candidate (on an H100, 73% of the workers' busy CPU was that start-up; on
             2 CPU cores a 10-candidate batch took 0.48x the CPU and 0.63x the wall time, same verdicts; on an H100
             13.4 worker CPU-s per candidate against 19.8, all 60 verdicts right: docs/benchmarks.md 8, 9c). A
-            worker lost before it was ready (once on an H100, under py-spy) is replaced once.
+            worker lost before it was ready (once on an H100, under py-spy) is replaced once, inside the verification
+            (`funnel`), so its draws and reference outputs are kept.
         keep_warm: replace every worker taken, so the next call finds one ready (a service: the reward client's
             processes, a Ray actor). False: replace one only while submitted work waits (a batch: nothing is
             started after its last candidate).
@@ -203,20 +203,13 @@ class Verifier:
     ) -> Verdict:
         device = self._claim()
 
-        def once() -> Verdict:
-            return funnel.sandboxed(screened, pool=self._pool(device), replay=replay, cfg=self._configs[device])
-
         try:
-            try:
-                verdict = once()
-            except WorkerLostError as exc:  # no candidate code ran: one more worker, then the error is the batch's
-                why = str(exc).splitlines()[0]
-                log.warning("%s; verifying %s again with a fresh worker", why, screened.task.task_id)
-                self.stats.retried += 1
-                verdict = once()
+            verdict = funnel.sandboxed(screened, pool=self._pool(device), replay=replay, cfg=self._configs[device])
         finally:
             with self._lock:
                 self._busy[device] -= 1
+        with self._lock:
+            self.stats.retried += verdict.extra.get("workers_lost", 0)
         return self._done(screened.task, candidate, verdict)
 
     def _done(self, task: Task, candidate: str, verdict: Verdict) -> Verdict:
