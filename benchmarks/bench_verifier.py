@@ -4,9 +4,9 @@
 thread pool of `--jobs` threads, each calling `funnel.verify` with no pool, so every candidate waits for a fresh
 worker (Python + torch + triton import, and CUDA init on a GPU). `--mode warm` verifies the same batch through one
 `Verifier(cfg, jobs=--jobs)`: workers are started ahead, and the next candidate's worker starts while the current one
-runs; with `--fork-server` those workers are forked from one warm process that has torch and triton imported
-(`verify/forkserver.py`; its own start is inside the measured time). Time whole processes side by side
-(docs/benchmarks.md section 8):
+runs. Like the `Verifier`'s default, those workers are forked from one warm process that has torch and triton imported
+(`verify/forkserver.py`; its own start is inside the measured time); `--spawn` starts an interpreter per worker
+instead. Time whole processes side by side (docs/benchmarks.md section 8):
 
     farm-bench -n 3 --timeout 1200 -- python benchmarks/bench_verifier.py --mode warm \\
         --vs 'python benchmarks/bench_verifier.py --mode cold'
@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=("cold", "warm"), required=True)
     ap.add_argument("--jobs", type=int, default=2, help="verifications at once")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--fork-server", action="store_true", help="warm mode: fork workers from a warm process")
+    workers = ap.add_mutually_exclusive_group()
+    workers.add_argument("--fork-server", action="store_true",
+                         help="warm mode: fork workers from a warm process (the default; section 8's recorded "
+                              "commands name it, from when spawning was the default)")  # fmt: skip
+    workers.add_argument("--spawn", action="store_true", help="warm mode: start an interpreter per worker")
     args = ap.parse_args(argv)
 
     from tritonrl.verify.config import VerifyConfig
@@ -59,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             verdicts = list(pool.map(lambda item: verify(item[0], item[1], cfg), items))
     else:
         # a batch: nothing started after it
-        with Verifier(cfg, jobs=args.jobs, keep_warm=False, fork_server=args.fork_server) as verifier:
+        with Verifier(cfg, jobs=args.jobs, keep_warm=False, fork_server=not args.spawn) as verifier:
             verdicts = verifier.verify_many(items)
     seconds = time.perf_counter() - t0
     stages = [f"{v.stage}/{v.failure}" if not v.passed else "passed" for v in verdicts]
-    out = {"mode": args.mode, "fork_server": args.fork_server, "n": len(items), "jobs": args.jobs}
+    out = {"mode": args.mode, "fork_server": args.mode == "warm" and not args.spawn, "n": len(items), "jobs": args.jobs}
     print(json.dumps(out | {"seconds": round(seconds, 2), "stages": stages}))
     return 0
 
