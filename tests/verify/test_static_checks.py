@@ -282,6 +282,55 @@ class ModelNew(nn.Module):
         return y
 """
 
+HONEST["methods_with_private_state_reached_the_ordinary_ways"] = (
+    KERNEL
+    + """
+import functools
+from typing import Optional
+
+
+class Base(nn.Module):
+    def __init__(self):
+        super(Base, self).__init__()
+        self._block = 256
+        self._scale = 1.0
+
+    @property
+    def scale(self) -> float:
+        return self._scale
+
+    @scale.setter
+    def scale(self, value: float) -> None:
+        self._scale = value
+
+    @functools.lru_cache(maxsize=None)
+    def grid(self, n: int) -> tuple:
+        return (triton.cdiv(n, self._block),)
+
+    @torch.no_grad()
+    def launch(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        copy_kernel[self.grid(x.numel())](x, out, x.numel(), BLOCK=self._block)
+        return out
+
+    @classmethod
+    def create(cls) -> "Base":
+        cls._made = getattr(cls, "made", 0) + 1
+        return cls()
+
+
+class Fast(Base):
+    def forward(self, x: torch.Tensor, other: Optional[Base] = None) -> torch.Tensor:
+        if other is not None and not isinstance(other, (Base, Fast)) and type(other) is not Fast:
+            raise TypeError(type(other).__name__)
+        return Base.launch(self, x)
+
+
+ModelNew = Fast
+helper = Base.create()
+"""
+)
+
 
 @pytest.mark.parametrize("name", sorted(HONEST))
 def test_honest_inline_kernels_pass(name):
@@ -309,6 +358,9 @@ def _fixture_id(x) -> str:
 # --- no false negatives -------------------------------------------------------------------------------------------
 
 # (id, snippet appended to KERNEL, rule, kind)
+# a class whose method `peek` reads a private attribute of its receiver (the receiver rule's cases)
+H = "class H:\n    def __init__(self):\n        self._n = 0\n\n    def peek(self, *a):\n        return self._n\n\n"
+
 VIOLATIONS = [
     # kernel-escape
     ("pre_run_hook", "add_kernel.add_pre_run_hook(torch.Tensor.relu_)\n", "kernel-escape", K.TAMPERING),
@@ -365,6 +417,87 @@ VIOLATIONS = [
         "import operator\nfrom triton.runtime import driver\n"
         "f = operator.attrgetter('__self__')(driver.active.get_current_target)\n",
         "import-allowlist",
+        K.TAMPERING,
+    ),
+    # receiver: a method that reads its self's private attributes, read from a class, takes any object as self
+    (
+        "unbound_method_call",
+        H + "def f(x):\n    return H.peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "unbound_through_type",
+        H + "def f(h, x):\n    return type(h).peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "unbound_through_alias",
+        H + "K = H\ndef f(x):\n    return K.peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "class_in_a_container",
+        H + "def f(x):\n    return [H][0].peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "class_to_getattr",
+        H + "def f(x):\n    return getattr(H, 'peek')(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "method_as_a_value",
+        H + "import functools\ng = functools.partial(H.peek, torch.ones(1))\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "unbound_through_cls",
+        H + "    @classmethod\n    def via(cls, x):\n        return cls.peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "unbound_through_super_in_a_classmethod",
+        H + "class J(H):\n    @classmethod\n    def via(cls, x):\n        return super().peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "class_passed_on",
+        H + "def g(k, x):\n    return k.peek(x)\ndef f(x):\n    return g(H, x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    # private-attribute: no exemption where the receiver may be rebound (staticmethod, the candidate's decorator,
+    # a metaclass or a class decorator can each make `obj.m(x)` pass x as self)
+    (
+        "staticmethod_named_self",
+        "class S:\n    @staticmethod\n    def peek(self):\n        return self._n\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "own_decorator_on_a_method",
+        "def d(f):\n    return staticmethod(f)\nclass S:\n    @d\n    def peek(self):\n        return self._n\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "metaclass_controls_the_methods",
+        "class Meta(type):\n    pass\nclass S(metaclass=Meta):\n    def peek(self):\n        return self._n\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "class_decorator_controls_the_methods",
+        "def d(c):\n    return c\n@d\nclass S:\n    def peek(self):\n        return self._n\n",
+        "private-attribute",
         K.TAMPERING,
     ),
     # private-attribute: `self`/`cls` are exempt only as a method's own first parameter (wave 3)

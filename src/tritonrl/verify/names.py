@@ -26,6 +26,8 @@ class Scope:
     nonlocals: set[str] = dataclasses.field(default_factory=set)  # `nonlocal` declarations
     imports: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> dotted path (imports and aliases)
     receiver: str | None = None  # a method's first parameter (`self`/`cls`) while nothing else binds that name
+    method: str | None = None  # the method this scope is the body of (set with `receiver`)
+    class_receiver: bool = False  # the receiver is bound to a class (classmethod, __new__, __init_subclass__)
 
     def bind(self, name: str) -> None:
         """Every binding goes through here (assignment, import, def, class, except/match, nonlocal from inside), so
@@ -43,6 +45,7 @@ class Names:
         self.scope_of: dict[ast.Name, Scope] = {}
         self.import_paths: dict[str, set[str]] = {}  # every name an import binds, in any scope -> its dotted paths
         self._aliases: list[tuple[Scope, str, ast.expr]] = []  # `t = torch`-style assignments
+        self._methods: list[tuple[Scope, ast.FunctionDef | ast.AsyncFunctionDef, ast.ClassDef]] = []
         self._visit(tree, self.module)
         for _ in range(len(self._aliases)):  # fixpoint: a chain of n aliases resolves in at most n passes
             changed = False
@@ -52,6 +55,8 @@ class Names:
                     scope.imports[name], changed = path, True
             if not changed:
                 break
+        for inner, node, cls in self._methods:  # decorators resolve only now, after the aliases
+            self._settle_receiver(inner, node, cls)
 
     def binding(self, node: ast.Name) -> Scope | None:
         """The scope whose binding `node` refers to; None for a builtin."""
@@ -82,9 +87,10 @@ class Names:
         root = scope.imports.get(node.id) if scope else None
         return ".".join([root, *reversed(attrs)]) if root else None
 
-    def _visit(self, node: ast.AST, scope: Scope) -> None:
+    def _visit(self, node: ast.AST, scope: Scope, cls: ast.ClassDef | None = None) -> None:
+        """`cls`: the class whose body `node` is a statement of."""
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            self._visit_function(node, scope)
+            self._visit_function(node, scope, cls)
             return
         if isinstance(node, ast.ClassDef):
             scope.bind(node.name)
@@ -92,7 +98,7 @@ class Names:
                 self._visit(child, scope)
             inner = Scope(scope, is_class=True)
             for stmt in node.body:
-                self._visit(stmt, inner)
+                self._visit(stmt, inner, node)
             return
         if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
             scope = Scope(scope)
@@ -125,14 +131,16 @@ class Names:
             if isinstance(target, ast.Name) and isinstance(value, (ast.Name, ast.Attribute)):
                 self._aliases.append((scope, target.id, value))
         for child in ast.iter_child_nodes(node):
-            self._visit(child, scope)
+            self._visit(child, scope, cls if scope.is_class else None)  # `if ...: def m(self)` in a class body
 
     def _bind_import(self, scope: Scope, name: str, path: str) -> None:
         scope.bind(name)
         scope.imports[name] = path
         self.import_paths.setdefault(name, set()).add(path)
 
-    def _visit_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, scope: Scope) -> None:
+    def _visit_function(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, scope: Scope, cls: ast.ClassDef | None
+    ) -> None:
         args = node.args
         params = [*args.posonlyargs, *args.args, *args.kwonlyargs, *(a for a in (args.vararg, args.kwarg) if a)]
         outer = [*args.defaults, *(d for d in args.kw_defaults if d), *(p.annotation for p in params if p.annotation)]
@@ -144,13 +152,45 @@ class Names:
         inner = Scope(scope, bound={p.arg for p in params})
         positional = [*args.posonlyargs, *args.args]
         if scope.is_class and positional and positional[0].arg in ("self", "cls"):
-            if len(args.defaults) < len(positional):  # a default would let a bare call bind it to anything
-                inner.receiver = positional[0].arg
+            if len(args.defaults) < len(positional) and cls is not None and not isinstance(node, ast.Lambda):
+                # (a default would let a bare call bind it to anything)
+                inner.receiver, inner.method = positional[0].arg, node.name
+                self._methods.append((inner, node, cls))
         for stmt in node.body if isinstance(node.body, list) else [node.body]:
             self._visit(stmt, inner)
         inner.bound -= inner.globals | inner.nonlocals
         if inner.receiver in inner.globals | inner.nonlocals:
             inner.receiver = None
+
+    def _settle_receiver(self, inner: Scope, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: ast.ClassDef) -> None:
+        """A receiver stays exempt only where Python binds it to the class's own instance (or, for classmethods, the
+        class): not under a decorator that may rebind it (`staticmethod`, or one of the candidate's own, which can
+        return one), nor in a class whose creation a metaclass or class decorator controls (either can rewrite
+        methods into static ones). `receiver_rule.py` keeps the class from being used to call them unbound."""
+        props = {f.name for f in cls.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+                 and any(self._is_builtin(d, "property") for d in f.decorator_list)}  # fmt: skip
+        controlled = bool(cls.decorator_list) or any(k.arg == "metaclass" for k in cls.keywords) or any(
+            self._is_builtin(b, "type") for b in cls.bases)  # fmt: skip
+        if controlled or not all(self._keeps_binding(d, props) for d in node.decorator_list):
+            inner.receiver = None
+            return
+        classmethod = any(self._is_builtin(d, "classmethod") for d in node.decorator_list)
+        inner.class_receiver = classmethod or node.name in ("__new__", "__init_subclass__", "__class_getitem__")
+
+    def _keeps_binding(self, decorator: ast.expr, props: set[str]) -> bool:
+        """A decorator that leaves `obj.method` bound to obj: the builtins classmethod and property, a setter (getter,
+        deleter) of one of the class's properties, or anything from torch, functools, abc or typing."""
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if self._is_builtin(target, "classmethod") or self._is_builtin(target, "property"):
+            return True
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+            if target.attr in ("setter", "getter", "deleter") and target.value.id in props:
+                return True
+        path = self.dotted(target)
+        return bool(path) and path.split(".")[0] in ("torch", "functools", "abc", "typing")
+
+    def _is_builtin(self, node: ast.expr, name: str) -> bool:
+        return isinstance(node, ast.Name) and node.id == name and self.binding(node) is None
 
 
 def _enclosing_function_binding(scope: Scope | None, name: str) -> Scope | None:

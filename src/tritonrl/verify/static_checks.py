@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from tritonrl.errors import ConfigError
 from tritonrl.types import FailureKind, Stage, StageOutcome
-from tritonrl.verify import import_rule
+from tritonrl.verify import import_rule, receiver_rule
 from tritonrl.verify.config import POLICIES  # "partial" drops only the torch-compute warnings; every rule applies
 from tritonrl.verify.import_policy import is_module
 from tritonrl.verify.names import Names, assigned_pairs
@@ -169,6 +169,14 @@ def _private_attribute(ctx: _Context) -> Iterator[_Hit]:
             yield _Hit(node, _K.TAMPERING, f"accesses the dunder {attr}")
         elif not (isinstance(node.value, ast.Name) and ctx.names.is_receiver(node.value)):
             yield _Hit(node, _K.TAMPERING, f"accesses the private attribute {attr} of another object")
+
+
+# Rationale: the exemption above trusts a method's self to be its class's instance; read from the class, a method
+# takes any object as self (`Helper.peek(torch_obj)` reads torch_obj._x).
+@_rule("receiver", _K.TAMPERING, "privileged methods are called on instances; class objects are not passed around")
+def _receiver(ctx: _Context) -> Iterator[_Hit]:
+    for node, kind, why in receiver_rule.violations(ctx.tree, ctx.names, ctx.parents):
+        yield _Hit(node, kind, why)
 
 
 # Rationale: reassigning torch/triton/stdlib attributes (torch.allclose, Event.elapsed_time, triton.jit) changes what
