@@ -489,6 +489,12 @@ VIOLATIONS = [
         K.TAMPERING,
     ),
     (
+        "partial_of_staticmethod_as_a_decorator",
+        "import functools\nclass S:\n    @functools.partial(staticmethod)\n    def peek(self):\n        return self._n\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
         "metaclass_controls_the_methods",
         "class Meta(type):\n    pass\nclass S(metaclass=Meta):\n    def peek(self):\n        return self._n\n",
         "private-attribute",

@@ -14,6 +14,20 @@ import ast
 import dataclasses
 from collections.abc import Iterator
 
+# Decorators outside torch that return the method still bound on access (a cache, or the function itself, marked).
+_BINDING_DECORATORS = frozenset(
+    {
+        "functools.cache",
+        "functools.lru_cache",
+        "functools.cached_property",
+        "functools.singledispatchmethod",
+        "abc.abstractmethod",
+        "typing.override",
+        "typing.final",
+        "typing.no_type_check",
+    }
+)
+
 
 @dataclasses.dataclass(eq=False)
 class Scope:
@@ -167,10 +181,10 @@ class Names:
         class): not under a decorator that may rebind it (`staticmethod`, or one of the candidate's own, which can
         return one), nor in a class whose creation a metaclass or class decorator controls (either can rewrite
         methods into static ones). `receiver_rule.py` keeps the class from being used to call them unbound."""
-        props = {f.name for f in cls.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
-                 and any(self._is_builtin(d, "property") for d in f.decorator_list)}  # fmt: skip
-        controlled = bool(cls.decorator_list) or any(k.arg == "metaclass" for k in cls.keywords) or any(
-            self._is_builtin(b, "type") for b in cls.bases)  # fmt: skip
+        defs = [f for f in cls.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)]
+        props = {f.name for f in defs if any(self._is_builtin(d, "property") for d in f.decorator_list)}
+        is_metaclass = any(self._is_builtin(b, "type") for b in cls.bases)
+        controlled = bool(cls.decorator_list) or is_metaclass or any(k.arg == "metaclass" for k in cls.keywords)
         if controlled or not all(self._keeps_binding(d, props) for d in node.decorator_list):
             inner.receiver = None
             return
@@ -179,7 +193,8 @@ class Names:
 
     def _keeps_binding(self, decorator: ast.expr, props: set[str]) -> bool:
         """A decorator that leaves `obj.method` bound to obj: the builtins classmethod and property, a setter (getter,
-        deleter) of one of the class's properties, or anything from torch, functools, abc or typing."""
+        deleter) of one of the class's properties, the caching/marking decorators of functools, abc and typing, or
+        one from torch; called, only with plain arguments (`functools.partial(staticmethod)` would make it static)."""
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
         if self._is_builtin(target, "classmethod") or self._is_builtin(target, "property"):
             return True
@@ -187,7 +202,22 @@ class Names:
             if target.attr in ("setter", "getter", "deleter") and target.value.id in props:
                 return True
         path = self.dotted(target)
-        return bool(path) and path.split(".")[0] in ("torch", "functools", "abc", "typing")
+        if not path or not (path.startswith("torch.") or path in _BINDING_DECORATORS):
+            return False
+        args = [*decorator.args, *(k.value for k in decorator.keywords)] if isinstance(decorator, ast.Call) else []
+        return all(self._plain(a) for a in args)
+
+    def _plain(self, node: ast.expr) -> bool:
+        """A decorator argument that cannot be a callable of the candidate's: a constant, or a torch/triton/math
+        name (`torch.float16`)."""
+        if isinstance(node, ast.Constant):
+            return True
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return all(self._plain(e) for e in node.elts)
+        if isinstance(node, ast.UnaryOp):
+            return self._plain(node.operand)
+        path = self.dotted(node)
+        return bool(path) and path.split(".")[0] in ("torch", "triton", "math")
 
     def _is_builtin(self, node: ast.expr, name: str) -> bool:
         return isinstance(node, ast.Name) and node.id == name and self.binding(node) is None

@@ -73,8 +73,8 @@ def _privileged_methods(tree: ast.Module, names: Names) -> set[str]:
 def _class_names(tree: ast.Module, names: Names) -> set[str]:
     """The candidate's class names and the names assigned one of them (`ModelNew = FastModel`), to a fixpoint."""
     found = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
-    aliases = [(n.targets[0].id, n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign) and len(n.targets) == 1
-               and isinstance(n.targets[0], ast.Name)]  # fmt: skip
+    assigns = [n for n in ast.walk(tree) if isinstance(n, ast.Assign) and len(n.targets) == 1]
+    aliases = [(n.targets[0].id, n.value) for n in assigns if isinstance(n.targets[0], ast.Name)]
     while True:
         more = {target for target, value in aliases if target not in found and _class_valued(value, names, found)}
         if not more:
