@@ -469,6 +469,26 @@ VIOLATIONS = [
         K.TAMPERING,
     ),
     (
+        "unbound_through_a_classmethods_own_name_for_cls",
+        H + "class J(H):\n    @classmethod\n    def via(klass, x):\n        return klass.peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "unbound_through_cls_in_a_decorated_class",
+        H
+        + "def d(c):\n    return c\n@d\nclass J(H):\n"
+        + "    @classmethod\n    def via(cls, x):\n        return cls.peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "unbound_through_a_metaclass_method",
+        H + "class Meta(type):\n    def via(self, x):\n        return self.peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
         "class_passed_on",
         H + "def g(k, x):\n    return k.peek(x)\ndef f(x):\n    return g(H, x)\n",
         "receiver",
@@ -490,7 +510,8 @@ VIOLATIONS = [
     ),
     (
         "partial_of_staticmethod_as_a_decorator",
-        "import functools\nclass S:\n    @functools.partial(staticmethod)\n    def peek(self):\n        return self._n\n",
+        "import functools\nclass S:\n    @functools.partial(staticmethod)\n"
+        "    def peek(self):\n        return self._n\n",
         "private-attribute",
         K.TAMPERING,
     ),

@@ -40,8 +40,8 @@ class Scope:
     nonlocals: set[str] = dataclasses.field(default_factory=set)  # `nonlocal` declarations
     imports: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> dotted path (imports and aliases)
     receiver: str | None = None  # a method's first parameter (`self`/`cls`) while nothing else binds that name
-    method: str | None = None  # the method this scope is the body of (set with `receiver`)
-    class_receiver: bool = False  # the receiver is bound to a class (classmethod, __new__, __init_subclass__)
+    method: str | None = None  # the name of the function defined in a class body whose scope this is
+    class_param: str | None = None  # its first parameter when Python binds that to a class (classmethod, __new__, ...)
 
     def bind(self, name: str) -> None:
         """Every binding goes through here (assignment, import, def, class, except/match, nonlocal from inside), so
@@ -165,11 +165,12 @@ class Names:
             self._visit(child, scope)
         inner = Scope(scope, bound={p.arg for p in params})
         positional = [*args.posonlyargs, *args.args]
-        if scope.is_class and positional and positional[0].arg in ("self", "cls"):
-            if len(args.defaults) < len(positional) and cls is not None and not isinstance(node, ast.Lambda):
-                # (a default would let a bare call bind it to anything)
-                inner.receiver, inner.method = positional[0].arg, node.name
-                self._methods.append((inner, node, cls))
+        if scope.is_class and positional and cls is not None and not isinstance(node, ast.Lambda):
+            inner.method = node.name
+            self._methods.append((inner, node, cls))
+            # a default would let a bare call bind it to anything
+            if positional[0].arg in ("self", "cls") and len(args.defaults) < len(positional):
+                inner.receiver = positional[0].arg
         for stmt in node.body if isinstance(node.body, list) else [node.body]:
             self._visit(stmt, inner)
         inner.bound -= inner.globals | inner.nonlocals
@@ -183,13 +184,14 @@ class Names:
         methods into static ones). `receiver_rule.py` keeps the class from being used to call them unbound."""
         defs = [f for f in cls.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)]
         props = {f.name for f in defs if any(self._is_builtin(d, "property") for d in f.decorator_list)}
-        is_metaclass = any(self._is_builtin(b, "type") for b in cls.bases)
+        is_metaclass = any(self._is_builtin(b, "type") for b in cls.bases)  # its methods' first argument is a class
+        classmethod = any(self._is_builtin(d, "classmethod") for d in node.decorator_list)
+        if classmethod or is_metaclass or node.name in ("__new__", "__init_subclass__", "__class_getitem__"):
+            first = node.args.posonlyargs[0] if node.args.posonlyargs else node.args.args[0]
+            inner.class_param = first.arg  # whatever its name, and exempt or not (`receiver_rule` reads it)
         controlled = bool(cls.decorator_list) or is_metaclass or any(k.arg == "metaclass" for k in cls.keywords)
         if controlled or not all(self._keeps_binding(d, props) for d in node.decorator_list):
             inner.receiver = None
-            return
-        classmethod = any(self._is_builtin(d, "classmethod") for d in node.decorator_list)
-        inner.class_receiver = classmethod or node.name in ("__new__", "__init_subclass__", "__class_getitem__")
 
     def _keeps_binding(self, decorator: ast.expr, props: set[str]) -> bool:
         """A decorator that leaves `obj.method` bound to obj: the builtins classmethod and property, a setter (getter,

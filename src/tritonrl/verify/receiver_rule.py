@@ -65,7 +65,7 @@ def _privileged_methods(tree: ast.Module, names: Names) -> set[str]:
         if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__"):
             if isinstance(node.value, ast.Name) and names.is_receiver(node.value):
                 scope = names.binding(node.value)
-                if scope is not None and scope.method and not scope.class_receiver:  # a classmethod binds cls anyway
+                if scope is not None and scope.method and scope.class_param is None:  # a classmethod binds cls anyway
                     found.add(scope.method)
     return found
 
@@ -88,16 +88,16 @@ def _class_valued(node: ast.AST, names: Names, classes: set[str]) -> bool:
         scope = names.binding(node)
         if scope is None:
             return False
-        if names.is_receiver(node):
-            return scope.class_receiver
-        return node.id in classes
+        if scope.class_param == node.id:
+            return True
+        return node.id in classes and not names.is_receiver(node)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and names.binding(node.func) is None:
         if node.func.id == "type":
             return len(node.args) == 1 and not node.keywords
         if node.func.id == "super":  # zero-argument super() in a classmethod, or super(C, <not an instance>)
             if not node.args:
                 method = _method_scope(names.scope_of.get(node.func))
-                return method is not None and method.class_receiver
+                return method is not None and method.class_param is not None
             second = node.args[1] if len(node.args) > 1 else None
             return not (_instance_receiver(second, names))
     return False
@@ -113,7 +113,7 @@ def _instance_receiver(node: ast.AST | None, names: Names) -> bool:
     if not (isinstance(node, ast.Name) and names.is_receiver(node)):
         return False
     scope = names.binding(node)
-    return scope is not None and not scope.class_receiver
+    return scope is not None and scope.class_param != node.id
 
 
 def _called_with_own_instance(attr: ast.Attribute, call: ast.AST | None, names: Names) -> bool:
