@@ -488,6 +488,26 @@ VIOLATIONS = [
         "receiver",
         K.TAMPERING,
     ),
+    ("method_wrapped_in_its_class_body", H + "    speek = staticmethod(peek)\n", "receiver", K.TAMPERING),
+    ("method_stored_in_its_class_body", H + "    table = {'p': peek}\n", "receiver", K.TAMPERING),
+    (
+        "method_as_a_default_in_its_class",
+        H + "    def steal(self, t, f=peek):\n        return f(t)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "type_of_self_kept_in_a_local",
+        H + "    def via(self, x):\n        k = type(self)\n        return k.peek(x)\n",
+        "receiver",
+        K.TAMPERING,
+    ),
+    (
+        "class_name_also_bound_to_a_foreign_class",
+        "class Tensor:\n    pass\nTensor = torch.Tensor\ndef f():\n    return Tensor._make_subclass\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
     (
         "class_passed_on",
         H + "def g(k, x):\n    return k.peek(x)\ndef f(x):\n    return g(H, x)\n",

@@ -25,8 +25,11 @@ _BINDING_DECORATORS = frozenset(
         "typing.override",
         "typing.final",
         "typing.no_type_check",
+        "contextlib.contextmanager",
     }
 )
+# Class decorators that add methods but leave the class's own ones as they are.
+_CLASS_DECORATORS = frozenset({"dataclasses.dataclass", "functools.total_ordering", "typing.final"})
 
 
 @dataclasses.dataclass(eq=False)
@@ -42,6 +45,7 @@ class Scope:
     receiver: str | None = None  # a method's first parameter (`self`/`cls`) while nothing else binds that name
     method: str | None = None  # the name of the function defined in a class body whose scope this is
     class_param: str | None = None  # its first parameter when Python binds that to a class (classmethod, __new__, ...)
+    owner: ast.ClassDef | None = None  # the class whose body defines that function
 
     def bind(self, name: str) -> None:
         """Every binding goes through here (assignment, import, def, class, except/match, nonlocal from inside), so
@@ -166,7 +170,7 @@ class Names:
         inner = Scope(scope, bound={p.arg for p in params})
         positional = [*args.posonlyargs, *args.args]
         if scope.is_class and positional and cls is not None and not isinstance(node, ast.Lambda):
-            inner.method = node.name
+            inner.method, inner.owner = node.name, cls
             self._methods.append((inner, node, cls))
             # a default would let a bare call bind it to anything
             if positional[0].arg in ("self", "cls") and len(args.defaults) < len(positional):
@@ -189,7 +193,8 @@ class Names:
         if classmethod or is_metaclass or node.name in ("__new__", "__init_subclass__", "__class_getitem__"):
             first = node.args.posonlyargs[0] if node.args.posonlyargs else node.args.args[0]
             inner.class_param = first.arg  # whatever its name, and exempt or not (`receiver_rule` reads it)
-        controlled = bool(cls.decorator_list) or is_metaclass or any(k.arg == "metaclass" for k in cls.keywords)
+        decorated = not all(self._keeps_methods(d) for d in cls.decorator_list)
+        controlled = decorated or is_metaclass or any(k.arg == "metaclass" for k in cls.keywords)
         if controlled or not all(self._keeps_binding(d, props) for d in node.decorator_list):
             inner.receiver = None
 
@@ -208,6 +213,12 @@ class Names:
             return False
         args = [*decorator.args, *(k.value for k in decorator.keywords)] if isinstance(decorator, ast.Call) else []
         return all(self._plain(a) for a in args)
+
+    def _keeps_methods(self, decorator: ast.expr) -> bool:
+        """A class decorator from `_CLASS_DECORATORS` (`@dataclass(frozen=True)`), with plain arguments."""
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        args = [*decorator.args, *(k.value for k in decorator.keywords)] if isinstance(decorator, ast.Call) else []
+        return self.dotted(target) in _CLASS_DECORATORS and all(self._plain(a) for a in args)
 
     def _plain(self, node: ast.expr) -> bool:
         """A decorator argument that cannot be a callable of the candidate's: a constant, or a torch/triton/math

@@ -1,44 +1,101 @@
 """The static checks' receiver rule: a method's `self` is the class's own instance, so its `self._x` exemption holds.
 
 The private-attribute rule lets a method read `self._x` (`names.Names.is_receiver`). That is sound only while `self`
-is bound by Python to an instance: read from the class instead (`Helper.look(obj)`, `type(m).look(obj)`,
-`super().look(obj)` in a classmethod, `cls.look(obj)`), a method takes any object as `self` and reads that object's
-private attributes. `names.py` already withdraws the exemption where a decorator, metaclass or class decorator may
-rebind the receiver; this rule covers the reads through the class, once some method uses the exemption:
-- a privileged method (one that reads a private attribute of its receiver) read from a class is only called, with a
-  receiver of an instance method as its first argument (`Base.helper(self, x)`: delegation within the class's
-  hierarchy);
-- class objects (the candidate's classes and their `A = C` aliases, a classmethod's `cls`, `type(x)`, a `super()`
-  bound to a class) stay where this rule sees them: called, read an attribute of, compared, as a base, an
-  annotation, an `isinstance`/`issubclass`/`except`/`raise` operand or a decorator; never stored, passed or returned,
-  from where a read could not be followed.
-A file with no privileged method has nothing to protect and is not checked. Pure `ast`.
+is bound by Python to an instance: a method's raw function takes any object as `self` and reads that object's private
+attributes. `names.py` already withdraws the exemption where a decorator, metaclass or class decorator may rebind the
+receiver; this rule keeps the raw function of every privileged method (an instance method that reads a private
+attribute of its receiver) out of reach:
+- read from a class object (`Helper.peek`, `type(m).peek`, a classmethod's `cls.peek`, `super().peek` in a
+  classmethod), it is only called, with an instance method's receiver as its first argument (`Base.launch(self, x)`:
+  delegation within the class's hierarchy);
+- in its class body its bare name (the raw function) is used only as `@name.setter`-style decorators or aliased by
+  name (`forward = _impl`), never passed, stored or wrapped (`staticmethod(peek)`, `{"p": peek}`, `f=peek`);
+- class objects through which one is reachable (the class or a candidate ancestor defines it; a `cls`, `type(x)` or
+  class-bound `super()` may be any subclass) stay where this rule sees them: called, read from (`getattr` with a
+  literal name too), compared, a base, an annotation, an `isinstance`/`issubclass`/`except`/`raise` operand, a
+  decorator or aliased by name; never stored, passed or returned.
+`own_class` also tells the private-attribute rule which class objects are the candidate's own (`Base._prepare`,
+`cls._registry`, `super()._helper`). A file with no privileged method has nothing to protect here. Pure `ast`.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterator
 
 from tritonrl.types import FailureKind
 from tritonrl.verify.names import Names, Scope
 
 Violation = tuple[ast.AST, FailureKind, str]  # (offending node, failure kind, why)
+_ACCESSORS = ("setter", "getter", "deleter")
 
 
-def violations(tree: ast.Module, names: Names, parents: dict[ast.AST, ast.AST]) -> Iterator[Violation]:
+@dataclasses.dataclass(frozen=True)
+class Classes:
+    """What the rules know of a candidate's classes, by name (as the rest of the static checks, flow-insensitive)."""
+
+    own: frozenset[str]  # names only ever bound to the candidate's classes (class statements, `A = C`)
+    named: frozenset[str]  # names that may hold one: class names and their `A = C` aliases
+    privileged: frozenset[str]  # privileged method names, with their class-body aliases
+    reaching: frozenset[str]  # names whose class has a privileged method as attribute (its own or a base's)
+    below: frozenset[str]  # names whose class is in `reaching` or a base of one there: a `cls` there may reach one
+
+    @classmethod
+    def of(cls, tree: ast.Module, names: Names) -> Classes:
+        defs = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+        by_class: dict[str, set[str]] = {d.name: set() for d in defs}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__"):
+                if isinstance(node.value, ast.Name) and names.is_receiver(node.value):
+                    scope = names.binding(node.value)
+                    if scope is not None and scope.owner is not None and scope.class_param is None:
+                        by_class[scope.owner.name].add(scope.method or "")
+        for d in defs:  # `forward = _impl` in the class body: the same function under another name
+            for _ in range(len(d.body)):
+                more = {t.id for t, v in _body_aliases(d) if v.id in by_class[d.name]} - by_class[d.name]
+                if not more:
+                    break
+                by_class[d.name] |= more
+        pairs = [(t, v) for n in ast.walk(tree) if isinstance(n, ast.Assign) for t, v in _name_alias(n)]
+        aliases = [(t.id, v.id) for t, v in pairs]
+        bases = {d.name: {b.id for b in d.bases if isinstance(b, ast.Name)} for d in defs}
+        reaching = {c for c, methods in by_class.items() if methods}
+        for _ in range(len(defs) + 1):  # inheritance: a subclass reaches what its bases reach
+            reaching |= {c for c, b in bases.items() if b & reaching}
+        named, below = set(by_class), set(reaching)
+        for _ in range(len(defs) + 1):
+            below |= {b for c in below for b in bases.get(c, ())}
+        for _ in range(len(aliases) + 1):
+            named |= {t for t, v in aliases if v in named}
+            reaching |= {t for t, v in aliases if v in reaching}
+            below |= {t for t, v in aliases if v in below}
+        # `t = type(self)`, `k = super()`: names of classes this reading cannot place, so any may reach one
+        unknown = {n.targets[0].id for n in ast.walk(tree) if isinstance(n, ast.Assign) and len(n.targets) == 1
+                   and isinstance(n.targets[0], ast.Name) and _class_call(n.value, names)}  # fmt: skip
+        for _ in range(len(aliases) + 1):
+            unknown |= {t for t, v in aliases if v in unknown}
+        named, reaching, below = named | unknown, reaching | unknown, below | unknown
+        own = named - _bound_otherwise(tree, {id(t) for t, _ in pairs})
+        privileged = frozenset().union(*by_class.values()) if by_class else frozenset()
+        return cls(frozenset(own), frozenset(named), privileged, frozenset(reaching), frozenset(below))
+
+
+def violations(
+    tree: ast.Module, names: Names, parents: dict[ast.AST, ast.AST], classes: Classes
+) -> Iterator[Violation]:
     """Every breach of the receiver rule, in no particular order (the caller reports the first by line)."""
-    privileged = _privileged_methods(tree, names)
-    if not privileged:
+    if not classes.privileged:
         return
-    classes = _class_names(tree, names)
+    yield from _class_body_uses(tree, names, classes)
     annotations = {id(n) for a in _annotation_roots(tree) for n in ast.walk(a)}
     for node in ast.walk(tree):
-        if not _class_valued(node, names, classes):
+        reach = _reach(node, names, classes)
+        if reach is None:
             continue
         parent = parents.get(node)
         if isinstance(parent, ast.Attribute) and parent.value is node:
-            if parent.attr in privileged and not _called_with_own_instance(parent, parents.get(parent), names):
+            if reach and parent.attr in classes.privileged and not _called_with_instance(parent, parents, names):
                 yield (
                     parent,
                     FailureKind.TAMPERING,
@@ -47,7 +104,7 @@ def violations(tree: ast.Module, names: Names, parents: dict[ast.AST, ast.AST]) 
                         "private attributes it would read (call it on an instance)"
                     ),
                 )
-        elif id(node) not in annotations and not _visible_use(node, parent, parents, privileged):
+        elif reach and id(node) not in annotations and not _visible_use(node, parent, parents, classes):
             yield (
                 node,
                 FailureKind.TAMPERING,
@@ -58,49 +115,68 @@ def violations(tree: ast.Module, names: Names, parents: dict[ast.AST, ast.AST]) 
             )
 
 
-def _privileged_methods(tree: ast.Module, names: Names) -> set[str]:
-    """Names of the instance methods that read a (non-dunder) private attribute of their own receiver."""
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__"):
-            if isinstance(node.value, ast.Name) and names.is_receiver(node.value):
-                scope = names.binding(node.value)
-                if scope is not None and scope.method and scope.class_param is None:  # a classmethod binds cls anyway
-                    found.add(scope.method)
-    return found
+def own_class(node: ast.AST, names: Names, classes: Classes) -> bool:
+    """A class object that is the candidate's own: one of its classes by name, a classmethod's `cls`, `super()` in a
+    method, or the class of an instance receiver (`type(self)`, `self.__class__`). `type(x)` of anything else is not."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+        scope = names.binding(node)
+        return scope is not None and (scope.class_param == node.id or (node.id in classes.own and not
+                                                                        names.is_receiver(node)))  # fmt: skip
+    if isinstance(node, ast.Call) and _builtin(node.func, names, "super"):
+        return not node.args or (own_class(node.args[0], names, classes) and len(node.args) == 2
+                                 and _receiver(node.args[1], names) is not None)  # fmt: skip
+    of = _class_of(node, names)
+    return of is not None and _receiver(of, names) is not None
 
 
-def _class_names(tree: ast.Module, names: Names) -> set[str]:
-    """The candidate's class names and the names assigned one of them (`ModelNew = FastModel`), to a fixpoint."""
-    found = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
-    assigns = [n for n in ast.walk(tree) if isinstance(n, ast.Assign) and len(n.targets) == 1]
-    aliases = [(n.targets[0].id, n.value) for n in assigns if isinstance(n.targets[0], ast.Name)]
-    while True:
-        more = {target for target, value in aliases if target not in found and _class_valued(value, names, found)}
-        if not more:
-            return found
-        found |= more
-
-
-def _class_valued(node: ast.AST, names: Names, classes: set[str]) -> bool:
-    """An expression whose value is a class object (as far as this flow-insensitive reading can tell)."""
+def _reach(node: ast.AST, names: Names, classes: Classes) -> bool | None:
+    """None: not a class object; else whether a privileged method may be reached through it."""
     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
         scope = names.binding(node)
         if scope is None:
-            return False
-        if scope.class_param == node.id:
-            return True
-        return node.id in classes and not names.is_receiver(node)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and names.binding(node.func) is None:
-        if node.func.id == "type":
-            return len(node.args) == 1 and not node.keywords
-        if node.func.id == "super":  # zero-argument super() in a classmethod, or super(C, <not an instance>)
-            if not node.args:
-                method = _method_scope(names.scope_of.get(node.func))
-                return method is not None and method.class_param is not None
-            second = node.args[1] if len(node.args) > 1 else None
-            return not (_instance_receiver(second, names))
-    return False
+            return None
+        if scope.class_param == node.id:  # bound to its class or any subclass; a metaclass's, to any class
+            owner = scope.owner
+            return owner is None or owner.name in classes.below or any(_builtin(b, names, "type") for b in owner.bases)
+        if node.id in classes.named and not names.is_receiver(node):
+            return node.id in classes.reaching
+        return None
+    if isinstance(node, ast.Call) and _builtin(node.func, names, "super"):
+        method = _method_scope(names.scope_of.get(node.func))  # type: ignore[arg-type]
+        if not node.args:  # bound to a class only in a classmethod
+            return None if method is None or method.class_param is None else True
+        return None if len(node.args) == 2 and _receiver(node.args[1], names) is not None else True
+    of = _class_of(node, names)
+    if of is None:
+        return None
+    scope = _receiver(of, names)
+    return scope is None or scope.owner is None or scope.owner.name in classes.below
+
+
+def _class_call(node: ast.AST, names: Names) -> bool:
+    """`type(x)`, `x.__class__` or `super(...)`."""
+    return _class_of(node, names) is not None or (isinstance(node, ast.Call) and _builtin(node.func, names, "super"))
+
+
+def _class_of(node: ast.AST, names: Names) -> ast.AST | None:
+    """`x` of `type(x)` or `x.__class__`."""
+    if isinstance(node, ast.Call) and _builtin(node.func, names, "type") and len(node.args) == 1:
+        return node.args[0]
+    if isinstance(node, ast.Attribute) and node.attr == "__class__":
+        return node.value
+    return None
+
+
+def _receiver(node: ast.AST | None, names: Names) -> Scope | None:
+    """The method scope of an instance method's receiver (`self`), or None."""
+    if not (isinstance(node, ast.Name) and names.is_receiver(node)):
+        return None
+    scope = names.binding(node)
+    return scope if scope is not None and scope.class_param != node.id else None
+
+
+def _builtin(node: ast.AST, names: Names, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name and names.binding(node) is None
 
 
 def _method_scope(scope: Scope | None) -> Scope | None:
@@ -109,43 +185,36 @@ def _method_scope(scope: Scope | None) -> Scope | None:
     return scope
 
 
-def _instance_receiver(node: ast.AST | None, names: Names) -> bool:
-    if not (isinstance(node, ast.Name) and names.is_receiver(node)):
-        return False
-    scope = names.binding(node)
-    return scope is not None and scope.class_param != node.id
-
-
-def _called_with_own_instance(attr: ast.Attribute, call: ast.AST | None, names: Names) -> bool:
+def _called_with_instance(attr: ast.Attribute, parents: dict[ast.AST, ast.AST], names: Names) -> bool:
     """`C.method(self, ...)`: the read is the call's function and its first argument is an instance receiver."""
+    call = parents.get(attr)
     return (
         isinstance(call, ast.Call)
         and call.func is attr
         and bool(call.args)
-        and not isinstance(call.args[0], ast.Starred)
-        and _instance_receiver(call.args[0], names)
+        and _receiver(call.args[0], names) is not None
     )
 
 
-_CLASS_OPERANDS = ("isinstance", "issubclass", "super")
-
-
-def _visible_use(node: ast.AST, parent: ast.AST | None, parents: dict[ast.AST, ast.AST], privileged: set[str]) -> bool:
+def _visible_use(node: ast.AST, parent: ast.AST | None, parents: dict[ast.AST, ast.AST], classes: Classes) -> bool:
     """Uses of a class object that hand it to nothing: see the module docstring for the list."""
     if isinstance(parent, ast.Call):
-        if parent.func is node:
-            return True
         func = parent.func
+        if func is node:
+            return True
         if isinstance(func, ast.Name) and func.id in ("getattr", "hasattr") and parent.args[:1] == [node]:
             # getattr(cls, "name", default) reads like cls.name (a private or computed name is another rule's)
             name = parent.args[1] if len(parent.args) > 1 else None
-            return isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value not in privileged
-        return isinstance(func, ast.Name) and func.id in _CLASS_OPERANDS and node in parent.args
+            return (
+                isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value not in classes.privileged
+            )
+        return isinstance(func, ast.Name) and func.id in ("isinstance", "issubclass", "super") and node in parent.args
     if isinstance(parent, ast.Tuple):  # isinstance(x, (A, B)), except (A, B)
         outer = parents.get(parent)
         if isinstance(outer, ast.ExceptHandler):
             return True
-        return isinstance(outer, ast.Call) and isinstance(outer.func, ast.Name) and outer.func.id in _CLASS_OPERANDS[:2]
+        return isinstance(outer, ast.Call) and isinstance(outer.func, ast.Name) and outer.func.id in (
+            "isinstance", "issubclass")  # fmt: skip
     if isinstance(parent, (ast.Compare, ast.ExceptHandler, ast.Raise, ast.MatchClass)):
         return True
     if isinstance(parent, ast.ClassDef):
@@ -153,6 +222,82 @@ def _visible_use(node: ast.AST, parent: ast.AST | None, parents: dict[ast.AST, a
     if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return node in parent.decorator_list
     return isinstance(parent, ast.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0], ast.Name)
+
+
+def _class_body_uses(tree: ast.Module, names: Names, classes: Classes) -> Iterator[Violation]:
+    """A privileged method's bare name read in its class body (where it is the raw function): only `@name.setter`
+    (and getter/deleter) decorators and `alias = name` keep it bound."""
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        local = {f.name for f in cls.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)}
+        local |= {t.id for t, _ in _body_aliases(cls)}
+        mine = local & classes.privileged
+        if not mine:
+            continue
+        kept = {id(v) for _, v in _body_aliases(cls)}
+        for f in cls.body:
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef):
+                kept |= {id(d.value) for d in f.decorator_list if isinstance(d, ast.Attribute) and d.attr in _ACCESSORS}
+        for node in _class_scope_names(cls):
+            if node.id in mine and id(node) not in kept:
+                yield (
+                    node,
+                    FailureKind.TAMPERING,
+                    (
+                        f"uses the method {node.id} as a value in its class body: unbound there, it would read the "
+                        "private attributes of whatever it is called with"
+                    ),
+                )
+
+
+def _name_alias(node: ast.Assign) -> list[tuple[ast.Name, ast.Name]]:
+    target, value = node.targets[0], node.value
+    ok = len(node.targets) == 1 and isinstance(target, ast.Name) and isinstance(value, ast.Name)
+    return [(target, value)] if ok else []  # type: ignore[list-item]
+
+
+def _bound_otherwise(tree: ast.Module, alias_targets: set[int]) -> set[str]:
+    """Names bound anywhere by something other than a class statement or a `name = name` alias."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load) and id(node) not in alias_targets:
+            found.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found.add(node.name)
+        elif isinstance(node, ast.arg):
+            found.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            found |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            found.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            found |= set(node.names)
+    return found
+
+
+def _body_aliases(cls: ast.ClassDef) -> list[tuple[ast.Name, ast.Name]]:
+    """`alias = name` statements of a class body."""
+    return [(s.targets[0], s.value) for s in cls.body if isinstance(s, ast.Assign) and len(s.targets) == 1
+            and isinstance(s.targets[0], ast.Name) and isinstance(s.value, ast.Name)]  # fmt: skip
+
+
+def _class_scope_names(cls: ast.ClassDef) -> Iterator[ast.Name]:
+    """Name loads evaluated in the class body's scope: its statements, and its defs' decorators and defaults (not
+    their bodies, nor a nested class's body)."""
+    stack: list[ast.AST] = list(cls.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            stack += [*args.defaults, *(d for d in args.kw_defaults if d)]
+            if not isinstance(node, ast.Lambda):
+                stack += node.decorator_list
+            continue
+        if isinstance(node, ast.ClassDef):
+            stack += [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            yield node
+        stack += ast.iter_child_nodes(node)
 
 
 def _annotation_roots(tree: ast.Module) -> Iterator[ast.AST]:

@@ -59,6 +59,7 @@ class _Context:
     names: Names
     parents: dict[ast.AST, ast.AST]
     references: list[tuple[str, ast.AST]]  # (dotted name, node): import statements and maximal imported chains
+    classes: receiver_rule.Classes  # the candidate's classes and their privileged methods
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,7 +114,8 @@ def run_static_checks(tree: ast.Module, code: str, *, policy: str = "strict") ->
 def _context(tree: ast.Module, code: str) -> _Context:
     names = Names(tree)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-    return _Context(tree, code, names, parents, import_rule.references(tree, names, parents))
+    refs = import_rule.references(tree, names, parents)
+    return _Context(tree, code, names, parents, refs, receiver_rule.Classes.of(tree, names))
 
 
 # Rationale: fail closed. A kernel needs torch, triton and a few pure stdlib modules; everything else is the sandbox's
@@ -149,7 +151,7 @@ def _check_reflective_call(node: ast.Name, call: ast.AST | None) -> Iterator[_Hi
     name = call.args[1] if len(call.args) >= 2 else None
     if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
         yield _Hit(call, _K.TAMPERING, "computes the attribute name, which hides what it reaches")
-    elif name.value.startswith("_"):
+    elif name.value.startswith("_") and name.value not in _SAFE_DUNDERS:
         yield _Hit(call, _K.TAMPERING, "reaches a private attribute")
 
 
@@ -166,16 +168,21 @@ def _private_attribute(ctx: _Context) -> Iterator[_Hit]:
             called = isinstance(call := ctx.parents.get(node), ast.Call) and call.func is node
             if (attr in _SAFE_DUNDERS and isinstance(node.ctx, ast.Load)) or (attr == "__init__" and called):
                 continue
+            if attr == "__class__" and isinstance(node.ctx, ast.Load):  # a class object, as `type(x)` (receiver rule)
+                continue
+            if attr == "__init_subclass__" and called and receiver_rule.own_class(node.value, ctx.names, ctx.classes):
+                continue  # super().__init_subclass__(**kwargs)
             yield _Hit(node, _K.TAMPERING, f"accesses the dunder {attr}")
         elif not (isinstance(node.value, ast.Name) and ctx.names.is_receiver(node.value)):
-            yield _Hit(node, _K.TAMPERING, f"accesses the private attribute {attr} of another object")
+            if not receiver_rule.own_class(node.value, ctx.names, ctx.classes):  # Base._helper, cls._registry
+                yield _Hit(node, _K.TAMPERING, f"accesses the private attribute {attr} of another object")
 
 
 # Rationale: the exemption above trusts a method's self to be its class's instance; read from the class, a method
 # takes any object as self (`Helper.peek(torch_obj)` reads torch_obj._x).
 @_rule("receiver", _K.TAMPERING, "privileged methods are called on instances; class objects are not passed around")
 def _receiver(ctx: _Context) -> Iterator[_Hit]:
-    for node, kind, why in receiver_rule.violations(ctx.tree, ctx.names, ctx.parents):
+    for node, kind, why in receiver_rule.violations(ctx.tree, ctx.names, ctx.parents, ctx.classes):
         yield _Hit(node, kind, why)
 
 
