@@ -536,6 +536,18 @@ VIOLATIONS = [
         K.TAMPERING,
     ),
     (
+        "metaclass_method_reads_its_class_private",
+        "class Meta(type):\n    def peek(self):\n        return self._make_subclass\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
+        "classmethod_under_its_own_decorator",
+        "def d(f):\n    return f\nclass S:\n    @classmethod\n    @d\n    def peek(cls):\n        return cls._x\n",
+        "private-attribute",
+        K.TAMPERING,
+    ),
+    (
         "metaclass_controls_the_methods",
         "class Meta(type):\n    pass\nclass S(metaclass=Meta):\n    def peek(self):\n        return self._n\n",
         "private-attribute",

@@ -116,12 +116,11 @@ def violations(
 
 
 def own_class(node: ast.AST, names: Names, classes: Classes) -> bool:
-    """A class object that is the candidate's own: one of its classes by name, a classmethod's `cls`, `super()` in a
-    method, or the class of an instance receiver (`type(self)`, `self.__class__`). `type(x)` of anything else is not."""
+    """A class object that is the candidate's own: one of its classes by name (a name bound to nothing else),
+    `super()` (Python checks it is bound within the class's hierarchy), or the class of an instance receiver
+    (`type(self)`, `self.__class__`). `type(x)` of anything else is not, nor is a metaclass method's class."""
     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-        scope = names.binding(node)
-        return scope is not None and (scope.class_param == node.id or (node.id in classes.own and not
-                                                                        names.is_receiver(node)))  # fmt: skip
+        return names.binding(node) is not None and node.id in classes.own and not names.is_receiver(node)
     if isinstance(node, ast.Call) and _builtin(node.func, names, "super"):
         return not node.args or (own_class(node.args[0], names, classes) and len(node.args) == 2
                                  and _receiver(node.args[1], names) is not None)  # fmt: skip
