@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 # Decorators outside torch that return the method still bound on access (a cache, or the function itself, marked).
 _BINDING_DECORATORS = frozenset(
@@ -187,13 +187,13 @@ class Names:
         return one), nor in a class whose creation a metaclass or class decorator controls (either can rewrite
         methods into static ones). `receiver_rule.py` keeps the class from being used to call them unbound."""
         defs = [f for f in cls.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)]
-        props = {f.name for f in defs if any(self._is_builtin(d, "property") for d in f.decorator_list)}
-        is_metaclass = any(self._is_builtin(b, "type") for b in cls.bases)  # its methods' first argument is a class
-        classmethod = any(self._is_builtin(d, "classmethod") for d in node.decorator_list)
+        props = {f.name for f in defs if any(self.is_builtin(d, "property") for d in f.decorator_list)}
+        is_metaclass = any(self.is_builtin(b, "type") for b in cls.bases)  # its methods' first argument is a class
+        classmethod = any(self.is_builtin(d, "classmethod") for d in node.decorator_list)
         if classmethod or is_metaclass or node.name in ("__new__", "__init_subclass__", "__class_getitem__"):
             first = node.args.posonlyargs[0] if node.args.posonlyargs else node.args.args[0]
             inner.class_param = first.arg  # whatever its name, and exempt or not (`receiver_rule` reads it)
-        decorated = not all(self._keeps_methods(d) for d in cls.decorator_list)
+        decorated = not all(self._known_decorator(d, _CLASS_DECORATORS.__contains__) for d in cls.decorator_list)
         controlled = decorated or is_metaclass or any(k.arg == "metaclass" for k in cls.keywords)
         if controlled or not all(self._keeps_binding(d, props) for d in node.decorator_list):
             inner.receiver = None
@@ -203,22 +203,19 @@ class Names:
         deleter) of one of the class's properties, the caching/marking decorators of functools, abc and typing, or
         one from torch; called, only with plain arguments (`functools.partial(staticmethod)` would make it static)."""
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if self._is_builtin(target, "classmethod") or self._is_builtin(target, "property"):
+        if self.is_builtin(target, "classmethod") or self.is_builtin(target, "property"):
             return True
         if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
             if target.attr in ("setter", "getter", "deleter") and target.value.id in props:
                 return True
-        path = self.dotted(target)
-        if not path or not (path.startswith("torch.") or path in _BINDING_DECORATORS):
-            return False
-        args = [*decorator.args, *(k.value for k in decorator.keywords)] if isinstance(decorator, ast.Call) else []
-        return all(self._plain(a) for a in args)
+        return self._known_decorator(decorator, lambda path: path.startswith("torch.") or path in _BINDING_DECORATORS)
 
-    def _keeps_methods(self, decorator: ast.expr) -> bool:
-        """A class decorator from `_CLASS_DECORATORS` (`@dataclass(frozen=True)`), with plain arguments."""
+    def _known_decorator(self, decorator: ast.expr, known: Callable[[str], bool]) -> bool:
+        """`decorator` (or the call of one) resolves to a path `known` accepts, and any arguments are plain."""
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
         args = [*decorator.args, *(k.value for k in decorator.keywords)] if isinstance(decorator, ast.Call) else []
-        return self.dotted(target) in _CLASS_DECORATORS and all(self._plain(a) for a in args)
+        path = self.dotted(target)
+        return bool(path) and known(path) and all(self._plain(a) for a in args)
 
     def _plain(self, node: ast.expr) -> bool:
         """A decorator argument that cannot be a callable of the candidate's: a constant, or a torch/triton/math
@@ -232,7 +229,8 @@ class Names:
         path = self.dotted(node)
         return bool(path) and path.split(".")[0] in ("torch", "triton", "math")
 
-    def _is_builtin(self, node: ast.expr, name: str) -> bool:
+    def is_builtin(self, node: ast.AST, name: str) -> bool:
+        """`node` is the Name `name` and refers to the builtin (nothing in the candidate binds it)."""
         return isinstance(node, ast.Name) and node.id == name and self.binding(node) is None
 
 

@@ -52,12 +52,12 @@ class Classes:
                     if scope is not None and scope.owner is not None and scope.class_param is None:
                         by_class[scope.owner.name].add(scope.method or "")
         for d in defs:  # `forward = _impl` in the class body: the same function under another name
-            for _ in range(len(d.body)):
-                more = {t.id for t, v in _body_aliases(d) if v.id in by_class[d.name]} - by_class[d.name]
-                if not more:
-                    break
-                by_class[d.name] |= more
-        pairs = [(t, v) for n in ast.walk(tree) if isinstance(n, ast.Assign) for t, v in _name_alias(n)]
+            body_aliases = _body_aliases(d)
+            for _ in range(len(body_aliases)):
+                by_class[d.name] |= {t.id for t, v in body_aliases if v.id in by_class[d.name]}
+        assigns = [n for n in ast.walk(tree) if isinstance(n, ast.Assign) and len(n.targets) == 1
+                   and isinstance(n.targets[0], ast.Name)]  # fmt: skip
+        pairs = [(n.targets[0], n.value) for n in assigns if isinstance(n.value, ast.Name)]
         aliases = [(t.id, v.id) for t, v in pairs]
         bases = {d.name: {b.id for b in d.bases if isinstance(b, ast.Name)} for d in defs}
         reaching = {c for c, methods in by_class.items() if methods}
@@ -71,8 +71,7 @@ class Classes:
             reaching |= {t for t, v in aliases if v in reaching}
             below |= {t for t, v in aliases if v in below}
         # `t = type(self)`, `k = super()`: names of classes this reading cannot place, so any may reach one
-        unknown = {n.targets[0].id for n in ast.walk(tree) if isinstance(n, ast.Assign) and len(n.targets) == 1
-                   and isinstance(n.targets[0], ast.Name) and _class_call(n.value, names)}  # fmt: skip
+        unknown = {n.targets[0].id for n in assigns if _class_call(n.value, names)}
         for _ in range(len(aliases) + 1):
             unknown |= {t for t, v in aliases if v in unknown}
         named, reaching, below = named | unknown, reaching | unknown, below | unknown
@@ -104,7 +103,7 @@ def violations(
                         "private attributes it would read (call it on an instance)"
                     ),
                 )
-        elif reach and id(node) not in annotations and not _visible_use(node, parent, parents, classes):
+        elif reach and id(node) not in annotations and not _visible_use(node, parent, (names, parents, classes)):
             yield (
                 node,
                 FailureKind.TAMPERING,
@@ -121,7 +120,7 @@ def own_class(node: ast.AST, names: Names, classes: Classes) -> bool:
     (`type(self)`, `self.__class__`). `type(x)` of anything else is not, nor is a metaclass method's class."""
     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
         return names.binding(node) is not None and node.id in classes.own and not names.is_receiver(node)
-    if isinstance(node, ast.Call) and _builtin(node.func, names, "super"):
+    if isinstance(node, ast.Call) and names.is_builtin(node.func, "super"):
         return not node.args or (own_class(node.args[0], names, classes) and len(node.args) == 2
                                  and _receiver(node.args[1], names) is not None)  # fmt: skip
     of = _class_of(node, names)
@@ -136,11 +135,11 @@ def _reach(node: ast.AST, names: Names, classes: Classes) -> bool | None:
             return None
         if scope.class_param == node.id:  # bound to its class or any subclass; a metaclass's, to any class
             owner = scope.owner
-            return owner is None or owner.name in classes.below or any(_builtin(b, names, "type") for b in owner.bases)
+            return owner is None or owner.name in classes.below or any(names.is_builtin(b, "type") for b in owner.bases)
         if node.id in classes.named and not names.is_receiver(node):
             return node.id in classes.reaching
         return None
-    if isinstance(node, ast.Call) and _builtin(node.func, names, "super"):
+    if isinstance(node, ast.Call) and names.is_builtin(node.func, "super"):
         method = _method_scope(names.scope_of.get(node.func))  # type: ignore[arg-type]
         if not node.args:  # bound to a class only in a classmethod
             return None if method is None or method.class_param is None else True
@@ -154,12 +153,12 @@ def _reach(node: ast.AST, names: Names, classes: Classes) -> bool | None:
 
 def _class_call(node: ast.AST, names: Names) -> bool:
     """`type(x)`, `x.__class__` or `super(...)`."""
-    return _class_of(node, names) is not None or (isinstance(node, ast.Call) and _builtin(node.func, names, "super"))
+    return _class_of(node, names) is not None or (isinstance(node, ast.Call) and names.is_builtin(node.func, "super"))
 
 
 def _class_of(node: ast.AST, names: Names) -> ast.AST | None:
     """`x` of `type(x)` or `x.__class__`."""
-    if isinstance(node, ast.Call) and _builtin(node.func, names, "type") and len(node.args) == 1:
+    if isinstance(node, ast.Call) and names.is_builtin(node.func, "type") and len(node.args) == 1:
         return node.args[0]
     if isinstance(node, ast.Attribute) and node.attr == "__class__":
         return node.value
@@ -172,10 +171,6 @@ def _receiver(node: ast.AST | None, names: Names) -> Scope | None:
         return None
     scope = names.binding(node)
     return scope if scope is not None and scope.class_param != node.id else None
-
-
-def _builtin(node: ast.AST, names: Names, name: str) -> bool:
-    return isinstance(node, ast.Name) and node.id == name and names.binding(node) is None
 
 
 def _method_scope(scope: Scope | None) -> Scope | None:
@@ -195,25 +190,25 @@ def _called_with_instance(attr: ast.Attribute, parents: dict[ast.AST, ast.AST], 
     )
 
 
-def _visible_use(node: ast.AST, parent: ast.AST | None, parents: dict[ast.AST, ast.AST], classes: Classes) -> bool:
+def _visible_use(node: ast.AST, parent: ast.AST | None, ctx: tuple[Names, dict[ast.AST, ast.AST], Classes]) -> bool:
     """Uses of a class object that hand it to nothing: see the module docstring for the list."""
+    names, parents, classes = ctx
+
+    def operand_of(call: ast.AST | None, *builtins: str) -> bool:
+        return isinstance(call, ast.Call) and any(names.is_builtin(call.func, b) for b in builtins)
+
     if isinstance(parent, ast.Call):
-        func = parent.func
-        if func is node:
+        if parent.func is node:
             return True
-        if isinstance(func, ast.Name) and func.id in ("getattr", "hasattr") and parent.args[:1] == [node]:
+        if operand_of(parent, "getattr", "hasattr") and parent.args[:1] == [node]:
             # getattr(cls, "name", default) reads like cls.name (a private or computed name is another rule's)
             name = parent.args[1] if len(parent.args) > 1 else None
-            return (
-                isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value not in classes.privileged
-            )
-        return isinstance(func, ast.Name) and func.id in ("isinstance", "issubclass", "super") and node in parent.args
+            literal = isinstance(name, ast.Constant) and isinstance(name.value, str)
+            return literal and name.value not in classes.privileged  # type: ignore[union-attr]
+        return operand_of(parent, "isinstance", "issubclass", "super") and node in parent.args
     if isinstance(parent, ast.Tuple):  # isinstance(x, (A, B)), except (A, B)
         outer = parents.get(parent)
-        if isinstance(outer, ast.ExceptHandler):
-            return True
-        return isinstance(outer, ast.Call) and isinstance(outer.func, ast.Name) and outer.func.id in (
-            "isinstance", "issubclass")  # fmt: skip
+        return isinstance(outer, ast.ExceptHandler) or operand_of(outer, "isinstance", "issubclass")
     if isinstance(parent, (ast.Compare, ast.ExceptHandler, ast.Raise, ast.MatchClass)):
         return True
     if isinstance(parent, ast.ClassDef):
@@ -246,12 +241,6 @@ def _class_body_uses(tree: ast.Module, names: Names, classes: Classes) -> Iterat
                         "private attributes of whatever it is called with"
                     ),
                 )
-
-
-def _name_alias(node: ast.Assign) -> list[tuple[ast.Name, ast.Name]]:
-    target, value = node.targets[0], node.value
-    ok = len(node.targets) == 1 and isinstance(target, ast.Name) and isinstance(value, ast.Name)
-    return [(target, value)] if ok else []  # type: ignore[list-item]
 
 
 def _bound_otherwise(tree: ast.Module, alias_targets: set[int]) -> set[str]:
