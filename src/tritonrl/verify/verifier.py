@@ -174,7 +174,8 @@ class Verifier:
             return None
         verdict = self.cache.get(task, candidate, self.cfg)
         if verdict is not None:
-            self.stats.hits += 1
+            with self._lock:
+                self.stats.hits += 1
         return verdict
 
     def _prepare(self, task: Task, candidate: str) -> cf.Future[Verdict] | funnel.Screened:
@@ -208,12 +209,12 @@ class Verifier:
         finally:
             with self._lock:
                 self._busy[device] -= 1
-        with self._lock:
-            self.stats.retried += verdict.extra.get("workers_lost", 0)
         return self._done(screened.task, candidate, verdict)
 
     def _done(self, task: Task, candidate: str, verdict: Verdict) -> Verdict:
-        self.stats.verified += 1
+        with self._lock:  # verifications finish on several threads
+            self.stats.verified += 1
+            self.stats.retried += verdict.extra.get("workers_lost", 0)
         if self.cache is not None:
             self.cache.put(task, candidate, self.cfg, verdict)
         return verdict
