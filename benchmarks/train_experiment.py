@@ -1,6 +1,8 @@
 """Does training teach? A from-scratch model, SFT, then GRPO on the verifier's reward, against a control, in one run.
 
-    python benchmarks/train_experiment.py --out runs/experiment --device cuda            # one 10-minute GPU call
+    python benchmarks/train_experiment.py --out runs/experiment --device cuda            # one process, phase by phase
+    python benchmarks/train_experiment.py --out runs/experiment --device cuda --parallel --control-steps 200 \
+        --deadline-s 560                                                                  # one 10-minute GPU call
     python benchmarks/train_experiment.py --out /tmp/exp --device cpu --smoke            # the plumbing, on a CPU
     python benchmarks/train_experiment.py --replot runs/experiment/results.json          # table + plot again
 
@@ -17,6 +19,8 @@ time limit keeps what it measured; `--resume` keeps the finished phases and runs
             of those three, which `train_ablation.py` reuses)
   control   the same wall time as GRPO spent on more SFT from the SFT model (the compute control)
   eval      held-out pass@1 / pass@k after each phase, hardened verifier, bootstrap 95% intervals over tasks
+`--parallel` trains SFT once, then runs GRPO (and its evaluation) beside the other evaluations and the control, as
+processes on one machine, and joins them (`experiment_parallel.py`): how the whole run fits in one device call.
 
 Success criteria, fixed before the first run (printed with the results):
   C1  SFT teaches: the SFT model's held-out pass@1 interval lies above the untrained model's.
@@ -26,13 +30,16 @@ Whatever the outcome, the table says what happened; `docs/benchmarks.md` records
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import experiment_parallel  # noqa: E402 - the sibling modules of this script
 from experiment_run import (  # noqa: E402 - the sibling modules of this script
     Run,
     comparable,
@@ -69,7 +76,25 @@ def main() -> int:
     ap.add_argument("--join", nargs="+", metavar="RESULTS_JSON",
                     help="join the results.json of parts of one experiment run in parallel folders (e.g. GRPO in one, "
                          "its --skip-grpo control in another) into --out/results.json; trains nothing")  # fmt: skip
+    ap.add_argument(
+        "--parallel",
+        action="store_true",
+        help="after SFT, run GRPO and its evaluation, the SFT evaluation and the control (--control-steps), and the "
+        "untrained evaluation as processes side by side, then join them into --out/results.json "
+        "(experiment_parallel.py): the whole run in one device call",
+    )
+    ap.add_argument(
+        "--deadline-s",
+        type=float,
+        default=0,
+        help="with --parallel: end the processes still running this many seconds after the start and join what they "
+        "finished (each saves after every phase); 0: no deadline",
+    )
     args = ap.parse_args()
+    if args.parallel:
+        return parallel(ap, args)
+    if args.deadline_s:
+        ap.error("--deadline-s applies to --parallel runs only (one process ends its phases with --budget-s)")
     if args.join:
         return write_joined(ap, args, "results.json", join, table, plot)
     if args.replot:
@@ -118,6 +143,35 @@ def main() -> int:
     run.save()
     print(table(run.results))
     print(plot(run.results, run.out / "results.png"))
+    return 0
+
+
+def parallel(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`--parallel`: the run as processes side by side (experiment_parallel.py), then the joined table and plot."""
+    clash = [
+        flag
+        for flag, on in (
+            ("--join", args.join),
+            ("--replot", args.replot),
+            ("--skip-grpo", args.skip_grpo),
+            ("--skip-sft-eval", args.skip_sft_eval),
+            ("--stop-after", args.stop_after),
+        )
+        if on
+    ]
+    if clash:
+        ap.error(f"--parallel runs every phase itself and cannot take {', '.join(clash)}; drop it")
+    if not args.out:
+        ap.error("--parallel needs --out (the folder its parts go under)")
+    if args.control_steps < 1:
+        ap.error("--parallel needs --control-steps N: the control trains beside GRPO, so its compute is given in steps "
+                 "(the two slow each other, so wall time would not match them)")  # fmt: skip
+    if args.deadline_s < 0:
+        ap.error(f"--deadline-s {args.deadline_s:g} is negative; give seconds from the start, or 0 for none")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    results = experiment_parallel.run(args, sys.argv[1:], Path(__file__).resolve(), join)
+    print(table(results))
+    print(plot(results, Path(args.out) / "results.png"))
     return 0
 
 
