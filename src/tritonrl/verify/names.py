@@ -233,6 +233,16 @@ class Names:
         """`node` is the Name `name` and refers to the builtin (nothing in the candidate binds it)."""
         return isinstance(node, ast.Name) and node.id == name and self.binding(node) is None
 
+    def literal_getattr(self, call: ast.AST | None, obj: ast.AST) -> str | None:
+        """The attribute name of `getattr(obj, "name"[, default])` or `hasattr(obj, "name")` (the builtins, a string
+        literal): such a call reads what `obj.name` reads. None for any other call."""
+        if not isinstance(call, ast.Call) or call.args[:1] != [obj]:
+            return None
+        if not (self.is_builtin(call.func, "getattr") or self.is_builtin(call.func, "hasattr")):
+            return None
+        name = call.args[1] if len(call.args) > 1 else None
+        return name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) else None
+
 
 def _enclosing_function_binding(scope: Scope | None, name: str) -> Scope | None:
     """The function scope a `nonlocal name` refers to: the nearest enclosing non-class scope that binds it."""

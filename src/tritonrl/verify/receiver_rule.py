@@ -202,9 +202,8 @@ def _visible_use(node: ast.AST, parent: ast.AST | None, ctx: tuple[Names, dict[a
             return True
         if operand_of(parent, "getattr", "hasattr") and parent.args[:1] == [node]:
             # getattr(cls, "name", default) reads like cls.name (a private or computed name is another rule's)
-            name = parent.args[1] if len(parent.args) > 1 else None
-            literal = isinstance(name, ast.Constant) and isinstance(name.value, str)
-            return literal and name.value not in classes.privileged  # type: ignore[union-attr]
+            name = names.literal_getattr(parent, node)
+            return name is not None and name not in classes.privileged
         return operand_of(parent, "isinstance", "issubclass", "super") and node in parent.args
     if isinstance(parent, ast.Tuple):  # isinstance(x, (A, B)), except (A, B)
         outer = parents.get(parent)

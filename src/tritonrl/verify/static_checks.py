@@ -228,17 +228,11 @@ def _module_as_value(ctx: _Context) -> Iterator[_Hit]:
             continue
         if any(value is node for _, value in assigned_pairs(parent)) and not isinstance(parent, ast.NamedExpr):
             continue  # a tracked alias
-        if isinstance(parent, ast.Call) and (parent.func is node or _is_literal_getattr(parent, node, ctx)):
+        if isinstance(parent, ast.Call) and parent.func is node:
+            continue
+        if ctx.names.literal_getattr(parent, node) is not None:
             continue
         yield _Hit(node, _K.TAMPERING, f"uses the module {path} as a value")
-
-
-def _is_literal_getattr(call: ast.Call, node: ast.Name, ctx: _Context) -> bool:
-    func = call.func
-    if not (isinstance(func, ast.Name) and func.id in ("getattr", "hasattr") and ctx.names.binding(func) is None):
-        return False
-    name = call.args[1] if len(call.args) >= 2 else None
-    return call.args[0] is node and isinstance(name, ast.Constant) and isinstance(name.value, str)
 
 
 # Rationale: KernelBench's weakness #1: work on a side stream or replayed from a CUDA graph is invisible to events on
