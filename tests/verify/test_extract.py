@@ -168,7 +168,8 @@ def test_null_byte_is_a_syntax_error():
         (HELPER, "no top-level `class ModelNew`"),
         ("class Model:\n    pass\n", "top-level classes: Model"),
         ("def f():\n    class ModelNew:\n        pass\n", "not at the top level"),
-        ("class Model:\n    pass\nModelNew = Model\n", "assigned"),
+        ("class Fast:\n    pass\ndef make():\n    return Fast\nModelNew = make()\n", "assigned at line 5"),
+        ("ModelNew = Fast\nclass Fast:\n    pass\n", "not to a class defined above it"),
     ],
 )
 def test_no_modelnew(code, hint):
@@ -180,6 +181,44 @@ def test_no_modelnew(code, hint):
 def test_duplicate_modelnew_warns():
     tree, outcome = parse_candidate(CODE + "\n\n" + CODE.split("\n\n\n")[1], None)
     assert outcome.ok and "2 times" in outcome.warnings[0]
+
+
+def test_an_alias_of_a_top_level_class_is_modelnew_and_its_signature_is_checked():
+    # KernelBench's loader reads the name ModelNew, so `ModelNew = FastModel` is a ModelNew (a false reject before)
+    code = "import torch\nclass Fast(torch.nn.Module):\n    def __init__(self, a):\n        super().__init__()\n"
+    code += "Alias = Fast\nModelNew: type = Alias\n"
+    tree, outcome = parse_candidate(code, task(("a",)))
+    assert tree is not None and outcome.ok and outcome.line == 6
+    assert parse_candidate(code, task(("a", "b")))[1].failure is K.BAD_SIGNATURE  # Fast's __init__ is the one read
+
+
+def test_a_later_binding_of_modelnew_is_the_one_checked():
+    code = CODE + "\n\nclass Other(torch.nn.Module):\n    def __init__(self, a, b, c):\n        super().__init__()\n"
+    tree, outcome = parse_candidate(code + "ModelNew = Other\n", task(("a", "b", "c")))
+    assert outcome.ok and "2 times" in outcome.warnings[0]
+    assert parse_candidate(code + "ModelNew = Other\n", task())[1].failure is K.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "class Model(torch.nn.Module):\n    pass\nModelNew = Model\n",
+        "class Model(torch.nn.Module):\n    pass\nclass Fast(Model):\n    pass\nModelNew = Fast\n",
+    ],
+)
+def test_an_alias_of_the_reference_or_of_its_subclass_is_refused_by_the_static_checks(code):
+    code = "import torch\n" + code
+    tree, outcome = parse_candidate(code, None)
+    assert outcome.ok
+    static = run_static_checks(tree, code)
+    assert (static.stage, static.failure) == (Stage.STATIC, K.FORBIDDEN_CONSTRUCT)
+    assert "is or inherits from Model" in static.message
+
+
+def test_the_block_with_an_aliased_modelnew_is_chosen():
+    alias = "import torch\nclass Fast(torch.nn.Module):\n    pass\n\nModelNew = Fast\n"
+    code, outcome = extract_code(fenced(alias) + "\nand a usage example:\n" + fenced("print(ModelNew())"))
+    assert code == alias and "which defines ModelNew" in outcome.message
 
 
 def modelnew(params: str) -> str:

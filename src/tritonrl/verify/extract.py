@@ -19,7 +19,8 @@ _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n]*?)[ \t]*$")
-_DEFINES_MODELNEW = re.compile(r"^[ \t]*class[ \t]+ModelNew\b", re.MULTILINE)
+# `class ModelNew` or a top-level alias `ModelNew = FastModel` (KernelBench's loader takes either: it reads the name)
+_DEFINES_MODELNEW = re.compile(r"^(?:[ \t]*class[ \t]+ModelNew\b|ModelNew[ \t]*(?::[^=\n]*)?=(?!=))", re.MULTILINE)
 _CODE_START = re.compile(r"^(import |from |@|class |def |#)")
 _PYTHON_TAGS = frozenset({"", "py", "py3", "python", "python3", "ipython", "triton"})
 _MAX_START_TRIES = 20  # candidate start lines tried when stripping prose in front of unfenced code
@@ -107,12 +108,13 @@ def parse_candidate(code: str, task: Task | None) -> tuple[ast.Module | None, St
     except (ValueError, RecursionError) as e:  # null bytes; nesting too deep for the parser
         return None, _fail(Stage.PARSE, FailureKind.SYNTAX_ERROR, f"cannot parse: {type(e).__name__}")
 
-    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ModelNew"]
-    if not classes:
+    bindings = model_new_bindings(tree)
+    model_new = bindings[-1][1] if bindings else None  # the last binding is the one Python keeps
+    if model_new is None:
         return None, _fail(Stage.PARSE, FailureKind.NO_MODELNEW, _why_no_modelnew(tree))
-    model_new = classes[-1]  # the last definition is the one Python binds
-    warnings = (f"ModelNew is defined {len(classes)} times; the last one (line {model_new.lineno}) counts",)
-    warnings = warnings if len(classes) > 1 else ()
+    last = bindings[-1][0].lineno
+    warnings = (f"ModelNew is defined {len(bindings)} times; the last one (line {last}) counts",)
+    warnings = warnings if len(bindings) > 1 else ()
 
     if task is not None:
         try:
@@ -122,7 +124,36 @@ def parse_candidate(code: str, task: Task | None) -> tuple[ast.Module | None, St
                                "deeply to analyse", line=model_new.lineno)  # fmt: skip
         if problem:
             return None, _fail(Stage.PARSE, FailureKind.BAD_SIGNATURE, problem, line=model_new.lineno)
-    return tree, StageOutcome(Stage.PARSE, ok=True, warnings=warnings, line=model_new.lineno)
+    return tree, StageOutcome(Stage.PARSE, ok=True, warnings=warnings, line=last)
+
+
+def model_new_bindings(tree: ast.Module) -> list[tuple[ast.stmt, ast.ClassDef | None]]:
+    """The module's top-level bindings of `ModelNew`, in order: each statement with the class it binds, that is
+    `class ModelNew`, or `ModelNew = Name` (also annotated) naming a top-level class bound before it (through other
+    such aliases); None where the class cannot be read from the source (any other value)."""
+    classes: dict[str, ast.ClassDef | None] = {}
+    found: list[tuple[ast.stmt, ast.ClassDef | None]] = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            classes[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            value = classes.get(node.value.id) if isinstance(node.value, ast.Name) else None
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    classes[target.id] = value
+        if _binds_model_new(node):
+            found.append((node, classes["ModelNew"]))
+    return found
+
+
+def _binds_model_new(node: ast.stmt) -> bool:
+    if isinstance(node, ast.ClassDef):
+        return node.name == "ModelNew"
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return any(isinstance(t, ast.Name) and t.id == "ModelNew" for t in targets)
+    return False
 
 
 # --- extraction helpers -------------------------------------------------------------------------------------------
@@ -228,10 +259,9 @@ def _why_no_modelnew(tree: ast.Module) -> str:
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == "ModelNew":
             return f"`class ModelNew` at line {node.lineno} is not at the top level of the module"
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == "ModelNew" for t in targets):
-                return f"ModelNew is assigned at line {node.lineno}; a `class ModelNew` definition is required"
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and _binds_model_new(node):
+            return (f"ModelNew is assigned at line {node.lineno}, not to a class defined above it at the top level; "
+                    "define `class ModelNew`, or alias one: `ModelNew = FastModel`")  # fmt: skip
     classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
     found = f"top-level classes: {', '.join(classes)}" if classes else "no top-level classes"
     return f"no top-level `class ModelNew` ({found})"

@@ -68,6 +68,7 @@ DENIED: dict[str, FailureKind] = {
         ["sys", "gc", "inspect", "ctypes", "cffi", "importlib", "builtins", "marshal", "pickle", "dill", "cloudpickle"]
         + ["code", "codeop", "types", "weakref", "atexit", "traceback", "dis", "faulthandler", "resource"]
         + ["typing.get_type_hints", "typing.ForwardRef"]  # both evaluate strings as code
+        + ["logging.currentframe"]  # the caller's frame: f_locals/f_back reach the harness (helpers' wave 5)
         + [f"os.{name}" for name in _OS_TAMPERING],
         _K.TAMPERING,
     ),

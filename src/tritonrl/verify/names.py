@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterator
+
+from tritonrl.verify import passthrough
 
 # Decorators outside torch that return the method still bound on access (a cache, or the function itself, marked).
 _BINDING_DECORATORS = frozenset(
@@ -73,6 +76,7 @@ class Names:
                     scope.imports[name], changed = path, True
             if not changed:
                 break
+        self._pass_through = self._pass_through_decorators(tree)
         for inner, node, cls in self._methods:  # decorators resolve only now, after the aliases
             self._settle_receiver(inner, node, cls)
 
@@ -201,14 +205,41 @@ class Names:
     def _keeps_binding(self, decorator: ast.expr, props: set[str]) -> bool:
         """A decorator that leaves `obj.method` bound to obj: the builtins classmethod and property, a setter (getter,
         deleter) of one of the class's properties, the caching/marking decorators of functools, abc and typing, or
-        one from torch; called, only with plain arguments (`functools.partial(staticmethod)` would make it static)."""
+        one from torch; called, only with plain arguments (`functools.partial(staticmethod)` would make it static);
+        or a pass-through wrapper of the candidate's own (`passthrough.py`)."""
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
         if self.is_builtin(target, "classmethod") or self.is_builtin(target, "property"):
             return True
         if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
             if target.attr in ("setter", "getter", "deleter") and target.value.id in props:
                 return True
+        if isinstance(decorator, ast.Name) and decorator.id in self._pass_through:
+            return self.binding(decorator) is self.module
         return self._known_decorator(decorator, lambda path: path.startswith("torch.") or path in _BINDING_DECORATORS)
+
+    def _pass_through_decorators(self, tree: ast.Module) -> frozenset[str]:
+        """The candidate's module-level functions that are pass-through wrappers (`passthrough.py`), bound once in
+        the whole module and read nowhere but as a decorator: what runs is the function read, and it cannot be
+        handed elsewhere or altered (`deco.__code__ = ...` reads it)."""
+        bindings = Counter(passthrough.bound_names(tree))
+        decorators = {id(d) for n in ast.walk(tree) for d in getattr(n, "decorator_list", ())}
+        read_elsewhere = {
+            n.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in decorators
+        }
+
+        def is_wraps(node: ast.expr) -> bool:
+            return self.dotted(node) == "functools.wraps"
+
+        return frozenset(
+            f.name
+            for f in tree.body
+            if isinstance(f, ast.FunctionDef)
+            and bindings[f.name] == 1
+            and f.name not in read_elsewhere
+            and passthrough.keeps_receiver(f, is_wraps)
+        )
 
     def _known_decorator(self, decorator: ast.expr, known: Callable[[str], bool]) -> bool:
         """`decorator` (or the call of one) resolves to a path `known` accepts, and any arguments are plain."""

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 
 from tritonrl.errors import ConfigError
 from tritonrl.types import FailureKind, Stage, StageOutcome
-from tritonrl.verify import import_rule, receiver_rule
+from tritonrl.verify import import_rule, receiver_rule, reflection
 from tritonrl.verify.config import POLICIES  # "partial" drops only the torch-compute warnings; every rule applies
+from tritonrl.verify.extract import model_new_bindings
 from tritonrl.verify.import_policy import is_module
 from tritonrl.verify.names import Names, assigned_pairs
 
@@ -33,7 +34,6 @@ _FORBIDDEN_NAMES = {
     "quit": _K.FORBIDDEN_CONSTRUCT,
     "open": _K.FILE_ACCESS,
 }
-_SAFE_DUNDERS = frozenset({"__name__", "__qualname__", "__doc__", "__version__"})  # read-only strings
 _STREAM_GRAPH = frozenset(
     {"Stream", "stream", "wait_stream", "record_stream", "set_stream", "ExternalStream", "CUDAGraph", "graph"}
     | {"graphs", "make_graphed_callables"}
@@ -128,7 +128,7 @@ def _import_allowlist(ctx: _Context) -> Iterator[_Hit]:
 
 # Rationale: these builtins run strings as code, reach namespaces, read files or stdin, or stop the interpreter. Any
 # reference counts (`f = eval`), unless the name is a local binding (`def forward(self, input)`).
-@_rule("forbidden-builtins", _K.TAMPERING, "no exec/eval/__import__/open/...; getattr with a public literal")
+@_rule("forbidden-builtins", _K.TAMPERING, "no exec/eval/__import__/open/...; getattr/attrgetter: public literals")
 def _forbidden_builtins(ctx: _Context) -> Iterator[_Hit]:
     for node in ast.walk(ctx.tree):
         if not isinstance(node, ast.Name) or ctx.names.binding(node) is not None:
@@ -136,23 +136,12 @@ def _forbidden_builtins(ctx: _Context) -> Iterator[_Hit]:
         if node.id in _FORBIDDEN_NAMES:
             yield _Hit(node, _FORBIDDEN_NAMES[node.id], f"uses the builtin {node.id}")
         elif node.id in ("getattr", "type"):
-            yield from _check_reflective_call(node, ctx.parents.get(node))
-
-
-def _check_reflective_call(node: ast.Name, call: ast.AST | None) -> Iterator[_Hit]:
-    if not (isinstance(call, ast.Call) and call.func is node):
-        if node.id == "getattr":
-            yield _Hit(node, _K.TAMPERING, "passes getattr around; its attribute names cannot be checked")
-        return
-    if node.id == "type":
-        if len(call.args) == 3:
-            yield _Hit(call, _K.TAMPERING, "builds a class at run time, out of the static rules' sight")
-        return
-    name = call.args[1] if len(call.args) >= 2 else None
-    if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
-        yield _Hit(call, _K.TAMPERING, "computes the attribute name, which hides what it reaches")
-    elif name.value.startswith("_") and name.value not in _SAFE_DUNDERS:
-        yield _Hit(call, _K.TAMPERING, "reaches a private attribute")
+            for hit, why in reflection.builtin_call_hits(node, ctx.parents.get(node)):
+                yield _Hit(hit, _K.TAMPERING, why)
+    for node in ast.walk(ctx.tree):
+        if isinstance(node, (ast.Name, ast.Attribute)) and ctx.names.dotted(node) in reflection.ATTRIBUTE_READERS:
+            for hit, why in reflection.attribute_reader_hits(node, ctx.parents.get(node), ctx.names.dotted(node)):
+                yield _Hit(hit, _K.TAMPERING, why)
 
 
 # Rationale: dispatch modes, Triton launch hooks, the caching allocator, Tensor._version and torch._C internals live
@@ -161,12 +150,14 @@ def _check_reflective_call(node: ast.Name, call: ast.AST | None) -> Iterator[_Hi
 @_rule("private-attribute", _K.TAMPERING, "no `x._private` but a method's own self/cls; dunders: __init__/__name__")
 def _private_attribute(ctx: _Context) -> Iterator[_Hit]:
     for node in ast.walk(ctx.tree):
+        if isinstance(node, ast.Attribute) and node.attr in reflection.FRAME_ATTRIBUTES:
+            yield _Hit(node, _K.TAMPERING, f"reads {node.attr}, an interpreter frame's or closure's internals")
         if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")):
             continue
         attr = node.attr
         if attr.startswith("__") and attr.endswith("__") and len(attr) > 4:
             called = isinstance(call := ctx.parents.get(node), ast.Call) and call.func is node
-            if (attr in _SAFE_DUNDERS and isinstance(node.ctx, ast.Load)) or (attr == "__init__" and called):
+            if (attr in reflection.SAFE_DUNDERS and isinstance(node.ctx, ast.Load)) or (attr == "__init__" and called):
                 continue
             if attr == "__class__" and isinstance(node.ctx, ast.Load):  # a class object, as `type(x)` (receiver rule)
                 continue
@@ -337,17 +328,18 @@ def _inherits_reference(ctx: _Context) -> Iterator[_Hit]:
         for target, value in assigned_pairs(node):
             if isinstance(target, ast.Name):
                 parents[target.id] = [_last_name(value)]
-    for node in ast.walk(ctx.tree):
-        if isinstance(node, ast.ClassDef) and node.name == "ModelNew":
-            seen, todo = {"ModelNew"}, list(parents.get("ModelNew", []))
-            while todo:
-                name = todo.pop()
-                if name == "Model":
-                    yield _Hit(node, _K.FORBIDDEN_CONSTRUCT, "inherits from Model, the PyTorch reference")
-                    break
-                if name not in seen:
-                    seen.add(name)
-                    todo += parents.get(name, [])
+    bindings = [node for node, _ in model_new_bindings(ctx.tree)]  # `class ModelNew`, `ModelNew = FastModel`
+    nested = [n for n in ast.walk(ctx.tree) if isinstance(n, ast.ClassDef) and n.name == "ModelNew"]
+    for node in bindings + [n for n in nested if n not in bindings]:
+        seen, todo = {"ModelNew"}, list(parents.get("ModelNew", []))
+        while todo:
+            name = todo.pop()
+            if name == "Model":
+                yield _Hit(node, _K.FORBIDDEN_CONSTRUCT, "is or inherits from Model, the PyTorch reference")
+                break
+            if name not in seen:
+                seen.add(name)
+                todo += parents.get(name, [])
 
 
 def _last_name(node: ast.AST) -> str:
