@@ -3,7 +3,7 @@ read the rules or our fixtures (session 26).
 
 `passthrough_blackbox/honest/`: 27 kernels whose ModelNew method reads `self._x` under a decorator of the candidate's
 own (Liger's `ensure_contiguous`, logging and timing wrappers, `from functools import wraps`, nested helpers, stacked
-decorators): every one passes the static checks but the five other shapes listed in KNOWN_REJECTS.
+decorators): every one passes the static checks but the four other shapes listed in KNOWN_REJECTS.
 `passthrough_blackbox/attack/`: 103 attempts to get such a method's body to read another object's private attributes
 (the raw function called with another object or handed on, the wrapper calling or handing on itself, rebinding and
 shadowing in every binding form, `operator.attrgetter` strings, frames through `gi_frame` and
@@ -24,12 +24,11 @@ ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "passthrough_blackbox"
 HONEST = sorted((ROOT / "honest").glob("*.py"))
 ATTACKS = sorted((ROOT / "attack").glob("*.py"))
 # Honest, and still rejected: shapes the rule does not read as pass-through (each could call the raw function with
-# another object as far as the source shows), and torch.compiler (another rule's).
+# another object as far as the source shows).
 KNOWN_REJECTS = {
     "h13_wrapper_reads_self_private": "the wrapper reads `self._cache` itself: a wrapper is not a method",
     "h14_factory_decorator": "a decorator factory `@cast_inputs(dtype)`",
     "h15_class_decorator": "a class-based decorator with `__get__`",
-    "h20_torch_compiler_disable": "torch.compiler (rule torch-compile)",
     "h23_star_args_only": "`args = [...]` rebinds the receiver's carrier before `fn(*args)`",
 }
 # Controls (no leak), and a classmethod over a pass-through decorator: `cls` is the candidate's own class, whose

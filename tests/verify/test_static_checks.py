@@ -842,3 +842,17 @@ def test_rules_table_is_documented():
         assert re.fullmatch(r"[a-z-]+", rule_id) and isinstance(kind, FailureKind) and rationale
     source = Path(run_static_checks.__code__.co_filename).read_text()
     assert source.count("# Rationale:") >= len(RULES)
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "class M(nn.Module):\n    @torch.compiler.disable\n    def forward(self, x):\n        return x\n",
+        "eager = torch.compiler.disable(lambda x: x, recursive=False)\n",
+        "tracing = torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling()\n",
+    ],
+)
+def test_keeping_code_out_of_compilation_is_not_compiling_it(snippet):
+    assert check(KERNEL + snippet).ok
+    compiled = check(KERNEL + snippet.replace("compiler.disable", "compile").replace("jit.is_scripting", "jit.script"))
+    assert compiled.rule == "torch-compile"
