@@ -36,6 +36,9 @@ OWN_SWITCHES = ("--parallel", "--resume", "--skip-grpo", "--skip-sft-eval")
 # A part cut by the deadline gets this long after SIGTERM to end before SIGKILL.
 TERM_GRACE_S = 10.0
 POLL_S = 2.0
+# How often the parts still running are reported (elapsed time and the last line of each log): a part's phases take
+# minutes on a GPU, and its output goes to its own log, not to the terminal.
+PROGRESS_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,13 @@ def run_parts(script: Path, argv: list[str], parts: list[Part], deadline: float 
             proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
         running[part.name] = (proc, time.monotonic(), log_path)
     ends: dict[str, PartEnd] = {}
+    reported = time.monotonic()
     while len(ends) < len(running):
+        if time.monotonic() - reported >= PROGRESS_S:
+            reported = time.monotonic()
+            for name, (_, t0, log_path) in running.items():
+                if name not in ends:
+                    log.info("part %s running, %.0f s: %s", name, reported - t0, _last_line(log_path))
         for name, (proc, t0, log_path) in running.items():
             if name not in ends and proc.poll() is not None:
                 ends[name] = PartEnd(name, proc.returncode, round(time.monotonic() - t0, 1), log_path)
@@ -127,6 +136,17 @@ def run_parts(script: Path, argv: list[str], parts: list[Part], deadline: float 
             break
         time.sleep(POLL_S)
     return [ends[p.name] for p in parts]
+
+
+def _last_line(path: Path, width: int = 160) -> str:
+    """The last non-empty line of a part's log (progress bars rewrite one line with carriage returns: their last
+    state), cut to `width`."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 4096))
+        tail = f.read().decode("utf-8", "replace")
+    lines = [line.rsplit("\r", 1)[-1].strip() for line in tail.splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1][:width] if lines else "(no output yet)"
 
 
 def _end(proc: subprocess.Popen) -> None:

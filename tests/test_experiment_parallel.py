@@ -23,6 +23,8 @@ SLEEPER = """
 import os, sys, time
 out = sys.argv[sys.argv.index("--out") + 1]
 open(os.path.join(out, "pid"), "w").write(str(os.getpid()))
+print("step 1 of 3", flush=True)
+print("Tokenizing: 10%\\rTokenizing: 100%", flush=True)
 time.sleep(float(sys.argv[sys.argv.index("--sleep-s") + 1]))
 sys.exit(int(sys.argv[sys.argv.index("--exit") + 1]))
 """
@@ -39,7 +41,11 @@ def test_grpo_gets_most_of_the_workers_and_each_part_at_least_one():
     assert experiment_parallel.split_jobs(1) == (1, 1)
 
 
-def test_a_part_past_the_deadline_is_ended_with_its_process_group_and_the_others_are_kept(tmp_path):
+def test_a_part_past_the_deadline_is_ended_with_its_process_group_and_the_others_are_kept(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(experiment_parallel, "PROGRESS_S", 1.0)
+    caplog.set_level("INFO", logger="train_experiment")
     script = tmp_path / "sleeper.py"
     script.write_text(SLEEPER)
     quick = experiment_parallel.Part("quick", tmp_path / "quick", ("--sleep-s", "0", "--exit", "3"))
@@ -52,6 +58,8 @@ def test_a_part_past_the_deadline_is_ended_with_its_process_group_and_the_others
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # ended, not left running on the machine
     assert ends[1].log_path == tmp_path / "slow" / "part.log"
+    # while it ran, the slow part was reported with its log's last state (a progress bar's last rewrite)
+    assert "part slow running" in caplog.text and "Tokenizing: 100%" in caplog.text
 
 
 def test_the_parallel_mode_refuses_flags_it_sets_itself(monkeypatch, capsys):
