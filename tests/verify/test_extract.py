@@ -170,6 +170,7 @@ def test_null_byte_is_a_syntax_error():
         ("def f():\n    class ModelNew:\n        pass\n", "not at the top level"),
         ("class Fast:\n    pass\ndef make():\n    return Fast\nModelNew = make()\n", "assigned at line 5"),
         ("ModelNew = Fast\nclass Fast:\n    pass\n", "not to a class defined above it"),
+        ("class Fast:\n    pass\nModelNew: type\n", "assigned at line 3"),  # an annotation alone binds nothing
     ],
 )
 def test_no_modelnew(code, hint):

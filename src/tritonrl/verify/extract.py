@@ -135,25 +135,17 @@ def model_new_bindings(tree: ast.Module) -> list[tuple[ast.stmt, ast.ClassDef | 
     found: list[tuple[ast.stmt, ast.ClassDef | None]] = []
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
-            classes[node.name] = node
+            bound, value = [node.name], node
         elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound = [t.id for t in targets if isinstance(t, ast.Name)]
             value = classes.get(node.value.id) if isinstance(node.value, ast.Name) else None
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    classes[target.id] = value
-        if _binds_model_new(node):
-            found.append((node, classes["ModelNew"]))
+        else:
+            continue  # `ModelNew: type` alone binds nothing
+        classes.update(dict.fromkeys(bound, value))
+        if "ModelNew" in bound:
+            found.append((node, value))
     return found
-
-
-def _binds_model_new(node: ast.stmt) -> bool:
-    if isinstance(node, ast.ClassDef):
-        return node.name == "ModelNew"
-    if isinstance(node, (ast.Assign, ast.AnnAssign)):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        return any(isinstance(t, ast.Name) and t.id == "ModelNew" for t in targets)
-    return False
 
 
 # --- extraction helpers -------------------------------------------------------------------------------------------
@@ -259,9 +251,11 @@ def _why_no_modelnew(tree: ast.Module) -> str:
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == "ModelNew":
             return f"`class ModelNew` at line {node.lineno} is not at the top level of the module"
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and _binds_model_new(node):
-            return (f"ModelNew is assigned at line {node.lineno}, not to a class defined above it at the top level; "
-                    "define `class ModelNew`, or alias one: `ModelNew = FastModel`")  # fmt: skip
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "ModelNew" for t in targets):
+                return (f"ModelNew is assigned at line {node.lineno}, not to a class defined above it at the top "
+                        "level; define `class ModelNew`, or alias one: `ModelNew = FastModel`")  # fmt: skip
     classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
     found = f"top-level classes: {', '.join(classes)}" if classes else "no top-level classes"
     return f"no top-level `class ModelNew` ({found})"
