@@ -271,9 +271,3 @@ def test_keeps_receiver_reads_the_shape_alone():
     wrapped = "def d(fn):\n    @wraps(fn)\n    def w(s):\n        return fn(s)\n    return w\n"
     assert not passthrough.keeps_receiver(parsed(wrapped), never_wraps)  # `wraps` is not functools.wraps here
     assert passthrough.keeps_receiver(parsed(wrapped), lambda node: isinstance(node, ast.Name))
-
-
-def test_bound_names_counts_every_kind_of_binding():
-    tree = ast.parse("import a.b as c\nfrom x import y\ndef f(p, *q):\n    global g\n    r = 1\n"
-                     "    try:\n        pass\n    except E as h:\n        pass\nclass K:\n    pass\n")  # fmt: skip
-    assert sorted(passthrough.bound_names(tree)) == sorted("cfghKpqry")

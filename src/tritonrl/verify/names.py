@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from tritonrl.verify import passthrough
+from tritonrl.verify.bindings import bound_by
 
 # Decorators outside torch that return the method still bound on access (a cache, or the function itself, marked).
 _BINDING_DECORATORS = frozenset(
@@ -221,24 +222,26 @@ class Names:
         """The candidate's module-level functions that are pass-through wrappers (`passthrough.py`), bound once in
         the whole module and read nowhere but as a decorator: what runs is the function read, and it cannot be
         handed elsewhere or altered (`deco.__code__ = ...` reads it)."""
-        bindings = Counter(passthrough.bound_names(tree))
-        decorators = {id(d) for n in ast.walk(tree) for d in getattr(n, "decorator_list", ())}
-        read_elsewhere = {
-            n.id
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in decorators
-        }
+        functions = [f for f in tree.body if isinstance(f, ast.FunctionDef)]
+        if not functions:
+            return frozenset()
+        bindings: Counter[str] = Counter()
+        decorators: set[int] = set()
+        reads: list[ast.Name] = []
+        for node in ast.walk(tree):  # one pass: every candidate is statically checked, most have no such function
+            bindings.update(name for name, _ in bound_by(node))
+            decorators.update(id(d) for d in getattr(node, "decorator_list", ()))
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                reads.append(node)
+        read_elsewhere = {n.id for n in reads if id(n) not in decorators}
 
         def is_wraps(node: ast.expr) -> bool:
             return self.dotted(node) == "functools.wraps"
 
         return frozenset(
             f.name
-            for f in tree.body
-            if isinstance(f, ast.FunctionDef)
-            and bindings[f.name] == 1
-            and f.name not in read_elsewhere
-            and passthrough.keeps_receiver(f, is_wraps)
+            for f in functions
+            if bindings[f.name] == 1 and f.name not in read_elsewhere and passthrough.keeps_receiver(f, is_wraps)
         )
 
     def _known_decorator(self, decorator: ast.expr, known: Callable[[str], bool]) -> bool:
@@ -310,16 +313,11 @@ def rebindings(tree: ast.Module, imported: set[str]) -> Iterator[tuple[str, ast.
     constants = {id(t) for node in ast.walk(tree) for t, v in assigned_pairs(node) if isinstance(v, ast.Constant)}
 
     def names_bound(node: ast.AST, at_module: bool) -> Iterator[tuple[str, ast.AST]]:
+        # imports are what is checked, global/nonlocal are judged in `visit`, parameters only bind inside functions;
         # a constant at module level only: a class body that assigns one still reads the global before it
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            if not (at_module and id(node) in constants):
-                yield node.id, node
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            yield node.name, node
-        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
-            yield node.name, node
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            yield node.rest, node
+        if isinstance(node, (ast.alias, ast.Global, ast.Nonlocal, ast.arg)) or (at_module and id(node) in constants):
+            return
+        yield from bound_by(node)
 
     def visit(node: ast.AST, where: str) -> Iterator[tuple[str, ast.AST]]:
         if isinstance(node, (ast.Global, ast.Nonlocal)):

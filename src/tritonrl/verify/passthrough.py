@@ -24,8 +24,9 @@ and read nowhere but as a decorator, so the function seen here is the one that r
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
+from tritonrl.verify.bindings import bound_by
 from tritonrl.verify.reflection import SAFE_DUNDERS  # what a wrapper may read of `fn` besides calling it: strings
 
 
@@ -77,25 +78,14 @@ def _wraps_fn(decorator: ast.expr, fn: str, is_wraps: Callable[[ast.expr], bool]
 
 
 def _never_rebound(wrapper: ast.FunctionDef, first: ast.arg, names: set[str]) -> bool:
-    """No statement or nested parameter inside the wrapper binds one of `names` (`global`/`nonlocal` included); the
-    wrapper's own `first` parameter is the one binding allowed."""
-    for node in ast.walk(wrapper):
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load) and node.id in names:
-            return False
-        if isinstance(node, ast.arg) and node.arg in names and node is not first:
-            return False
-        if isinstance(node, (ast.Global, ast.Nonlocal)) and names & set(node.names):
-            return False
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node is not wrapper:
-            if node.name in names:
-                return False
-        if isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name in names:
-            return False
-        if isinstance(node, ast.MatchMapping) and node.rest in names:
-            return False
-        if isinstance(node, ast.alias) and (node.asname or node.name.split(".")[0]) in names:
-            return False
-    return True
+    """Nothing inside the wrapper binds one of `names` (nested parameters, targets, imports, `global`/`nonlocal`
+    and captures included); the wrapper's own `first` parameter and its own def are the bindings allowed."""
+    return not any(
+        name in names
+        for node in ast.walk(wrapper)
+        if node is not wrapper and node is not first
+        for name, _ in bound_by(node)
+    )
 
 
 def _fn_only_called_with(wrapper: ast.FunctionDef, fn: str, first: str, starred: bool) -> bool:
@@ -114,23 +104,3 @@ def _fn_only_called_with(wrapper: ast.FunctionDef, fn: str, first: str, starred:
         elif isinstance(node, ast.Attribute) and node.attr in SAFE_DUNDERS and isinstance(node.ctx, ast.Load):
             allowed.add(id(node.value))
     return all(id(n) in allowed for n in ast.walk(wrapper) if isinstance(n, ast.Name) and n.id == fn)
-
-
-def bound_names(tree: ast.AST) -> Iterator[str]:
-    """Every identifier any construct in `tree` binds, once per binding (defs, classes, targets, parameters,
-    imports, `global`/`nonlocal`, except/match names)."""
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            yield node.name
-        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            yield node.id
-        elif isinstance(node, ast.arg):
-            yield node.arg
-        elif isinstance(node, ast.alias):
-            yield node.asname or node.name.split(".")[0]
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            yield from node.names
-        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
-            yield node.name
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            yield node.rest
