@@ -142,9 +142,11 @@ def _forbidden_builtins(ctx: _Context) -> Iterator[_Hit]:
         elif node.id in ("getattr", "type"):
             for hit, why in reflection.builtin_call_hits(node, ctx.parents.get(node)):
                 yield _Hit(hit, _K.TAMPERING, why)
-    for node in ast.walk(ctx.tree):
-        if isinstance(node, (ast.Name, ast.Attribute)) and ctx.names.dotted(node) in reflection.ATTRIBUTE_READERS:
-            for hit, why in reflection.attribute_reader_hits(node, ctx.parents.get(node), ctx.names.dotted(node)):
+    for path, node in ctx.references:  # import statements are not uses; a chain past the reader is no call of it
+        reader = next((r for r in reflection.ATTRIBUTE_READERS if path == r or path.startswith(r + ".")), None)
+        if reader and isinstance(node, (ast.Name, ast.Attribute)):
+            call = ctx.parents.get(node) if path == reader else None
+            for hit, why in reflection.attribute_reader_hits(node, call, reader):
                 yield _Hit(hit, _K.TAMPERING, why)
 
 
@@ -336,18 +338,25 @@ def _inherits_reference(ctx: _Context) -> Iterator[_Hit]:
         for target, value in assigned_pairs(node):
             if isinstance(target, ast.Name):
                 parents[target.id] = [_last_name(value)]
+    if not _reaches("ModelNew", "Model", parents):  # the module-level chain, the same for every binding below
+        return
     bindings = [node for node, _ in model_new_bindings(ctx.tree)]  # `class ModelNew`, `ModelNew = FastModel`
     nested = [n for n in ast.walk(ctx.tree) if isinstance(n, ast.ClassDef) and n.name == "ModelNew"]
     for node in bindings + [n for n in nested if n not in bindings]:
-        seen, todo = {"ModelNew"}, list(parents.get("ModelNew", []))
-        while todo:
-            name = todo.pop()
-            if name == "Model":
-                yield _Hit(node, _K.FORBIDDEN_CONSTRUCT, "is or inherits from Model, the PyTorch reference")
-                break
-            if name not in seen:
-                seen.add(name)
-                todo += parents.get(name, [])
+        yield _Hit(node, _K.FORBIDDEN_CONSTRUCT, "is or inherits from Model, the PyTorch reference")
+
+
+def _reaches(start: str, target: str, parents: dict[str, list[str]]) -> bool:
+    """`target` is among `start`'s bases or alias targets, followed transitively."""
+    seen, todo = {start}, list(parents.get(start, []))
+    while todo:
+        name = todo.pop()
+        if name == target:
+            return True
+        if name not in seen:
+            seen.add(name)
+            todo += parents.get(name, [])
+    return False
 
 
 def _last_name(node: ast.AST) -> str:
