@@ -177,11 +177,16 @@ def comparable(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return why + [f for f in GRPO_FLAGS if a.get("args", {}).get(f) != b.get("args", {}).get(f)]
 
 
+def setup_logging() -> None:
+    """The experiment scripts' log lines: time, logger, message, on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+
+
 def setup_args(args: argparse.Namespace) -> None:
     """Logging, the smoke sizes, and the training device."""
     import torch
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    setup_logging()
     args.train_device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.smoke:
         for name, value in SMOKE.items():

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ from experiment_run import (  # noqa: E402 - the sibling modules of this script
     score_cells,
     score_columns,
     setup_args,
+    setup_logging,
     write_joined,
 )
 
@@ -168,7 +168,7 @@ def parallel(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                  "(the two slow each other, so wall time would not match them)")  # fmt: skip
     if args.deadline_s < 0:
         ap.error(f"--deadline-s {args.deadline_s:g} is negative; give seconds from the start, or 0 for none")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    setup_logging()  # not setup_args: this process only starts and joins the parts, it needs no torch
     results = experiment_parallel.run(args, sys.argv[1:], Path(__file__).resolve(), join)
     print(table(results))
     print(plot(results, Path(args.out) / "results.png"))

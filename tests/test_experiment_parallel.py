@@ -92,3 +92,17 @@ def test_the_whole_experiment_runs_as_parts_and_joins_into_one_table(tmp_path, m
     # the parts trained from base's SFT model: linked, not trained again
     assert (out / "grpo-part" / "sft").resolve() == (out / "base" / "sft").resolve()
     assert "| sft+grpo |" in capsys.readouterr().out and (out / "results.png").exists()
+
+
+def test_a_part_folder_links_the_sft_model_and_keeps_its_own_results_on_a_rerun(tmp_path):
+    base, part = tmp_path / "base", tmp_path / "grpo-part"
+    for model in ("init", "sft"):
+        (base / model).mkdir(parents=True)
+        (base / model / "config.json").write_text("{}")
+    (base / "results.json").write_text('{"phases": {"sft": {}}}')
+    experiment_parallel.fork_folder(base, part)
+    assert (part / "sft" / "config.json").exists() and (part / "sft").is_symlink()
+    assert json.loads((part / "results.json").read_text()) == {"phases": {"sft": {}}}
+    (part / "results.json").write_text('{"phases": {"sft": {}, "grpo": {}}}')  # what a cut first run finished
+    experiment_parallel.fork_folder(base, part)  # the same command again
+    assert "grpo" in json.loads((part / "results.json").read_text())["phases"]

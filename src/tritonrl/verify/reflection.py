@@ -53,7 +53,7 @@ def builtin_call_hits(node: ast.Name, call: ast.AST | None) -> Iterator[Hit]:
         yield call, why
 
 
-def attribute_reader_hits(node: ast.AST, call: ast.AST | None, path: str | None) -> Iterator[Hit]:
+def attribute_reader_hits(node: ast.AST, call: ast.AST | None, path: str) -> Iterator[Hit]:
     """`operator.attrgetter("a.b", "c")` / `operator.methodcaller("m", ...)` (`path` says which): called in place,
     with literal names that `hidden` allows; an attrgetter path is checked part by part."""
     if not (isinstance(call, ast.Call) and call.func is node):
