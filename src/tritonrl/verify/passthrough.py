@@ -36,7 +36,7 @@ def keeps_receiver(deco: ast.FunctionDef, is_wraps: Callable[[ast.expr], bool]) 
     extra = deco.args.vararg or deco.args.kwarg or deco.args.kwonlyargs or deco.args.defaults
     if deco.decorator_list or len(params) != 1 or extra:
         return False
-    body = deco.body[1:] if _is_docstring(deco.body[0]) else deco.body
+    body = deco.body[1:] if ast.get_docstring(deco, clean=False) is not None else deco.body
     if len(body) != 2 or not isinstance(body[0], ast.FunctionDef):
         return False
     wrapper, ret = body
@@ -59,10 +59,6 @@ def keeps_receiver(deco: ast.FunctionDef, is_wraps: Callable[[ast.expr], bool]) 
     if any(isinstance(n, ast.Name) and n.id == wrapper.name for n in ast.walk(wrapper)):
         return False
     return _fn_only_called_with(wrapper, fn, first.arg, starred)
-
-
-def _is_docstring(stmt: ast.stmt) -> bool:
-    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
 
 
 def _wraps_fn(decorator: ast.expr, fn: str, is_wraps: Callable[[ast.expr], bool]) -> bool:
@@ -94,12 +90,9 @@ def _fn_only_called_with(wrapper: ast.FunctionDef, fn: str, first: str, starred:
     allowed = {id(n) for d in wrapper.decorator_list for n in ast.walk(d)}  # `functools.wraps(fn)`, checked apart
     for node in ast.walk(wrapper):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == fn and node.args:
-            leading = node.args[0].value if starred and isinstance(node.args[0], ast.Starred) else node.args[0]
-            if (
-                isinstance(leading, ast.Name)
-                and leading.id == first
-                and starred == isinstance(node.args[0], ast.Starred)
-            ):
+            spread = isinstance(node.args[0], ast.Starred)
+            leading = node.args[0].value if spread else node.args[0]  # type: ignore[attr-defined]
+            if spread == starred and isinstance(leading, ast.Name) and leading.id == first:
                 allowed.add(id(node.func))
         elif isinstance(node, ast.Attribute) and node.attr in SAFE_DUNDERS and isinstance(node.ctx, ast.Load):
             allowed.add(id(node.value))
